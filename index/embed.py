@@ -53,6 +53,11 @@ def unit_rows(vectors: np.ndarray) -> np.ndarray:
 class SentenceTransformerEncoder:
     def __init__(self, model_id: str = DEFAULT_MODEL_ID, device: str = "cpu"):
         from sentence_transformers import SentenceTransformer
+        from transformers.utils import logging as transformers_logging
+
+        # weight-loading bars and long-input warnings on every start are noise in a service
+        transformers_logging.set_verbosity_error()
+        transformers_logging.disable_progress_bar()
 
         self.model_id = model_id
         self.model = SentenceTransformer(resolve_model(model_id), device=device)

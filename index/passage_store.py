@@ -42,6 +42,12 @@ class StoredPassage:
     source: str | None
     byline: str | None
 
+    def to_dict(self) -> dict:
+        return {
+            "id": self.id, "text": self.text, "doc_id": self.doc_id, "title": self.title, "date": self.date,
+            "source": self.source, "byline": self.byline, "position": self.position, "heading": self.heading,
+        }
+
 
 class PassageWriter:
     """Fills a new passage file; only ever used on a staging directory."""

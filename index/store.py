@@ -147,6 +147,7 @@ def _is_being_written(path: Path) -> bool:
 def _publish(staging: Path, out: Path) -> None:
     generation = out.parent / f".{out.name}.{time.strftime('%Y%m%d-%H%M%S')}-{os.getpid()}-{staging.name[-6:]}"
     _fsync_tree(staging)
+    staging.chmod(0o755)  # mkdtemp makes it private; the index is as readable as its parent
     os.rename(staging, generation)
     previous = out.resolve() if out.is_symlink() else None
     if out.exists() and not out.is_symlink():

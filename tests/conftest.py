@@ -1,0 +1,105 @@
+from __future__ import annotations
+
+import hashlib
+import json
+import re
+from collections.abc import Sequence
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from index.build import build_index
+from index.search import Searcher
+from index.text import fold
+
+ROOT = Path(__file__).resolve().parent.parent
+CORPUS = ROOT / "data" / "corpus"
+SEED_QUERIES = ROOT / "data" / "eval" / "seed_queries_dev.jsonl"
+SHARED = ROOT.parent / "shared"
+
+
+class FakeEncoder:
+    """Hashed bag of folded words: fast, deterministic, and similar texts get similar vectors.
+    For plumbing tests only; quality tests use the real model."""
+
+    model_id = "test/fake-hash-encoder"
+    dim = 512
+    max_tokens = 40
+    prompts = {"query": "", "document": ""}
+
+    def __init__(self, fail_after: int | None = None):
+        self.fail_after = fail_after
+        self.encoded = 0
+
+    def count_tokens(self, text: str) -> int:
+        return len(text.split())
+
+    def _embed(self, texts: Sequence[str]) -> np.ndarray:
+        out = np.zeros((len(texts), self.dim), dtype=np.float32)
+        for row, text in enumerate(texts):
+            for word in re.findall(r"\w+", fold(text)):
+                out[row, int(hashlib.md5(word.encode()).hexdigest(), 16) % self.dim] += 1.0
+        out[:, 0] += 1e-3  # no zero vectors
+        return out / np.linalg.norm(out, axis=1, keepdims=True)
+
+    def encode_passages(self, texts: Sequence[str], batch_size: int = 32) -> np.ndarray:
+        self.encoded += len(texts)
+        if self.fail_after is not None and self.encoded > self.fail_after:
+            raise RuntimeError("simulated crash while embedding")
+        return self._embed(texts)
+
+    def encode_queries(self, texts: Sequence[str]) -> np.ndarray:
+        return self._embed(texts)
+
+
+@pytest.fixture
+def fake_encoder() -> FakeEncoder:
+    return FakeEncoder()
+
+
+@pytest.fixture
+def fake_index(tmp_path: Path, fake_encoder: FakeEncoder) -> Path:
+    out = tmp_path / "index"
+    build_index([CORPUS], out, fake_encoder, progress=False)
+    return out
+
+
+@pytest.fixture
+def fake_searcher(fake_index: Path, fake_encoder: FakeEncoder) -> Searcher:
+    return Searcher.open(fake_index, encoder=fake_encoder)
+
+
+@pytest.fixture
+def app(fake_searcher: Searcher):
+    from service import create_app
+
+    return create_app({"TESTING": True, "SEARCHER": fake_searcher})
+
+
+@pytest.fixture
+def client(app):
+    return app.test_client()
+
+
+@pytest.fixture(scope="session")
+def real_encoder():
+    from index.embed import SentenceTransformerEncoder
+
+    return SentenceTransformerEncoder()
+
+
+@pytest.fixture(scope="session")
+def real_index(tmp_path_factory, real_encoder) -> Path:
+    out = tmp_path_factory.mktemp("real") / "index"
+    build_index([CORPUS], out, real_encoder, progress=False)
+    return out
+
+
+@pytest.fixture(scope="session")
+def real_searcher(real_index: Path, real_encoder) -> Searcher:
+    return Searcher.open(real_index, encoder=real_encoder)
+
+
+def seed_queries() -> list[dict]:
+    return [json.loads(line) for line in SEED_QUERIES.read_text(encoding="utf-8").splitlines() if line.strip()]

@@ -1,0 +1,144 @@
+import json
+import os
+
+import numpy as np
+import pytest
+
+from index.build import build_index, is_current
+from index.search import MAX_K, MAX_QUERY_CHARS, InvalidRequest, Searcher, UnknownPassage
+from index.store import IndexCorrupt, IndexNotFound, Manifest, ModelMismatch, open_index
+from tests.conftest import CORPUS, FakeEncoder
+
+
+def test_manifest_records_the_build(fake_index, fake_encoder):
+    manifest = Manifest.read(fake_index)
+    assert manifest.model == fake_encoder.model_id
+    assert manifest.dimension == fake_encoder.dim
+    assert manifest.documents == 5
+    assert manifest.passages == len(open_index(fake_index).vectors) > 5
+    assert manifest.backend["engine"] == "faiss"
+    assert manifest.chunking["max_tokens"] == fake_encoder.max_tokens
+    assert is_current([CORPUS], fake_index, fake_encoder.model_id)
+    assert not is_current([CORPUS], fake_index, "another/model")
+
+
+def test_faiss_search_matches_brute_force(fake_searcher, fake_encoder):
+    """The FAISS path returns what an exhaustive numpy scan over every stored vector returns."""
+    index = fake_searcher.index
+    ids = np.array([p.int_id for p in index.passages.by_int_ids(list(_all_int_ids(index))).values()])
+    matrix = np.stack([index.vectors.vector(i) for i in ids])
+    for query in ["đảng viên sinh hoạt chi bộ", "Fanpage Zalo mạng xã hội", "Hồ Chí Minh"]:
+        q = fake_encoder.encode_queries([query])[0]
+        expected = ids[np.argsort(-(matrix @ q), kind="stable")][:5]
+        scores = np.sort(matrix @ q)[::-1][:5]
+        results = fake_searcher.search(query, 5)
+        assert [r.score for r in results] == pytest.approx(list(scores), abs=1e-5)
+        assert set(int(r.id, 16) for r in results[:3]) <= set(expected.tolist() + _ties(matrix @ q, ids, scores[2]))
+
+
+def _all_int_ids(index):
+    rows = index.passages._connection.execute("SELECT int_id FROM passages").fetchall()
+    return [r[0] for r in rows]
+
+
+def _ties(scores, ids, threshold):
+    return ids[scores >= threshold - 1e-6].tolist()
+
+
+def test_crash_while_indexing_keeps_the_previous_index(tmp_path, fake_index):
+    before = (fake_index / "manifest.json").read_text()
+    target_before = os.path.realpath(fake_index)
+    with pytest.raises(RuntimeError, match="simulated crash"):
+        build_index([CORPUS], fake_index, FakeEncoder(fail_after=10), progress=False)
+    assert os.path.realpath(fake_index) == target_before
+    assert (fake_index / "manifest.json").read_text() == before
+    assert Searcher.open(fake_index, encoder=FakeEncoder()).search("đảng viên", 3)
+    assert not list(fake_index.parent.glob(".index.staging-*"))
+
+
+def test_rebuild_replaces_the_index_and_keeps_one_previous_generation(tmp_path, fake_index, fake_encoder):
+    first = os.path.realpath(fake_index)
+    build_index([CORPUS / "000_3c2f5f3f6056e9aa.txt"], fake_index, fake_encoder, progress=False)
+    second = os.path.realpath(fake_index)
+    build_index([CORPUS], fake_index, fake_encoder, progress=False)
+    assert Manifest.read(fake_index).documents == 5
+    generations = sorted(p.name for p in fake_index.parent.glob(".index.*"))
+    assert os.path.basename(second) in generations and os.path.basename(first) not in generations
+    assert len(generations) == 2
+
+
+def test_missing_broken_and_foreign_indexes_are_clear_errors(tmp_path, fake_index):
+    with pytest.raises(IndexNotFound, match="no index at"):
+        open_index(tmp_path / "nothing")
+    with pytest.raises(ModelMismatch, match="built with model 'test/fake-hash-encoder'"):
+        open_index(fake_index, model="intfloat/multilingual-e5-small")
+
+    manifest_path = fake_index / "manifest.json"
+    data = json.loads(manifest_path.read_text())
+    manifest_path.write_text(json.dumps({**data, "format_version": 99}))
+    with pytest.raises(IndexCorrupt, match="index format 99"):
+        open_index(fake_index)
+    manifest_path.write_text(json.dumps({**data, "passages": data["passages"] + 1}))
+    with pytest.raises(IndexCorrupt, match="manifest says"):
+        open_index(fake_index)
+    manifest_path.write_text(json.dumps(data))
+    (fake_index / "vectors.faiss").write_bytes(b"garbage")
+    with pytest.raises(IndexCorrupt, match="cannot be read"):
+        open_index(fake_index)
+    manifest_path.write_text("{broken")
+    with pytest.raises(IndexCorrupt, match="not valid JSON"):
+        open_index(fake_index)
+
+
+def test_similar_leaves_out_the_passage_and_its_exact_copies(tmp_path, fake_encoder):
+    corpus = tmp_path / "corpus"
+    corpus.mkdir()
+    shared = "Chi bộ tổ chức sinh hoạt chuyên đề về học tập và làm theo tư tưởng Hồ Chí Minh."
+    (corpus / "a.txt").write_text(f"Bài A\n\n{shared}\n\nĐoạn khác về kinh tế nông nghiệp.\n")
+    (corpus / "b.txt").write_text(f"Bài B\n\n{shared}\n\nChi bộ sinh hoạt chuyên đề tư tưởng Hồ Chí Minh hằng tháng.\n")
+    build_index([corpus], tmp_path / "index", fake_encoder, progress=False)
+    searcher = Searcher.open(tmp_path / "index", encoder=fake_encoder)
+    source = searcher.search(shared, 1)[0]
+    assert source.text == shared
+    similar = searcher.similar_to_passage(source.id, 3)
+    assert similar and all(r.id != source.id and r.text != shared for r in similar)
+    assert similar[0].text.startswith("Chi bộ sinh hoạt chuyên đề")
+    # pasted text is searched as it is: its copies are what it is most similar to
+    assert searcher.similar_to_text(shared, 2)[0].text == shared
+
+
+def test_neighbours_are_in_reading_order(fake_searcher):
+    hit = fake_searcher.search("Fanpage Zalo", 1)[0]
+    passage = fake_searcher.passage(hit.id)
+    around = fake_searcher.neighbours(passage)
+    assert [p.position for p in around] == [passage.position - 1, passage.position, passage.position + 1]
+    assert {p.doc_id for p in around} == {passage.doc_id}
+
+
+@pytest.mark.parametrize(
+    "query, k, message",
+    [
+        ("", 5, "query is empty"),
+        ("   \n ", 5, "query is empty"),
+        ("x" * (MAX_QUERY_CHARS + 1), 5, "the limit is"),
+        (42, 5, "query must be a string"),
+        ("đảng viên", 0, "k must be"),
+        ("đảng viên", MAX_K + 1, "k must be"),
+        ("đảng viên", "5", "k must be"),
+        ("đảng viên", True, "k must be"),
+    ],
+)
+def test_bad_requests(fake_searcher, query, k, message):
+    with pytest.raises(InvalidRequest, match=message):
+        fake_searcher.search(query, k)
+
+
+def test_unknown_passage(fake_searcher):
+    with pytest.raises(UnknownPassage, match="no passage with id 'ffff'"):
+        fake_searcher.passage("ffff")
+    with pytest.raises(UnknownPassage):
+        fake_searcher.similar_to_passage("0000000000000000", 3)
+
+
+def test_k_larger_than_the_index_returns_everything(fake_searcher):
+    assert len(fake_searcher.search("đảng", MAX_K)) == min(MAX_K, fake_searcher.size)

@@ -1,0 +1,24 @@
+from index.text import fold, normalize, query_terms, split_sentences, term_spans
+
+
+def test_normalize_composes_and_folds_whitespace():
+    assert normalize("  Tie\u0302\u0301ng\t\nViệt  ") == "Tiếng Việt"
+
+
+def test_fold_keeps_offsets_and_drops_diacritics():
+    text = "ĐẢNG viên Tiếng Việt"
+    assert fold(text) == "dang vien tieng viet"
+    assert len(fold(text)) == len(text)
+
+
+def test_split_sentences():
+    assert split_sentences("Một câu. Hai câu! “Ba” câu? 4 là số.") == ["Một câu.", "Hai câu!", "“Ba” câu?", "4 là số."]
+    assert split_sentences("Tỷ lệ 97,08%. đoạn thường") == ["Tỷ lệ 97,08%. đoạn thường"]
+
+
+def test_term_spans_match_without_diacritics_and_skip_stopwords():
+    text = "Đảng viên và tỷ lệ đảng viên"
+    terms = query_terms("ty le dang vien va")
+    assert "va" not in terms
+    spans = term_spans(text, terms)
+    assert [text[a:b] for a, b in spans] == ["Đảng", "viên", "tỷ", "lệ", "đảng", "viên"]
