@@ -103,3 +103,35 @@ def real_searcher(real_index: Path, real_encoder) -> Searcher:
 
 def seed_queries() -> list[dict]:
     return [json.loads(line) for line in SEED_QUERIES.read_text(encoding="utf-8").splitlines() if line.strip()]
+
+
+@pytest.fixture(scope="session")
+def live_server(real_index: Path):
+    """`semsearch serve` (waitress) on a free port of this machine, serving the real seed index."""
+    import socket
+    import subprocess
+    import sys
+    import time
+    import urllib.request
+
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    process = subprocess.Popen(
+        [sys.executable, "-m", "service.cli", "serve", "--index", str(real_index), "--port", str(port)],
+        cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+    )
+    base = f"http://127.0.0.1:{port}"
+    deadline = time.monotonic() + 180
+    while True:
+        try:
+            urllib.request.urlopen(base + "/api/health", timeout=2)
+            break
+        except OSError:
+            if process.poll() is not None or time.monotonic() > deadline:
+                process.kill()
+                raise RuntimeError("server did not start:\n" + (process.stdout.read() if process.stdout else ""))
+            time.sleep(0.5)
+    yield base
+    process.terminate()
+    process.wait(timeout=30)

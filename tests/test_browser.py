@@ -1,0 +1,64 @@
+"""The search page in a real browser: Debian's chromium driven by Playwright."""
+
+import shutil
+
+import pytest
+
+pytestmark = [pytest.mark.model, pytest.mark.browser]
+
+CHROMIUM = shutil.which("chromium") or "/usr/bin/chromium"
+# No background traffic: this machine has no network beyond package registries.
+CHROMIUM_ARGS = [
+    "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run", "--disable-background-networking",
+    "--disable-component-update", "--disable-sync",
+]
+
+
+@pytest.fixture(scope="module")
+def browser():
+    from playwright.sync_api import sync_playwright
+
+    with sync_playwright() as playwright:
+        browser = playwright.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS, headless=True)
+        yield browser
+        browser.close()
+
+
+def test_search_from_the_form_and_follow_similar(browser, live_server, tmp_path):
+    page = browser.new_page()
+    page.goto(live_server + "/")
+    assert page.locator("html").get_attribute("lang") == "vi"
+    page.fill("input[name=q]", "Đảng bộ Khối có bao nhiêu đảng viên?")
+    page.select_option("select[name=k]", "5")
+    page.click("button[type=submit]")
+    page.wait_for_selector("li.result")
+    results = page.locator("li.result")
+    assert results.count() == 5
+    top_three = " ".join(results.nth(i).inner_text() for i in range(3))
+    assert "152 đảng bộ" in top_three
+    assert page.locator("li.result mark").count() > 0
+    assert "2023-05-29" in results.first.inner_text()
+    page.screenshot(path=str(tmp_path / "search.png"), full_page=True)
+
+    results.first.locator("a.similar").click()
+    page.wait_for_selector("section.context p.current")
+    assert "/passages/" in page.url
+    assert page.locator("ol.results li.result").count() == 5
+    page.close()
+
+
+def test_page_works_without_javascript(browser, live_server):
+    context = browser.new_context(java_script_enabled=False)
+    page = context.new_page()
+    page.goto(live_server + "/?q=tuyen+truyen+Fanpage+Zalo&k=5")
+    assert page.locator("li.result").count() == 5
+    assert page.locator("li.result mark", has_text="Fanpage").count() >= 1
+    context.close()
+
+
+def test_unaccented_query_highlights_accented_words(browser, live_server):
+    page = browser.new_page()
+    page.goto(live_server + "/?q=sinh+hoat+chi+bo&k=5")
+    marks = {m.lower() for m in page.locator("li.result mark").all_inner_texts()}
+    assert {"sinh", "hoạt", "chi", "bộ"} <= marks
+    page.close()
