@@ -131,7 +131,7 @@ def staging_directory(out: Path):
 def _remove_abandoned_staging(out: Path) -> None:
     """Staging directories of builds that crashed (their process is gone)."""
     for path in out.parent.glob(f".{out.name}.staging-*"):
-        if time.time() - path.stat().st_mtime > 24 * 3600 or not _is_being_written(path):
+        if not _is_being_written(path):
             shutil.rmtree(path, ignore_errors=True)
 
 

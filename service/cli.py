@@ -108,8 +108,9 @@ def _open_searcher(args):
 
 
 def _search(args) -> int:
+    searcher = _open_searcher(args)
     started = time.perf_counter()
-    results = _open_searcher(args).search(args.query, args.k)
+    results = searcher.search(args.query, args.k)
     _print_results(results, args.json, query=args.query, k=args.k, took_ms=round((time.perf_counter() - started) * 1000, 1))
     return 0
 

@@ -46,3 +46,13 @@ def test_similar_passages_are_about_the_same_thing(real_searcher):
     assert len(similar) == 5 and source.id not in {r.id for r in similar}
     assert all(0 < r.score < 1.0 for r in similar)
     assert sum(r.doc_id == source.doc_id for r in similar) >= 3
+
+
+def test_concurrent_searches_agree_with_sequential_ones(real_searcher):
+    from concurrent.futures import ThreadPoolExecutor
+
+    queries = [q["query"] for q in seed_queries()] * 3
+    sequential = {q: [r.id for r in real_searcher.search(q, 5)] for q in queries}
+    with ThreadPoolExecutor(max_workers=8) as pool:
+        concurrent = list(pool.map(lambda q: (q, [r.id for r in real_searcher.search(q, 5)]), queries))
+    assert all(sequential[q] == ids for q, ids in concurrent)

@@ -142,3 +142,13 @@ def test_unknown_passage(fake_searcher):
 
 def test_k_larger_than_the_index_returns_everything(fake_searcher):
     assert len(fake_searcher.search("đảng", MAX_K)) == min(MAX_K, fake_searcher.size)
+
+
+def test_abandoned_staging_directories_are_cleaned(tmp_path, fake_encoder):
+    out = tmp_path / "index"
+    dead = tmp_path / ".index.staging-dead"
+    dead.mkdir()
+    (dead / ".pid").write_text("999999999")
+    build_index([CORPUS / "000_3c2f5f3f6056e9aa.txt"], out, fake_encoder, progress=False)
+    assert not dead.exists()
+    assert Manifest.read(out).documents == 1
