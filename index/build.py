@@ -13,6 +13,7 @@ from .backend import FaissBackend
 from .chunk import Passage, chunk_document
 from .embed import TextEncoder
 from .ingest import IngestError, find_files, fingerprint, read_documents
+from .lexical import AccentVocabulary, LexicalIndex
 from .passage_store import PassageWriter
 from .store import Manifest, read_manifest_if_any, staging_directory
 
@@ -21,7 +22,7 @@ OVERLAP_SENTENCES = 1
 # specific facts (numbers, names) from being averaged away (seed dev set: Hit@5 13/15 at 256).
 PASSAGE_TOKENS = 256
 # Bumped when cleaning or chunking changes what passages a corpus yields, so old indexes count as stale.
-PIPELINE_VERSION = 1
+PIPELINE_VERSION = 2
 # Passages are embedded in groups this size so the progress bar moves and memory stays flat.
 EMBED_GROUP = 256
 
@@ -69,6 +70,11 @@ def build_index(
         writer.add_passages(passages)
         writer.close()
 
+        int_ids = np.array([p.int_id for p in passages], dtype=np.int64)
+        lexical = LexicalIndex.build([p.embedding_text for p in passages], int_ids)
+        lexical.save(staging)
+        AccentVocabulary.count([p.embedding_text for p in passages]).save(staging)
+
         vectors = FaissBackend(encoder.dim)
         with tqdm(total=len(passages), desc="embedding", unit="passage", disable=not progress) as bar:
             for start in range(0, len(passages), EMBED_GROUP):
@@ -86,6 +92,7 @@ def build_index(
             documents=documents,
             corpus_fingerprint=fingerprint(files),
             backend=vectors.describe(),
+            lexical=lexical.describe(),
             chunking={**_chunk_settings(passage_tokens), "max_tokens": max_tokens},
             build_seconds=round(time.perf_counter() - started, 3),
         )

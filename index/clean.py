@@ -45,7 +45,7 @@ _BOILERPLATE: list[tuple[str, re.Pattern[str]]] = [
     ("widget", _rx(r"^(bài|tin) (liên quan|mới|cùng chuyên mục|khác)$")),
     ("widget", _rx(r"^(được quan tâm|đọc nhiều( nhất)?|xem nhiều( nhất)?|kết nối|xem thêm|website liên kết"
                    r"|video hoạt động.*|hình ảnh hoạt động|tags?:.*|từ khóa:.*)$")),
-    ("counter", _rx(r"^[\d.,]+\s*(thành viên|người theo dõi|fans?|followers?|lượt thích).*$")),
+    ("counter", _rx(r"^[\d.,]+\s*(thành viên|người theo dõi|fans?|followers?|lượt thích)[^.!?]{0,30}$")),
     ("counter", _rx(r"^lượt (xem|đọc):?\s*[\d.,]+$")),
     ("widget", _rx(r"^web basic \d+x$")),
     ("punctuation", _rx(r"^[\s.…·•*_\-–—|/\\]*$")),
@@ -128,13 +128,12 @@ def clean_article(raw_lines: list[str], title: str | None = None, infer_structur
         line = normalize(raw)
         if not line:
             continue
-        reason = boilerplate_reason(line)
-        if reason is None and previous_weather and len(line.split()) <= 4 and not parse_date(line):
-            reason = "weather"  # the location printed under a temperature
-        previous_weather = reason == "weather"
-        if reason is None and article.date is None and (date := parse_date(line)):
-            article.date = date
-            reason = "date"
+        if infer_structure:
+            reason = _furniture_reason(line, previous_weather, article)
+            previous_weather = reason == "weather"
+        else:
+            # structured records are the user's own text: only lines without a letter or digit go
+            reason = None if any(c.isalnum() for c in line) else "punctuation"
         if reason is None and lines and line == lines[-1]:
             reason = "repeated"
         if reason:
@@ -168,6 +167,18 @@ def clean_article(raw_lines: list[str], title: str | None = None, infer_structur
     while article.blocks and article.blocks[-1].kind == "heading":
         article.dropped.append(("trailing heading", article.blocks.pop().text))
     return article
+
+
+def _furniture_reason(line: str, previous_weather: bool, article: CleanArticle) -> str | None:
+    """Why a scraped line is site furniture rather than article text; takes the first date line
+    into `article.date`."""
+    reason = boilerplate_reason(line)
+    if reason is None and previous_weather and len(line.split()) <= 4 and not parse_date(line):
+        reason = "weather"  # the location printed under a temperature
+    if reason is None and article.date is None and (date := parse_date(line)):
+        article.date = date
+        reason = "date"
+    return reason
 
 
 def _take_trailer(lines: list[str], article: CleanArticle) -> list[str]:

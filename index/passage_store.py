@@ -101,6 +101,10 @@ class PassageStore:
     def in_document(self, doc_id: str, first: int, last: int) -> list[StoredPassage]:
         return self._rows("WHERE p.doc_id = ? AND p.position BETWEEN ? AND ? ORDER BY p.position", (doc_id, first, last))
 
+    def document_of_all(self) -> dict[int, str]:
+        with self._lock:
+            return dict(self._connection.execute("SELECT int_id, doc_id FROM passages"))
+
     def count(self) -> int:
         with self._lock:
             return self._connection.execute("SELECT COUNT(*) FROM passages").fetchone()[0]

@@ -7,7 +7,9 @@ from pathlib import Path
 
 import numpy as np
 
+from .answer import Span, answer_span, highlights, idf_weight
 from .embed import SentenceTransformerEncoder, TextEncoder
+from .fusion import Ranking, normalized_score_fusion, reciprocal_rank_fusion
 from .passage_store import StoredPassage
 from .store import LoadedIndex, open_index
 from .text import normalize
@@ -15,6 +17,21 @@ from .text import normalize
 MAX_K = 100
 MAX_QUERY_CHARS = 2_000
 MAX_SIMILAR_TEXT_CHARS = 20_000
+MODES = ("hybrid", "dense", "lexical")
+
+
+@dataclass(frozen=True)
+class FusionSettings:
+    """How hybrid search merges the legs (chosen on ViQuAD and ViNewsQA dev, see README)."""
+
+    method: str = "rrf"  # "rrf" or "score"
+    dense_weight: float = 1.0
+    lexical_weight: float = 1.0
+    depth: int = 100  # candidates taken from each leg
+    rrf_k: float = 60.0
+
+
+FUSION = FusionSettings()
 
 
 class InvalidRequest(ValueError):
@@ -37,20 +54,18 @@ class SearchResult:
     source: str | None
     position: int
     heading: str | None
+    highlights: tuple[Span, ...] = ()
+    answer: Span | None = None
 
     def to_dict(self) -> dict:
+        answer = None
+        if self.answer:
+            answer = {"text": self.text[self.answer[0] : self.answer[1]], "start": self.answer[0], "end": self.answer[1]}
         return {
             "id": self.id, "score": round(self.score, 6), "text": self.text, "doc_id": self.doc_id,
             "title": self.title, "date": self.date, "source": self.source, "position": self.position,
-            "heading": self.heading,
+            "heading": self.heading, "highlights": [list(span) for span in self.highlights], "answer": answer,
         }
-
-
-def _result(passage: StoredPassage, score: float) -> SearchResult:
-    return SearchResult(
-        passage.id, float(score), passage.text, passage.doc_id, passage.title, passage.date,
-        passage.source, passage.position, passage.heading,
-    )
 
 
 def check_k(k: object) -> int:
@@ -87,11 +102,33 @@ class Searcher:
     def size(self) -> int:
         return self.index.manifest.passages
 
-    def search(self, query: object, k: object = 10) -> list[SearchResult]:
+    def search(self, query: object, k: object = 10, mode: object = "hybrid") -> list[SearchResult]:
         query = check_text(query, "query", MAX_QUERY_CHARS)
         k = check_k(k)
-        vector = self.encoder.encode_queries([query])
-        return self._nearest(vector, k)
+        if mode not in MODES:
+            raise InvalidRequest(f"mode must be one of {', '.join(MODES)}")
+        return self._results(self.rank(query, k, mode), k, query)
+
+    def rank(self, query: str, k: int, mode: str, fusion: FusionSettings = FUSION) -> Ranking:
+        """(scores, int ids) of the best `k` passages for a checked query."""
+        depth = max(k, fusion.depth) if mode == "hybrid" else k
+        legs = []
+        if mode in ("dense", "hybrid"):
+            # the model reads accented Vietnamese far better than the same words typed without accents
+            vector = self.encoder.encode_queries([self.index.accents.restore(query)])
+            scores, ids = self.index.vectors.search(vector, depth)
+            keep = ids[0] >= 0
+            legs.append((scores[0][keep], ids[0][keep]))
+        if mode in ("lexical", "hybrid"):
+            legs.append(self.index.lexical.search(query, depth))
+        if mode != "hybrid":
+            return legs[0]
+        weights = (fusion.dense_weight, fusion.lexical_weight)
+        if fusion.method == "rrf":
+            scores, ids = reciprocal_rank_fusion(legs, weights, fusion.rrf_k)
+        else:
+            scores, ids = normalized_score_fusion(legs, weights)
+        return scores[:k], ids[:k]
 
     def passage(self, passage_id: str) -> StoredPassage:
         passage = self.index.passages.by_id(passage_id) if isinstance(passage_id, str) else None
@@ -123,6 +160,20 @@ class Searcher:
 
     def _nearest(self, vector: np.ndarray, k: int) -> list[SearchResult]:
         scores, ids = self.index.vectors.search(vector, k)
-        hits = [(int(i), float(s)) for i, s in zip(ids[0], scores[0]) if i >= 0]
+        return self._results((scores[0], ids[0]), k)
+
+    def _results(self, ranking: Ranking, k: int, query: str | None = None) -> list[SearchResult]:
+        """Stored passages for the ranked ids; with a query, also its highlights and answer sentence."""
+        hits = [(int(i), float(s)) for s, i in zip(*ranking) if i >= 0][:k]
         stored = self.index.passages.by_int_ids([i for i, _ in hits])
-        return [_result(stored[i], s) for i, s in hits if i in stored]
+        weight = idf_weight(self.index.accents.frequency, self.index.accents.total)
+        results = []
+        for int_id, score in hits:
+            if int_id not in stored:
+                continue
+            p = stored[int_id]
+            marks = tuple(highlights(p.text, query)) if query else ()
+            answer = answer_span(p.text, query, weight) if query else None
+            results.append(SearchResult(p.id, score, p.text, p.doc_id, p.title, p.date, p.source, p.position,
+                                        p.heading, marks, answer))
+        return results

@@ -19,9 +19,10 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 from .backend import FaissBackend, VectorBackend
+from .lexical import AccentVocabulary, LexicalIndex
 from .passage_store import PassageStore
 
-FORMAT_VERSION = 1
+FORMAT_VERSION = 2
 MANIFEST = "manifest.json"
 
 
@@ -50,6 +51,7 @@ class Manifest:
     documents: int
     corpus_fingerprint: str
     backend: dict
+    lexical: dict
     chunking: dict
     format_version: int = FORMAT_VERSION
     created_at: str = field(default_factory=lambda: time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()))
@@ -83,6 +85,8 @@ class LoadedIndex:
     directory: Path
     manifest: Manifest
     vectors: VectorBackend
+    lexical: LexicalIndex
+    accents: AccentVocabulary
     passages: PassageStore
 
 
@@ -97,12 +101,17 @@ def open_index(out: Path, model: str | None = None) -> LoadedIndex:
         )
     try:
         vectors = FaissBackend.load(directory, manifest.dimension)
+        lexical = LexicalIndex.load(directory)
+        accents = AccentVocabulary.load(directory)
         passages = PassageStore(directory)
     except Exception as exc:  # faiss raises RuntimeError, sqlite DatabaseError, ...
         raise IndexCorrupt(f"the index at {out} cannot be read: {exc}") from exc
-    if len(vectors) != manifest.passages:
-        raise IndexCorrupt(f"the index at {out} holds {len(vectors)} vectors, its manifest says {manifest.passages}")
-    return LoadedIndex(directory, manifest, vectors, passages)
+    if not len(vectors) == len(lexical) == manifest.passages:
+        raise IndexCorrupt(
+            f"the index at {out} holds {len(vectors)} vectors and {len(lexical)} lexical entries, "
+            f"its manifest says {manifest.passages} passages"
+        )
+    return LoadedIndex(directory, manifest, vectors, lexical, accents, passages)
 
 
 def read_manifest_if_any(out: Path) -> Manifest | None:

@@ -41,29 +41,41 @@ def fold(text: str) -> str:
     return "".join(fold_char(ch) for ch in text)
 
 
-def split_sentences(text: str) -> list[str]:
-    """Split where a sentence end is followed by an upper-case letter, a digit or an opening quote."""
-    sentences: list[str] = []
+def sentence_spans(text: str) -> list[tuple[int, int]]:
+    """Character spans of the sentences of `text`: a sentence ends at . ! ? … followed by space and
+    an upper-case letter, a digit or an opening quote. Spans exclude the spaces between sentences."""
+    spans: list[tuple[int, int]] = []
     start = 0
     for match in _SENTENCE_END.finditer(text):
         following = text[match.end() : match.end() + 2].lstrip(_OPENING)[:1]
         if following and (following.isupper() or following.isdigit()):
-            sentences.append(text[start : match.end()].strip())
+            spans.append((start, match.end()))
             start = match.end()
-    sentences.append(text[start:].strip())
-    return [s for s in sentences if s]
+    spans.append((start, len(text)))
+    trimmed = []
+    for a, b in spans:
+        piece = text[a:b]
+        a += len(piece) - len(piece.lstrip())
+        b -= len(piece) - len(piece.rstrip())
+        if b > a:
+            trimmed.append((a, b))
+    return trimmed
+
+
+def split_sentences(text: str) -> list[str]:
+    return [text[a:b] for a, b in sentence_spans(text)]
 
 
 _STOPWORDS = frozenset(fold(word) for word in _STOPWORDS_TEXT.split())
 
 
+def folded_words(text: str) -> list[str]:
+    return _WORD.findall(fold(normalize(text)))
+
+
 def query_terms(query: str) -> list[str]:
     """Folded words of a query worth highlighting, in order, without repeats."""
-    seen: dict[str, None] = {}
-    for word in _WORD.findall(fold(normalize(query))):
-        if len(word) > 1 and word not in _STOPWORDS:
-            seen.setdefault(word)
-    return list(seen)
+    return list(dict.fromkeys(w for w in folded_words(query) if len(w) > 1 and w not in _STOPWORDS))
 
 
 def term_spans(text: str, terms: list[str]) -> list[tuple[int, int]]:

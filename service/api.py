@@ -51,7 +51,8 @@ def _unknown(error: UnknownPassage):
 def search():
     query = request.args.get("q", "")
     k = k_from(request.args.get("k"))
-    return jsonify(timed_results(lambda: searcher().search(query, k), query=query, k=k))
+    mode = request.args.get("mode", "hybrid")
+    return jsonify(timed_results(lambda: searcher().search(query, k, mode), query=query, k=k, mode=mode))
 
 
 @bp.get("/passages/<passage_id>")

@@ -10,6 +10,7 @@ import time
 from pathlib import Path
 
 from index.e5_build import DEFAULT_MODEL_ID
+from index.search import MODES
 
 DEFAULT_CORPUS = "data/corpus"
 
@@ -43,9 +44,23 @@ def main(argv: list[str] | None = None) -> int:
             target.add_argument("id", nargs="?", help="passage id")
             target.add_argument("--text", help="pasted text instead of a passage id")
         p.add_argument("--k", type=int, default=10)
+        if name == "search":
+            p.add_argument("--mode", choices=MODES, default="hybrid")
         p.add_argument("--json", action="store_true", help="print JSON")
         p.add_argument("--index", type=Path, **index_dir)
         p.set_defaults(run=_search if name == "search" else _similar)
+
+    p = commands.add_parser("eval", help="measure retrieval quality on a BEIR-style or answer-string set")
+    p.add_argument("dataset", type=Path, help="directory with corpus.jsonl, queries*.jsonl, qrels*.tsv; or a .jsonl of {query, answers}")
+    p.add_argument("--corpus", type=Path, default=Path(DEFAULT_CORPUS), help="corpus of an answer-string set")
+    p.add_argument("--index", type=Path, help="index to reuse or build (default: var/eval/NAME)")
+    p.add_argument("--model", default=_env("MODEL", DEFAULT_MODEL_ID))
+    p.add_argument("--modes", default=",".join(MODES))
+    p.add_argument("--unaccented", action="store_true", help="strip diacritics from the queries")
+    p.add_argument("--queries", type=int, help="evaluate a seeded sample of this many queries ...")
+    p.add_argument("--distractors", type=int, default=1000, help="... against their documents plus this many others")
+    p.add_argument("--json", action="store_true", help="print JSON")
+    p.set_defaults(run=_eval)
 
     p = commands.add_parser("serve", help="serve the web page and JSON API")
     p.add_argument("--host", default=_env("HOST", "127.0.0.1"))
@@ -110,8 +125,8 @@ def _open_searcher(args):
 def _search(args) -> int:
     searcher = _open_searcher(args)
     started = time.perf_counter()
-    results = searcher.search(args.query, args.k)
-    _print_results(results, args.json, query=args.query, k=args.k, took_ms=round((time.perf_counter() - started) * 1000, 1))
+    results = searcher.search(args.query, args.k, args.mode)
+    _print_results(results, args.json, query=args.query, k=args.k, mode=args.mode, took_ms=round((time.perf_counter() - started) * 1000, 1))
     return 0
 
 
@@ -122,6 +137,32 @@ def _similar(args) -> int:
     else:
         results = searcher.similar_to_passage(args.id, args.k)
     _print_results(results, args.json, id=args.id, k=args.k)
+    return 0
+
+
+def _eval(args) -> int:
+    from index.build import build_index, is_current
+    from index.embed import SentenceTransformerEncoder
+    from index.evaluate import evaluate, format_table, load_eval_set, subset
+    from index.search import Searcher
+
+    evalset = load_eval_set(args.dataset, args.corpus)
+    if args.queries:
+        evalset = subset(evalset, args.queries, args.distractors, Path("var/eval") / f"{evalset.name}-subset-{args.queries}-{args.distractors}")
+    out = args.index or Path("var/eval") / evalset.name
+    encoder = SentenceTransformerEncoder(args.model)
+    if not is_current(evalset.corpus, out, args.model):
+        build_index(evalset.corpus, out, encoder)
+    searcher = Searcher.open(out, encoder=encoder)
+    modes = [m.strip() for m in args.modes.split(",") if m.strip()]
+    report = evaluate(searcher, evalset, modes, unaccented=args.unaccented)
+    label = evalset.name + (" (unaccented)" if args.unaccented else "")
+    if args.json:
+        print(json.dumps({"dataset": evalset.name, "queries": len(evalset.queries), "passages": searcher.size,
+                          "unaccented": args.unaccented, "modes": report}, indent=2))
+    else:
+        print(f"{label}: {len(evalset.queries)} queries, {searcher.size} passages\n")
+        print(format_table({label: report}))
     return 0
 
 

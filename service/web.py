@@ -5,45 +5,52 @@ from __future__ import annotations
 from flask import Blueprint, abort, render_template, request
 from markupsafe import Markup, escape
 
-from index.search import InvalidRequest, UnknownPassage
-from index.text import query_terms, term_spans
+from index.search import InvalidRequest, SearchResult, UnknownPassage
 
 from .api import k_from, searcher
 
 bp = Blueprint("web", __name__)
 
 K_CHOICES = (5, 10, 20, 50)
+MODE_LABELS = {"hybrid": "Kết hợp", "dense": "Ngữ nghĩa", "lexical": "Từ khóa"}
 
 
-def highlight(text: str, query: str) -> Markup:
-    """`text` escaped, with the query's words (any case or diacritics) wrapped in <mark>."""
+def passage_html(result: SearchResult) -> Markup:
+    """The passage escaped, its matched query words in <mark>, its answer sentence in a span."""
+    opening: dict[int, list[Markup]] = {}
+    closing: dict[int, list[Markup]] = {}
+    if result.answer:
+        opening.setdefault(result.answer[0], []).append(Markup('<span class="answer">'))
+        closing.setdefault(result.answer[1], []).append(Markup("</span>"))
+    for start, end in result.highlights:
+        opening.setdefault(start, []).append(Markup("<mark>"))
+        closing.setdefault(end, []).insert(0, Markup("</mark>"))
     pieces: list[str] = []
     last = 0
-    for start, end in term_spans(text, query_terms(query)):
-        pieces += [escape(text[last:start]), Markup("<mark>"), escape(text[start:end]), Markup("</mark>")]
-        last = end
-    pieces.append(escape(text[last:]))
+    for at in sorted(set(opening) | set(closing)):
+        pieces += [escape(result.text[last:at]), *closing.get(at, []), *opening.get(at, [])]
+        last = at
+    pieces.append(escape(result.text[last:]))
     return Markup("").join(pieces)
 
 
-@bp.app_template_filter("highlight")
-def _highlight_filter(text: str, query: str) -> Markup:
-    return highlight(text, query)
+bp.add_app_template_filter(passage_html)
 
 
 @bp.get("/")
 def search_page():
     query = request.args.get("q", "")
+    mode = request.args.get("mode", "hybrid")
     results, error, status = [], None, 200
     try:
         k = k_from(request.args.get("k"))
         if query.strip():
-            results = searcher().search(query, k)
+            results = searcher().search(query, k, mode)
     except InvalidRequest as exc:
         k, error, status = k_from(None), str(exc), 400
     return (
-        render_template("search.html", query=query, k=k, k_choices=K_CHOICES, results=results, error=error,
-                        size=searcher().size),
+        render_template("search.html", query=query, k=k, k_choices=K_CHOICES, mode=mode, modes=MODE_LABELS,
+                        results=results, error=error, size=searcher().size),
         status,
     )
 

@@ -87,3 +87,10 @@ def test_fingerprint_changes_with_content(tmp_path):
     assert fingerprint([path]) == before
     path.write_text("hai")
     assert fingerprint([path]) != before
+
+
+def test_structured_records_keep_lines_that_look_like_site_furniture(tmp_path):
+    record = {"id": "r", "title": "Ukraina", "text": "13 thành viên Hội đồng Bảo an đã lên án cuộc bỏ phiếu.\n\n12/03/2014\n\n..."}
+    [doc] = docs(tmp_path, "r.jsonl", json.dumps(record, ensure_ascii=False))
+    assert [b.text for b in doc.blocks] == ["13 thành viên Hội đồng Bảo an đã lên án cuộc bỏ phiếu.", "12/03/2014"]
+    assert doc.date is None

@@ -31,7 +31,7 @@ def test_faiss_search_matches_brute_force(fake_searcher, fake_encoder):
         q = fake_encoder.encode_queries([query])[0]
         expected = ids[np.argsort(-(matrix @ q), kind="stable")][:5]
         scores = np.sort(matrix @ q)[::-1][:5]
-        results = fake_searcher.search(query, 5)
+        results = fake_searcher.search(query, 5, mode="dense")
         assert [r.score for r in results] == pytest.approx(list(scores), abs=1e-5)
         assert set(int(r.id, 16) for r in results[:3]) <= set(expected.tolist() + _ties(matrix @ q, ids, scores[2]))
 

@@ -1,0 +1,41 @@
+"""Pure functions that merge ranked lists from the dense and lexical legs."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import numpy as np
+
+Ranking = tuple[np.ndarray, np.ndarray]  # (scores, ids), best first
+
+
+def reciprocal_rank_fusion(rankings: Sequence[Ranking], weights: Sequence[float], k: float = 60.0) -> Ranking:
+    """sum_i w_i / (k + rank_i): rank-based, so the legs' score scales never have to agree."""
+    fused: dict[int, float] = {}
+    for (_, ids), weight in zip(rankings, weights):
+        for rank, id_ in enumerate(ids.tolist(), 1):
+            fused[id_] = fused.get(id_, 0.0) + weight / (k + rank)
+    return _sorted(fused)
+
+
+def normalized_score_fusion(rankings: Sequence[Ranking], weights: Sequence[float]) -> Ranking:
+    """sum_i w_i * s_i with each leg's scores scaled to [0, 1] over its own candidates (min-max);
+    a candidate a leg did not return gets 0 from it."""
+    fused: dict[int, float] = {}
+    for (scores, ids), weight in zip(rankings, weights):
+        if len(scores) == 0:
+            continue
+        low, high = float(scores.min()), float(scores.max())
+        scaled = (scores - low) / (high - low) if high > low else np.ones_like(scores)
+        for id_, value in zip(ids.tolist(), scaled.tolist()):
+            fused[id_] = fused.get(id_, 0.0) + weight * value
+    return _sorted(fused)
+
+
+def _sorted(fused: dict[int, float]) -> Ranking:
+    if not fused:
+        return np.zeros(0, np.float32), np.zeros(0, np.int64)
+    ids = np.fromiter(fused.keys(), dtype=np.int64, count=len(fused))
+    scores = np.fromiter(fused.values(), dtype=np.float64, count=len(fused))
+    order = np.lexsort((ids, -scores))  # ties broken by id, so results are deterministic
+    return scores[order].astype(np.float32), ids[order]

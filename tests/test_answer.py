@@ -1,0 +1,48 @@
+from index.answer import answer_span, highlights
+from index.lexical import AccentVocabulary, analyze
+from index.text import sentence_spans
+
+
+def flat(word: str) -> float:
+    return 1.0
+
+
+def test_sentence_spans_cover_the_sentences():
+    text = "Mở đầu. Chi bộ có 9/26 đảng viên. “Trích dẫn” ở đây! Hết"
+    assert [text[a:b] for a, b in sentence_spans(text)] == ["Mở đầu.", "Chi bộ có 9/26 đảng viên.", "“Trích dẫn” ở đây!", "Hết"]
+
+
+def test_answer_is_the_sentence_with_the_query_words():
+    text = "Hội nghị diễn ra sáng nay. Toàn Đảng bộ đã kết nạp 972 đảng viên mới. Các đại biểu thảo luận."
+    start, end = answer_span(text, "Đảng bộ kết nạp bao nhiêu đảng viên?", flat)
+    assert text[start:end] == "Toàn Đảng bộ đã kết nạp 972 đảng viên mới."
+    # typed without accents, the same sentence
+    assert answer_span(text, "dang bo ket nap bao nhieu dang vien", flat) == (start, end)
+    assert answer_span(text, "thời tiết hôm nay", flat) is None
+
+
+def test_rare_words_and_word_pairs_decide_the_answer():
+    text = "Đảng viên học tập nghị quyết. Đảng viên tham gia hiến máu."
+    weights = {"hien": 5.0, "mau": 5.0}
+    start, end = answer_span(text, "đảng viên hiến máu", lambda w: weights.get(w, 1.0))
+    assert text[start:end] == "Đảng viên tham gia hiến máu."
+
+
+def test_highlights_ignore_case_and_accents():
+    text = "ĐẢNG VIÊN và đảng viên"
+    assert [text[a:b] for a, b in highlights(text, "dang vien")] == ["ĐẢNG", "VIÊN", "đảng", "viên"]
+
+
+def test_analyzer_terms():
+    assert analyze("Đảng viên") == ["đảng", "viên", "~dang", "~vien", "~dang_vien"]
+
+
+def test_accent_restoration_uses_the_corpus():
+    vocabulary = AccentVocabulary.count(
+        ["Tỷ lệ đảng viên tham gia sinh hoạt chi bộ.", "Đảng viên đang học.", "Cái bàn đang ở đây."] * 3
+    )
+    assert vocabulary.restore("ty le dang vien tham gia sinh hoat chi bo") == "tỷ lệ đảng viên tham gia sinh hoạt chi bộ"
+    assert vocabulary.restore("ban dang o day") == "bàn đang ở đây"
+    assert vocabulary.restore("bao nhieu dang vien") == "bao nhiêu đảng viên"  # question words built in
+    assert vocabulary.restore("Đảng viên đang học") == "Đảng viên đang học"  # already accented: untouched
+    assert vocabulary.restore("How many members were admitted") == "How many members were admitted"

@@ -1,0 +1,39 @@
+import math
+
+import numpy as np
+import pytest
+
+from index.fusion import normalized_score_fusion, reciprocal_rank_fusion
+from index.metrics import first_relevant_rank, ndcg_at, recall_at, reciprocal_rank_at, unique_in_order
+
+
+def test_rank_metrics():
+    ranked = ["a", "b", "c", "d"]
+    assert first_relevant_rank(ranked, {"c"}) == 3
+    assert reciprocal_rank_at(ranked, {"c"}, 10) == pytest.approx(1 / 3)
+    assert reciprocal_rank_at(ranked, {"c"}, 2) == 0.0
+    assert recall_at(ranked, {"b", "z"}, 2) == 0.5
+    assert ndcg_at(ranked, {"a"}, 10) == 1.0
+    assert ndcg_at(ranked, {"b", "d"}, 10) == pytest.approx(
+        (1 / math.log2(3) + 1 / math.log2(5)) / (1 + 1 / math.log2(3))
+    )
+    assert unique_in_order(["x", "y", "x", "z", "y"]) == ["x", "y", "z"]
+
+
+def test_reciprocal_rank_fusion_matches_the_formula():
+    dense = (np.array([0.9, 0.8, 0.7]), np.array([1, 2, 3]))
+    lexical = (np.array([12.0, 3.0]), np.array([3, 4]))
+    scores, ids = reciprocal_rank_fusion([dense, lexical], [1.0, 2.0], k=10)
+    expected = {1: 1 / 11, 2: 1 / 12, 3: 1 / 13 + 2 / 11, 4: 2 / 12}
+    assert ids.tolist() == sorted(expected, key=lambda i: -expected[i])
+    assert scores.tolist() == pytest.approx(sorted(expected.values(), reverse=True))
+
+
+def test_normalized_score_fusion_scales_each_leg():
+    dense = (np.array([0.9, 0.5]), np.array([1, 2]))
+    lexical = (np.array([20.0, 10.0, 0.0]), np.array([2, 3, 4]))
+    scores, ids = normalized_score_fusion([dense, lexical], [0.5, 1.0])
+    assert dict(zip(ids.tolist(), scores.tolist())) == pytest.approx({1: 0.5, 2: 1.0, 3: 0.5, 4: 0.0})
+    assert ids.tolist()[0] == 2
+    empty = (np.zeros(0), np.zeros(0, np.int64))
+    assert normalized_score_fusion([empty, empty], [1, 1])[1].size == 0
