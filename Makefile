@@ -9,7 +9,7 @@ HOST   ?= 127.0.0.1
 PORT   ?= 8000
 SUDO   := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 
-.PHONY: install model index serve test browser clean
+.PHONY: install model index serve test browser eval clean
 
 # constraints.txt pins every transitive dependency to the versions the tests ran with.
 $(STAMP): pyproject.toml constraints.txt
@@ -35,6 +35,10 @@ browser:
 
 test: install model browser
 	$(BIN)/python -m pytest
+
+# Full evaluation sets (about 20 minutes): prints the quality table and writes it into README.md.
+eval: model
+	$(BIN)/python bench/quality.py
 
 clean:
 	rm -rf $(VENV) var .pytest_cache

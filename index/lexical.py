@@ -77,6 +77,12 @@ class AccentVocabulary:
 
         return cls(keep(unigrams), keep(bigrams))
 
+    def coverage(self, query: str) -> float:
+        """Share of the query's syllables that occur in the corpus: near 1 for a Vietnamese question
+        about it, near 0 for an English one, whose few lexical matches are accidents."""
+        words = syllables(query)
+        return sum(fold(w) in self.unigrams for w in words) / len(words) if words else 0.0
+
     def restore(self, query: str) -> str:
         """`query` with diacritics put back where it was typed without any, choosing for each
         syllable the written form that best fits the corpus (unigram and bigram counts, Viterbi).
@@ -85,7 +91,7 @@ class AccentVocabulary:
         words = syllables(query)
         if not words or any(fold(w) != w for w in words):
             return query
-        if sum(w in self.unigrams for w in words) < RESTORE_MIN_KNOWN * len(words):
+        if self.coverage(query) < RESTORE_MIN_KNOWN:
             return query
         options = [self._forms(w) for w in words]
         # best[i][form] = (log score of the best restoration ending in form, previous form)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
+from functools import lru_cache
 from pathlib import Path
 
 import numpy as np
@@ -18,14 +19,20 @@ MAX_K = 100
 MAX_QUERY_CHARS = 2_000
 MAX_SIMILAR_TEXT_CHARS = 20_000
 MODES = ("hybrid", "dense", "lexical")
+QUERY_CACHE_SIZE = 1024
 
 
 @dataclass(frozen=True)
 class FusionSettings:
-    """How hybrid search merges the legs (chosen on ViQuAD and ViNewsQA dev, see README)."""
+    """How hybrid search merges the legs. Chosen on the ViQuAD and ViNewsQA dev sets (MRR@10,
+    accented / unaccented): min-max score fusion beat reciprocal-rank fusion everywhere (ViQuAD
+    .823 vs .784, ViNewsQA .794 vs .729 at these weights), and the dense leg, weaker alone
+    (.691 / .599 against BM25's .775 / .784), helps most at about 0.6 of the lexical weight.
+    Depth 50-300 changed MRR@10 by under .005. The lexical weight is further scaled by the share of
+    query syllables the corpus knows, which keeps English questions on the dense leg."""
 
-    method: str = "rrf"  # "rrf" or "score"
-    dense_weight: float = 1.0
+    method: str = "score"  # "score" (min-max normalised) or "rrf"
+    dense_weight: float = 0.6
     lexical_weight: float = 1.0
     depth: int = 100  # candidates taken from each leg
     rrf_k: float = 60.0
@@ -91,6 +98,8 @@ class Searcher:
             raise ValueError(f"encoder {encoder.model_id!r} does not match the index's {index.manifest.model!r}")
         self.index = index
         self.encoder = encoder
+        # people repeat queries, and hybrid and dense share one embedding of each
+        self._query_vector = lru_cache(maxsize=QUERY_CACHE_SIZE)(self._encode_query)
 
     @classmethod
     def open(cls, index_dir: Path, model: str | None = None, encoder: TextEncoder | None = None) -> Searcher:
@@ -114,21 +123,26 @@ class Searcher:
         depth = max(k, fusion.depth) if mode == "hybrid" else k
         legs = []
         if mode in ("dense", "hybrid"):
-            # the model reads accented Vietnamese far better than the same words typed without accents
-            vector = self.encoder.encode_queries([self.index.accents.restore(query)])
-            scores, ids = self.index.vectors.search(vector, depth)
+            scores, ids = self.index.vectors.search(self._query_vector(query)[None, :], depth)
             keep = ids[0] >= 0
             legs.append((scores[0][keep], ids[0][keep]))
         if mode in ("lexical", "hybrid"):
             legs.append(self.index.lexical.search(query, depth))
         if mode != "hybrid":
             return legs[0]
-        weights = (fusion.dense_weight, fusion.lexical_weight)
+        # a query the corpus vocabulary does not cover (English, say) matches lexically by accident
+        weights = (fusion.dense_weight, fusion.lexical_weight * self.index.accents.coverage(query))
         if fusion.method == "rrf":
             scores, ids = reciprocal_rank_fusion(legs, weights, fusion.rrf_k)
         else:
             scores, ids = normalized_score_fusion(legs, weights)
         return scores[:k], ids[:k]
+
+    def _encode_query(self, query: str) -> np.ndarray:
+        # the model reads accented Vietnamese far better than the same words typed without accents
+        vector = self.encoder.encode_queries([self.index.accents.restore(query)])[0]
+        vector.flags.writeable = False  # shared by every caller of the cache
+        return vector
 
     def passage(self, passage_id: str) -> StoredPassage:
         passage = self.index.passages.by_id(passage_id) if isinstance(passage_id, str) else None

