@@ -170,3 +170,31 @@ def test_app_refuses_to_start_without_an_index(tmp_path):
 
     with pytest.raises(IndexNotFound):
         create_app({"INDEX_DIR": str(tmp_path / "missing")})
+
+
+@pytest.mark.parametrize("mode", ["hybrid", "dense", "lexical"])
+def test_search_modes(client, mode):
+    body = client.get("/api/search", query_string={"q": "tuyen truyen Fanpage Zalo", "k": 3, "mode": mode}).get_json()
+    assert body["mode"] == mode and len(body["results"]) == 3
+    assert any("Fanpage" in r["text"] for r in body["results"])
+
+
+def test_unknown_mode_is_400(client):
+    response = client.get("/api/search?q=x&mode=magic")
+    assert response.status_code == 400 and "mode must be one of hybrid, dense, lexical" in response.get_json()["error"]["message"]
+
+
+def test_results_carry_highlights_and_answer(client):
+    body = client.get("/api/search", query_string={"q": "thông tin tuyên truyền Fanpage Zalo", "k": 5, "mode": "lexical"}).get_json()
+    top = body["results"][0]
+    assert [top["text"][a:b] for a, b in top["highlights"]][:1] and all(
+        top["text"][a:b].lower() in {"thông", "tin", "tuyên", "truyền", "fanpage", "zalo"} for a, b in top["highlights"]
+    )
+    answer = top["answer"]
+    assert answer["text"] == top["text"][answer["start"] : answer["end"]]
+    assert "tuyên truyền" in answer["text"]
+
+
+def test_page_marks_the_answer_sentence_and_offers_modes(client):
+    page = client.get("/?q=Fanpage+Zalo&k=5&mode=lexical").get_data(as_text=True)
+    assert '<span class="answer">' in page and '<option value="lexical" selected>' in page

@@ -37,6 +37,7 @@ def test_search_from_the_form_and_follow_similar(browser, live_server, tmp_path)
     top_three = " ".join(results.nth(i).inner_text() for i in range(3))
     assert "152 đảng bộ" in top_three
     assert page.locator("li.result mark").count() > 0
+    assert "8.400 đảng viên" in page.locator("li.result .answer").first.inner_text()
     assert "2023-05-29" in results.first.inner_text()
     page.screenshot(path=str(tmp_path / "search.png"), full_page=True)
 

@@ -53,3 +53,20 @@ def test_errors_exit_2_and_keep_the_index(small_index, tmp_path, capsys):
     assert "no passage with id 'nope'" in capsys.readouterr().err
     assert main(["search", "x", "--index", str(tmp_path / "none")]) == 2
     assert "no index at" in capsys.readouterr().err
+
+
+def test_eval_answer_strings_json(tmp_path, capsys):
+    from tests.conftest import SEED_QUERIES
+
+    assert main(["eval", str(SEED_QUERIES), "--index", str(tmp_path / "idx"), "--json", "--unaccented"]) == 0
+    report = json.loads(capsys.readouterr().out)
+    assert report["unaccented"] and report["queries"] == 15
+    assert set(report["modes"]) == {"hybrid", "dense", "lexical"}
+    assert report["modes"]["hybrid"]["Hit@5"] == 1.0
+
+
+def test_search_modes_on_the_command_line(small_index, capsys):
+    _, out = small_index
+    assert main(["search", "ket nap dang vien", "--index", str(out), "--mode", "lexical", "--k", "1", "--json"]) == 0
+    body = json.loads(capsys.readouterr().out)
+    assert body["mode"] == "lexical" and "kết nạp" in body["results"][0]["text"]
