@@ -43,6 +43,25 @@ def resolve_model(model_id: str) -> str:
     return model_id
 
 
+PRECISIONS = ("auto", "fp32", "bf16")
+
+
+def cpu_flags() -> set[str]:
+    try:
+        with open("/proc/cpuinfo") as f:
+            return {flag for line in f if line.startswith("flags") for flag in line.split(":", 1)[1].split()}
+    except OSError:
+        return set()
+
+
+def choose_precision(requested: str = "auto", flags: set[str] | None = None) -> str:
+    """bf16 where the CPU multiplies bf16 natively (AVX512-BF16 or AMX), fp32 elsewhere."""
+    if requested != "auto":
+        return requested
+    flags = cpu_flags() if flags is None else flags
+    return "bf16" if {"avx512_bf16", "amx_bf16"} & flags else "fp32"
+
+
 def unit_rows(vectors: np.ndarray) -> np.ndarray:
     """Rows scaled to unit length in float32, so inner product is cosine whatever the encoder's precision."""
     vectors = np.asarray(vectors, dtype=np.float32)
@@ -51,7 +70,8 @@ def unit_rows(vectors: np.ndarray) -> np.ndarray:
 
 
 class SentenceTransformerEncoder:
-    def __init__(self, model_id: str = DEFAULT_MODEL_ID, device: str = "cpu"):
+    def __init__(self, model_id: str = DEFAULT_MODEL_ID, device: str = "cpu", precision: str | None = None):
+        import torch
         from sentence_transformers import SentenceTransformer
         from transformers.utils import logging as transformers_logging
 
@@ -61,6 +81,11 @@ class SentenceTransformerEncoder:
 
         self.model_id = model_id
         self.model = SentenceTransformer(resolve_model(model_id), device=device)
+        self.precision = choose_precision(precision or os.environ.get("SEMSEARCH_PRECISION") or "auto")
+        if self.precision not in PRECISIONS[1:]:
+            raise ValueError(f"precision must be one of {', '.join(PRECISIONS)}")
+        if self.precision == "bf16":
+            self.model.to(torch.bfloat16)
         self.dim = int(self.model.get_embedding_dimension())
         self.tokenizer = self.model.tokenizer
         prompt = self.model.prompts.get("document") or self.model.prompts.get("passage") or ""

