@@ -109,7 +109,7 @@ def main() -> int:
         lat = sorted(latency[name])
         print(
             f"| {name} | {min(r):.1f} / {statistics.median(r):.1f} / {max(r):.1f} | {statistics.median(ratios[name]):.2f} "
-            f"| {fidelity[name].mean():.4f} / {fidelity[name].min():.4f} | {query_fidelity[name].min():.4f} "
+            f"| {fidelity[name].mean():.5f} / {fidelity[name].min():.5f} | {query_fidelity[name].min():.5f} "
             f"| {lat[len(lat) // 2]:.1f} / {lat[int(len(lat) * 0.99)]:.1f} |"
         )
     return 0

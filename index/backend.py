@@ -3,6 +3,8 @@ can be swapped in without touching indexing or search."""
 
 from __future__ import annotations
 
+import math
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Protocol
 
@@ -10,9 +12,6 @@ import numpy as np
 
 
 class VectorBackend(Protocol):
-    def add(self, ids: np.ndarray, vectors: np.ndarray) -> None:
-        """Store unit vectors under int64 ids."""
-
     def search(self, queries: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
         """(scores, ids) of the k best matches by inner product for each query row; id -1 pads."""
 
@@ -27,32 +26,77 @@ class VectorBackend(Protocol):
     def __len__(self) -> int: ...
 
 
-class FaissBackend:
-    """Exact inner-product search (cosine on unit vectors) with the passages' own ids."""
+# Exact search below this many passages; an inverted-file (IVF) index above.
+EXACT_BELOW = 50_000
+# Training sample for the IVF coarse quantiser: FAISS wants 30-256 points per list.
+TRAIN_POINTS_PER_LIST = 64
 
-    FILE = "vectors.faiss"
-    FACTORY = "IDMap2,Flat"
 
-    def __init__(self, dim: int, index=None):
-        import faiss
+@dataclass(frozen=True)
+class IndexPlan:
+    """Which FAISS index a corpus of a given size gets, and how it is searched."""
 
-        self.dim = dim
-        self.index = index if index is not None else faiss.index_factory(dim, self.FACTORY, faiss.METRIC_INNER_PRODUCT)
+    factory: str  # inner index, wrapped in IDMap2 so passages keep their own ids
+    nprobe: int = 0
 
     @classmethod
-    def load(cls, directory: Path, dim: int) -> FaissBackend:
+    def for_size(cls, n: int, memory_saving: bool = False) -> IndexPlan:
+        """Flat (exact) for small corpora. Above EXACT_BELOW, IVF with about 4·sqrt(n) lists,
+        storing vectors as float32, or as 8-bit scalars (a quarter of the memory) when memory
+        saving is asked for; nprobe keeps recall@10 against exact search at or above 0.95
+        (bench/ann.py measures it)."""
+        if n < EXACT_BELOW:
+            return cls("Flat")
+        lists = 2 ** round(math.log2(4 * math.sqrt(n)))
+        return cls(f"IVF{lists},{'SQ8' if memory_saving else 'Flat'}", nprobe=max(16, lists // 32))
+
+
+class FaissBackend:
+    """Inner-product search (cosine on unit vectors) with the passages' own ids."""
+
+    FILE = "vectors.faiss"
+
+    def __init__(self, dim: int, index, plan: IndexPlan):
+        self.dim = dim
+        self.index = index
+        self.plan = plan
+        self._apply_search_parameters()
+
+    @classmethod
+    def build(cls, ids: np.ndarray, vectors: np.ndarray, plan: IndexPlan) -> FaissBackend:
         import faiss
 
-        index = faiss.read_index(str(Path(directory) / cls.FILE))
+        vectors = np.ascontiguousarray(vectors, dtype=np.float32)
+        dim = vectors.shape[1]
+        inner = faiss.index_factory(dim, plan.factory, faiss.METRIC_INNER_PRODUCT)
+        if not inner.is_trained:
+            lists = faiss.extract_index_ivf(inner).nlist
+            rng = np.random.default_rng(0)
+            sample = vectors[rng.choice(len(vectors), min(len(vectors), lists * TRAIN_POINTS_PER_LIST), replace=False)]
+            inner.train(sample)
+        index = faiss.IndexIDMap2(inner)
+        index.add_with_ids(vectors, np.ascontiguousarray(ids, dtype=np.int64))
+        if plan.nprobe:
+            faiss.extract_index_ivf(inner).make_direct_map()  # so a stored vector can be read back
+        return cls(dim, index, plan)
+
+    @classmethod
+    def load(cls, directory: Path, dim: int, plan: IndexPlan, mmap: bool = True) -> FaissBackend:
+        """Memory-mapped where FAISS allows it, so start-up does not read the whole file."""
+        import faiss
+
+        path = str(Path(directory) / cls.FILE)
+        flags = faiss.IO_FLAG_MMAP | faiss.IO_FLAG_READ_ONLY if mmap else 0
+        index = faiss.read_index(path, flags)
         if index.d != dim:
             raise ValueError(f"vector file has dimension {index.d}, manifest says {dim}")
-        return cls(dim, index)
+        return cls(dim, index, plan)
 
-    def add(self, ids: np.ndarray, vectors: np.ndarray) -> None:
-        vectors = np.ascontiguousarray(vectors, dtype=np.float32)
-        if vectors.ndim != 2 or vectors.shape[1] != self.dim:
-            raise ValueError(f"expected vectors of shape (n, {self.dim}), got {vectors.shape}")
-        self.index.add_with_ids(vectors, np.ascontiguousarray(ids, dtype=np.int64))
+    def _apply_search_parameters(self) -> None:
+        import faiss
+
+        if self.plan.nprobe:
+            faiss.extract_index_ivf(self.index).nprobe = self.plan.nprobe
 
     def search(self, queries: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
         queries = np.ascontiguousarray(queries, dtype=np.float32)
@@ -70,7 +114,8 @@ class FaissBackend:
         faiss.write_index(self.index, str(Path(directory) / self.FILE))
 
     def describe(self) -> dict:
-        return {"engine": "faiss", "factory": self.FACTORY, "metric": "inner_product"}
+        return {"engine": "faiss", "factory": f"IDMap2,{self.plan.factory}", "nprobe": self.plan.nprobe,
+                "metric": "inner_product"}
 
     def __len__(self) -> int:
         return int(self.index.ntotal)

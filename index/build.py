@@ -9,7 +9,7 @@ from pathlib import Path
 import numpy as np
 from tqdm import tqdm
 
-from .backend import FaissBackend
+from .backend import FaissBackend, IndexPlan
 from .chunk import Passage, chunk_document
 from .embed import TextEncoder
 from .ingest import IngestError, find_files, fingerprint, read_documents
@@ -48,6 +48,7 @@ def build_index(
     encoder: TextEncoder,
     batch_size: int = 32,
     passage_tokens: int = PASSAGE_TOKENS,
+    memory_saving: bool = False,
     progress: bool = True,
 ) -> Manifest:
     """Index every supported file under `paths` into `out`. The previous index at `out` stays
@@ -75,13 +76,15 @@ def build_index(
         lexical.save(staging)
         AccentVocabulary.count([p.embedding_text for p in passages]).save(staging)
 
-        vectors = FaissBackend(encoder.dim)
+        embedded = np.empty((len(passages), encoder.dim), dtype=np.float32)
         with tqdm(total=len(passages), desc="embedding", unit="passage", disable=not progress) as bar:
             for start in range(0, len(passages), EMBED_GROUP):
                 group = passages[start : start + EMBED_GROUP]
-                embedded = encoder.encode_passages([p.embedding_text for p in group], batch_size=batch_size)
-                vectors.add(np.array([p.int_id for p in group], dtype=np.int64), embedded)
+                embedded[start : start + len(group)] = encoder.encode_passages(
+                    [p.embedding_text for p in group], batch_size=batch_size
+                )
                 bar.update(len(group))
+        vectors = FaissBackend.build(int_ids, embedded, IndexPlan.for_size(len(passages), memory_saving))
         vectors.save(staging)
 
         manifest = Manifest(

@@ -18,7 +18,7 @@ from contextlib import contextmanager
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
-from .backend import FaissBackend, VectorBackend
+from .backend import FaissBackend, IndexPlan, VectorBackend
 from .lexical import AccentVocabulary, LexicalIndex
 from .passage_store import PassageStore
 
@@ -100,7 +100,8 @@ def open_index(out: Path, model: str | None = None) -> LoadedIndex:
             f"search it with that model or rebuild it with `semsearch index --model {model}`"
         )
     try:
-        vectors = FaissBackend.load(directory, manifest.dimension)
+        plan = IndexPlan(manifest.backend["factory"].removeprefix("IDMap2,"), manifest.backend.get("nprobe", 0))
+        vectors = FaissBackend.load(directory, manifest.dimension, plan)
         lexical = LexicalIndex.load(directory)
         accents = AccentVocabulary.load(directory)
         passages = PassageStore(directory)

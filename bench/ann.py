@@ -1,0 +1,122 @@
+"""Vector index at 10k, 100k and 1M passages: build time, bytes of RAM per passage, load time,
+search latency and recall@10 against exact search, for each index the size policy can choose.
+
+Above what this machine can embed the vectors are synthetic: real e5 passage vectors (from the
+ViQuAD evaluation index, when `make eval` has built it) each copied with a little noise, so the
+data keeps the clustered shape of real embeddings; random unit vectors otherwise.
+"""
+
+from __future__ import annotations
+
+import argparse
+import resource
+import statistics
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import numpy as np
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
+
+from index.backend import FaissBackend, IndexPlan  # noqa: E402
+
+DIM = 384
+
+
+def base_vectors() -> np.ndarray:
+    import faiss
+
+    source = ROOT / "var" / "eval" / "viquad" / "vectors.faiss"
+    if source.exists():
+        index = faiss.read_index(str(source))
+        return faiss.downcast_index(index.index).reconstruct_n(0, index.ntotal)
+    rng = np.random.default_rng(0)
+    return rng.normal(size=(5000, DIM)).astype(np.float32)
+
+
+def synthetic(base: np.ndarray, n: int, seed: int, noise: float = 0.02) -> np.ndarray:
+    rng = np.random.default_rng(seed)
+    out = np.empty((n, base.shape[1]), dtype=np.float32)
+    for start in range(0, n, 100_000):
+        stop = min(n, start + 100_000)
+        chunk = base[rng.integers(0, len(base), stop - start)] + noise * rng.standard_normal((stop - start, base.shape[1]), dtype=np.float32)
+        out[start:stop] = chunk / np.linalg.norm(chunk, axis=1, keepdims=True)
+    return out
+
+
+def rss_bytes() -> int:
+    with open("/proc/self/statm") as f:
+        return int(f.read().split()[1]) * resource.getpagesize()
+
+
+def measure(n: int, vectors: np.ndarray, queries: np.ndarray, exact_ids: np.ndarray, plan: IndexPlan, work: Path) -> dict:
+    ids = np.arange(n, dtype=np.int64)
+    started = time.perf_counter()
+    backend = FaissBackend.build(ids, vectors, plan)
+    build_s = time.perf_counter() - started
+    backend.save(work)
+    file_bytes = (work / FaissBackend.FILE).stat().st_size
+    del backend
+
+    started = time.perf_counter()
+    mapped = FaissBackend.load(work, DIM, plan, mmap=True)
+    load_mmap_s = time.perf_counter() - started
+    before = rss_bytes()
+    started = time.perf_counter()
+    loaded = FaissBackend.load(work, DIM, plan, mmap=False)
+    load_s = time.perf_counter() - started
+    ram = rss_bytes() - before
+
+    latencies = []
+    found = []
+    for query in queries:
+        started = time.perf_counter()
+        _, hit = mapped.search(query[None, :], 10)
+        latencies.append((time.perf_counter() - started) * 1000)
+        found.append(hit[0])
+    recall = np.mean([len(set(f.tolist()) & set(e.tolist())) / 10 for f, e in zip(found, exact_ids)])
+    latencies.sort()
+    del loaded, mapped
+    return {
+        "build_s": build_s, "bytes_per_passage_file": file_bytes / n, "bytes_per_passage_ram": ram / n,
+        "load_s": load_s, "load_mmap_s": load_mmap_s, "p50_ms": statistics.median(latencies),
+        "p99_ms": latencies[int(len(latencies) * 0.99)], "recall10": recall,
+    }
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__)
+    parser.add_argument("--sizes", default="10000,100000,1000000")
+    parser.add_argument("--queries", type=int, default=200)
+    args = parser.parse_args()
+
+    base = base_vectors()
+    print(f"base vectors: {len(base)} {'real e5 (ViQuAD)' if len(base) != 5000 else 'random'}")
+    print("| passages | index | build s | bytes/passage (file / RAM) | load s (read / mmap) | search ms p50 / p99 | recall@10 |")
+    print("|---|---|---|---|---|---|---|")
+    for n in map(int, args.sizes.split(",")):
+        vectors = synthetic(base, n, seed=n)
+        queries = synthetic(base, args.queries, seed=n + 1, noise=0.03)
+        exact = np.argpartition(-(queries @ vectors.T), 10, axis=1)[:, :10]
+        plans = {"exact": IndexPlan("Flat")}
+        for memory_saving in (False, True):
+            plan = IndexPlan.for_size(max(n, 50_000), memory_saving)
+            plans[f"{'memory-saving ' if memory_saving else ''}{plan.factory} nprobe {plan.nprobe}"] = plan
+        chosen = IndexPlan.for_size(n)
+        for label, plan in plans.items():
+            with tempfile.TemporaryDirectory() as work:
+                m = measure(n, vectors, queries, exact, plan, Path(work))
+            mark = " (default)" if plan == chosen else ""
+            print(
+                f"| {n:,} | {label}{mark} | {m['build_s']:.1f} | {m['bytes_per_passage_file']:.0f} / {m['bytes_per_passage_ram']:.0f} "
+                f"| {m['load_s']:.2f} / {m['load_mmap_s']:.3f} | {m['p50_ms']:.2f} / {m['p99_ms']:.2f} | {m['recall10']:.3f} |",
+                flush=True,
+            )
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
