@@ -9,7 +9,7 @@ HOST   ?= 127.0.0.1
 PORT   ?= 8000
 SUDO   := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 
-.PHONY: install model index serve test browser eval clean
+.PHONY: install model index serve test browser eval bench clean
 
 # constraints.txt pins every transitive dependency to the versions the tests ran with.
 $(STAMP): pyproject.toml constraints.txt
@@ -39,6 +39,12 @@ test: install model browser
 # Full evaluation sets (about 20 minutes): prints the quality table and writes it into README.md.
 eval: model
 	$(BIN)/python bench/quality.py
+
+# Speed and memory: encoder paths, vector index by size, HTTP latency under load.
+bench: index
+	$(BIN)/python bench/embed.py
+	$(BIN)/python bench/ann.py
+	$(BIN)/python bench/http_load.py --index $(INDEX)
 
 clean:
 	rm -rf $(VENV) var .pytest_cache

@@ -97,6 +97,7 @@ def build_index(
             backend=vectors.describe(),
             lexical=lexical.describe(),
             chunking={**_chunk_settings(passage_tokens), "max_tokens": max_tokens},
+            encoder={"precision": getattr(encoder, "precision", None)},
             build_seconds=round(time.perf_counter() - started, 3),
         )
         manifest.write(staging)

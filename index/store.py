@@ -53,6 +53,7 @@ class Manifest:
     backend: dict
     lexical: dict
     chunking: dict
+    encoder: dict = field(default_factory=dict)
     format_version: int = FORMAT_VERSION
     created_at: str = field(default_factory=lambda: time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()))
     build_seconds: float = 0.0

@@ -31,6 +31,8 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--model", default=_env("MODEL", DEFAULT_MODEL_ID), help="sentence-transformers id or path ($SEMSEARCH_MODEL)")
     p.add_argument("--batch-size", type=int, default=32)
     p.add_argument("--passage-tokens", type=int, default=None, help="split paragraphs longer than this")
+    p.add_argument("--memory-saving", action="store_true", help="8-bit vectors above 50k passages (a quarter of the RAM)")
+    p.add_argument("--precision", choices=("auto", "fp32", "bf16"), help="encoder precision ($SEMSEARCH_PRECISION; auto: bf16 where the CPU has it)")
     p.add_argument("--if-stale", action="store_true", help="do nothing when the index already matches the files and model")
     p.add_argument("--quiet", action="store_true", help="no progress bars")
     p.set_defaults(run=_index)
@@ -95,9 +97,10 @@ def _index(args) -> int:
     if args.if_stale and is_current(args.paths, args.out, args.model, passage_tokens):
         print(f"{args.out} is up to date", file=sys.stderr)
         return 0
-    encoder = SentenceTransformerEncoder(args.model)
+    encoder = SentenceTransformerEncoder(args.model, precision=args.precision)
     manifest = build_index(
-        args.paths, args.out, encoder, batch_size=args.batch_size, passage_tokens=passage_tokens, progress=not args.quiet
+        args.paths, args.out, encoder, batch_size=args.batch_size, passage_tokens=passage_tokens,
+        memory_saving=args.memory_saving, progress=not args.quiet,
     )
     print(
         f"indexed {manifest.passages} passages from {manifest.documents} documents "

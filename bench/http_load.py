@@ -1,0 +1,138 @@
+"""Search latency over HTTP against the production server under 1, 8 and 32 concurrent clients,
+beside the same searches in process.
+
+Starts `semsearch serve` on a free loopback port with the given index, sends distinct questions
+(ViQuAD's when ../shared is here, so the query cache does not flatter the numbers), and stops
+the server at the end. Every loop is bounded in requests and time.
+"""
+
+from __future__ import annotations
+
+import argparse
+import http.client
+import json
+import socket
+import statistics
+import subprocess
+import sys
+import threading
+import time
+import urllib.parse
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
+
+MAX_SECONDS_PER_LEVEL = 120
+
+
+def questions(limit: int) -> list[str]:
+    viquad = ROOT.parent / "shared" / "eval" / "viquad" / "queries_dev.jsonl"
+    source = viquad if viquad.exists() else ROOT / "data" / "eval" / "seed_queries_dev.jsonl"
+    lines = [json.loads(line) for line in source.read_text(encoding="utf-8").splitlines() if line.strip()]
+    return [q.get("text") or q["query"] for q in lines][:limit]
+
+
+def free_port() -> int:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return probe.getsockname()[1]
+
+
+def start_server(index: Path, port: int, threads: int) -> subprocess.Popen:
+    server = subprocess.Popen(
+        [sys.executable, "-m", "service.cli", "serve", "--index", str(index), "--port", str(port), "--threads", str(threads)],
+        cwd=ROOT, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+    )
+    deadline = time.monotonic() + 180
+    while time.monotonic() < deadline:
+        try:
+            connection = http.client.HTTPConnection("127.0.0.1", port, timeout=2)
+            connection.request("GET", "/api/health")
+            if connection.getresponse().status == 200:
+                return server
+        except OSError:
+            time.sleep(0.5)
+    server.kill()
+    raise RuntimeError("server did not start")
+
+
+def load(port: int, queries: list[str], clients: int, mode: str) -> list[float]:
+    """Each client sends its share of `queries` one after another on a kept-alive connection."""
+    latencies: list[float] = []
+    lock = threading.Lock()
+    deadline = time.monotonic() + MAX_SECONDS_PER_LEVEL
+
+    def client(share: list[str]) -> None:
+        connection = http.client.HTTPConnection("127.0.0.1", port, timeout=60)
+        for query in share:
+            if time.monotonic() > deadline:
+                return
+            path = "/api/search?" + urllib.parse.urlencode({"q": query, "k": 10, "mode": mode})
+            started = time.perf_counter()
+            connection.request("GET", path)
+            response = connection.getresponse()
+            response.read()
+            elapsed = (time.perf_counter() - started) * 1000
+            if response.status != 200:
+                raise RuntimeError(f"HTTP {response.status} for {query!r}")
+            with lock:
+                latencies.append(elapsed)
+
+    workers = [threading.Thread(target=client, args=(queries[i::clients],)) for i in range(clients)]
+    for worker in workers:
+        worker.start()
+    for worker in workers:
+        worker.join()
+    return sorted(latencies)
+
+
+def in_process(index: Path, queries: list[str], mode: str) -> list[float]:
+    from index.search import Searcher
+
+    searcher = Searcher.open(index)
+    latencies = []
+    for query in queries:
+        started = time.perf_counter()
+        searcher.search(query, 10, mode)
+        latencies.append((time.perf_counter() - started) * 1000)
+    return sorted(latencies)
+
+
+def row(label: str, latencies: list[float], seconds: float | None = None) -> str:
+    p99 = latencies[min(len(latencies) - 1, int(len(latencies) * 0.99))]
+    rate = f"{len(latencies) / seconds:.0f}" if seconds else "-"
+    return f"| {label} | {len(latencies)} | {statistics.median(latencies):.1f} | {p99:.1f} | {rate} |"
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__)
+    parser.add_argument("--index", type=Path, default=ROOT / "var" / "index")
+    parser.add_argument("--requests", type=int, default=400, help="distinct queries per concurrency level")
+    parser.add_argument("--clients", default="1,8,32")
+    parser.add_argument("--mode", default="hybrid")
+    parser.add_argument("--threads", type=int, default=8, help="server threads")
+    args = parser.parse_args()
+
+    queries = questions(args.requests * 4)
+    print(f"index {args.index} ({json.loads((args.index / 'manifest.json').read_text())['passages']} passages), mode {args.mode}")
+    print("| where | requests | p50 ms | p99 ms | requests/s |")
+    print("|---|---|---|---|---|")
+    print(row("in process, 1 caller", in_process(args.index, queries[: args.requests], args.mode)), flush=True)
+    port = free_port()
+    server = start_server(args.index, port, args.threads)
+    try:
+        for level, clients in enumerate(map(int, args.clients.split(",")), 1):
+            # a fresh slice of questions per level, so no level is served from the query cache
+            batch = queries[(level % 4) * args.requests : (level % 4 + 1) * args.requests] or queries[: args.requests]
+            started = time.perf_counter()
+            latencies = load(port, batch, clients, args.mode)
+            print(row(f"HTTP, {clients} clients", latencies, time.perf_counter() - started), flush=True)
+    finally:
+        server.terminate()
+        server.wait(timeout=30)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
