@@ -77,12 +77,12 @@ def build_index(
         AccentVocabulary.count([p.embedding_text for p in passages]).save(staging)
 
         embedded = np.empty((len(passages), encoder.dim), dtype=np.float32)
+        # longest first across the whole corpus, so each batch pads to a similar length
+        order = sorted(range(len(passages)), key=lambda i: -len(passages[i].embedding_text))
         with tqdm(total=len(passages), desc="embedding", unit="passage", disable=not progress) as bar:
-            for start in range(0, len(passages), EMBED_GROUP):
-                group = passages[start : start + EMBED_GROUP]
-                embedded[start : start + len(group)] = encoder.encode_passages(
-                    [p.embedding_text for p in group], batch_size=batch_size
-                )
+            for start in range(0, len(order), EMBED_GROUP):
+                group = order[start : start + EMBED_GROUP]
+                embedded[group] = encoder.encode_passages([passages[i].embedding_text for i in group], batch_size=batch_size)
                 bar.update(len(group))
         vectors = FaissBackend.build(int_ids, embedded, IndexPlan.for_size(len(passages), memory_saving))
         vectors.save(staging)

