@@ -72,7 +72,7 @@ def build_index(
         writer.close()
 
         int_ids = np.array([p.int_id for p in passages], dtype=np.int64)
-        lexical = LexicalIndex.build([p.embedding_text for p in passages], int_ids)
+        lexical = LexicalIndex.build([p.embedding_text for p in passages], int_ids, progress=progress)
         lexical.save(staging)
         AccentVocabulary.count([p.embedding_text for p in passages]).save(staging)
 

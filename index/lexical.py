@@ -145,11 +145,13 @@ class LexicalIndex:
         self.ids = ids
 
     @classmethod
-    def build(cls, texts: Sequence[str], ids: np.ndarray) -> LexicalIndex:
+    def build(cls, texts: Sequence[str], ids: np.ndarray, progress: bool = False) -> LexicalIndex:
         import bm25s
+        from tqdm import tqdm
 
         retriever = bm25s.BM25(k1=K1, b=B)
-        retriever.index([analyze(t) for t in texts], show_progress=False)
+        analysed = [analyze(t) for t in tqdm(texts, desc="lexical index", unit="passage", disable=not progress)]
+        retriever.index(analysed, show_progress=False)
         return cls(retriever, np.asarray(ids, dtype=np.int64))
 
     def search(self, query: str, k: int) -> tuple[np.ndarray, np.ndarray]:
