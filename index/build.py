@@ -74,7 +74,7 @@ def build_index(
         int_ids = np.array([p.int_id for p in passages], dtype=np.int64)
         lexical = LexicalIndex.build([p.embedding_text for p in passages], int_ids, progress=progress)
         lexical.save(staging)
-        AccentVocabulary.count([p.embedding_text for p in passages]).save(staging)
+        AccentVocabulary.count([p.embedding_text for p in passages], progress=progress).save(staging)
 
         embedded = np.empty((len(passages), encoder.dim), dtype=np.float32)
         # longest first across the whole corpus, so each batch pads to a similar length

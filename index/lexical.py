@@ -62,10 +62,12 @@ class AccentVocabulary:
         return sum(self.unigrams.get(folded_word, {}).values())
 
     @classmethod
-    def count(cls, texts: Sequence[str], min_count: int = 1) -> AccentVocabulary:
+    def count(cls, texts: Sequence[str], min_count: int = 1, progress: bool = False) -> AccentVocabulary:
+        from tqdm import tqdm
+
         unigrams: dict[str, Counter] = {}
         bigrams: dict[str, Counter] = {}
-        for text in [*_QUESTION_PHRASES, *texts]:
+        for text in tqdm([*_QUESTION_PHRASES, *texts], desc="accent vocabulary", unit="passage", disable=not progress):
             written = syllables(text)
             for word in written:
                 unigrams.setdefault(fold(word), Counter())[word] += 1
@@ -147,11 +149,18 @@ class LexicalIndex:
     @classmethod
     def build(cls, texts: Sequence[str], ids: np.ndarray, progress: bool = False) -> LexicalIndex:
         import bm25s
+        from bm25s.tokenization import Tokenized
         from tqdm import tqdm
 
+        # terms become int32 ids as they are analysed: lists of strings for a million passages
+        # do not fit in memory (~23 KB a passage), arrays of ids do
+        vocabulary: dict[str, int] = {}
+        term_ids = [
+            np.fromiter((vocabulary.setdefault(term, len(vocabulary)) for term in analyze(text)), dtype=np.int32)
+            for text in tqdm(texts, desc="lexical index", unit="passage", disable=not progress)
+        ]
         retriever = bm25s.BM25(k1=K1, b=B)
-        analysed = [analyze(t) for t in tqdm(texts, desc="lexical index", unit="passage", disable=not progress)]
-        retriever.index(analysed, show_progress=False)
+        retriever.index(Tokenized(ids=term_ids, vocab=vocabulary), show_progress=False)
         return cls(retriever, np.asarray(ids, dtype=np.int64))
 
     def search(self, query: str, k: int) -> tuple[np.ndarray, np.ndarray]:
