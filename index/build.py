@@ -72,17 +72,18 @@ def build_index(
         writer.close()
 
         int_ids = np.array([p.int_id for p in passages], dtype=np.int64)
-        lexical = LexicalIndex.build([p.embedding_text for p in passages], int_ids, progress=progress)
+        texts = [p.embedding_text for p in passages]
+        lexical = LexicalIndex.build(texts, int_ids, progress=progress)
         lexical.save(staging)
-        AccentVocabulary.count([p.embedding_text for p in passages], progress=progress).save(staging)
+        AccentVocabulary.count(texts, progress=progress).save(staging)
 
         embedded = np.empty((len(passages), encoder.dim), dtype=np.float32)
         # longest first across the whole corpus, so each batch pads to a similar length
-        order = sorted(range(len(passages)), key=lambda i: -len(passages[i].embedding_text))
+        order = sorted(range(len(texts)), key=lambda i: -len(texts[i]))
         with tqdm(total=len(passages), desc="embedding", unit="passage", disable=not progress) as bar:
             for start in range(0, len(order), EMBED_GROUP):
                 group = order[start : start + EMBED_GROUP]
-                embedded[group] = encoder.encode_passages([passages[i].embedding_text for i in group], batch_size=batch_size)
+                embedded[group] = encoder.encode_passages([texts[i] for i in group], batch_size=batch_size)
                 bar.update(len(group))
         vectors = FaissBackend.build(int_ids, embedded, IndexPlan.for_size(len(passages), memory_saving))
         vectors.save(staging)
