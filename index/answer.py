@@ -21,7 +21,8 @@ def answer_span(text: str, query: str, weight: Callable[[str], float]) -> Span |
     """The sentence sharing the most query words, each weighted by `weight` (rarer words count more),
     with a bonus for query word pairs it contains in order. None if no sentence shares a word."""
     terms = set(query_terms(query))
-    pairs = {f"{a} {b}" for a, b in zip(folded_words(query), folded_words(query)[1:]) if a in terms or b in terms}
+    query_words = folded_words(query)
+    pairs = {f"{a} {b}" for a, b in zip(query_words, query_words[1:]) if a in terms or b in terms}
     best: tuple[float, Span] | None = None
     for start, end in sentence_spans(text):
         words = folded_words(text[start:end])

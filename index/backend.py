@@ -30,6 +30,7 @@ class VectorBackend(Protocol):
 EXACT_BELOW = 50_000
 # Training sample for the IVF coarse quantiser: FAISS wants 30-256 points per list.
 TRAIN_POINTS_PER_LIST = 64
+_ID_WRAPPER = "IDMap2,"
 
 
 @dataclass(frozen=True)
@@ -50,14 +51,18 @@ class IndexPlan:
         lists = 2 ** round(math.log2(4 * math.sqrt(n)))
         return cls(f"IVF{lists},{'SQ8' if memory_saving else 'Flat'}", nprobe=max(16, lists // 32))
 
+    @classmethod
+    def from_description(cls, description: dict) -> IndexPlan:
+        """The plan a manifest's `backend` entry (written by FaissBackend.describe) records."""
+        return cls(description["factory"].removeprefix(_ID_WRAPPER), description.get("nprobe", 0))
+
 
 class FaissBackend:
     """Inner-product search (cosine on unit vectors) with the passages' own ids."""
 
     FILE = "vectors.faiss"
 
-    def __init__(self, dim: int, index, plan: IndexPlan):
-        self.dim = dim
+    def __init__(self, index, plan: IndexPlan):
         self.index = index
         self.plan = plan
         self._apply_search_parameters()
@@ -67,8 +72,7 @@ class FaissBackend:
         import faiss
 
         vectors = np.ascontiguousarray(vectors, dtype=np.float32)
-        dim = vectors.shape[1]
-        inner = faiss.index_factory(dim, plan.factory, faiss.METRIC_INNER_PRODUCT)
+        inner = faiss.index_factory(vectors.shape[1], plan.factory, faiss.METRIC_INNER_PRODUCT)
         if not inner.is_trained:
             lists = faiss.extract_index_ivf(inner).nlist
             rng = np.random.default_rng(0)
@@ -78,7 +82,7 @@ class FaissBackend:
         index.add_with_ids(vectors, np.ascontiguousarray(ids, dtype=np.int64))
         if plan.nprobe:
             faiss.extract_index_ivf(inner).make_direct_map()  # so a stored vector can be read back
-        return cls(dim, index, plan)
+        return cls(index, plan)
 
     @classmethod
     def load(cls, directory: Path, dim: int, plan: IndexPlan, mmap: bool = True) -> FaissBackend:
@@ -90,7 +94,7 @@ class FaissBackend:
         index = faiss.read_index(path, flags)
         if index.d != dim:
             raise ValueError(f"vector file has dimension {index.d}, manifest says {dim}")
-        return cls(dim, index, plan)
+        return cls(index, plan)
 
     def _apply_search_parameters(self) -> None:
         import faiss
@@ -114,7 +118,7 @@ class FaissBackend:
         faiss.write_index(self.index, str(Path(directory) / self.FILE))
 
     def describe(self) -> dict:
-        return {"engine": "faiss", "factory": f"IDMap2,{self.plan.factory}", "nprobe": self.plan.nprobe,
+        return {"engine": "faiss", "factory": _ID_WRAPPER + self.plan.factory, "nprobe": self.plan.nprobe,
                 "metric": "inner_product"}
 
     def __len__(self) -> int:

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import json
 import random
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -47,10 +47,11 @@ def load_eval_set(path: Path, corpus: Path | None = None) -> EvalSet:
             parts = line.split("\t")
             if len(parts) >= 2 and parts[0] != "query-id" and (len(parts) < 3 or parts[2].strip() != "0"):
                 qrels.setdefault(parts[0], set()).add(parts[1])
+        records = [json.loads(line) for line in queries_file.read_text(encoding="utf-8").splitlines() if line.strip()]
         queries = [
-            EvalQuery(q["id"] if "id" in q else q["_id"], q["text"], relevant=qrels[q.get("id", q.get("_id"))])
-            for q in map(json.loads, queries_file.read_text(encoding="utf-8").splitlines())
-            if q.get("id", q.get("_id")) in qrels
+            EvalQuery(query_id, q["text"], relevant=qrels[query_id])
+            for q in records
+            if (query_id := q.get("id", q.get("_id"))) in qrels
         ]
         return EvalSet(path.name, [_one(path, "corpus.jsonl")], queries, "qrels")
     queries = [
@@ -87,7 +88,6 @@ def evaluate(
     evalset: EvalSet,
     modes: Sequence[str] = MODES,
     unaccented: bool = False,
-    progress: Callable[[str], None] | None = None,
 ) -> dict[str, dict[str, float]]:
     """Mean metrics per mode. BEIR sets: Recall@k, MRR@10, nDCG@10 over documents (a document
     ranks at its best passage). Answer sets: Hit@k and MRR@10 over passages."""
@@ -113,8 +113,6 @@ def evaluate(
             for name, value in scores.items():
                 totals[name] = totals.get(name, 0.0) + value
         report[mode] = {name: value / max(len(evalset.queries), 1) for name, value in totals.items()}
-        if progress:
-            progress(mode)
     return report
 
 

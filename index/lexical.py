@@ -14,14 +14,13 @@ from __future__ import annotations
 
 import json
 import math
-import re
 from collections import Counter
 from collections.abc import Sequence
 from pathlib import Path
 
 import numpy as np
 
-from .text import fold, normalize
+from .text import fold, syllables
 
 DIRECTORY = "lexical"
 K1, B = 1.2, 0.75
@@ -34,13 +33,6 @@ _QUESTION_PHRASES = (
     "bao nhiêu", "bao giờ", "khi nào", "ở đâu", "như thế nào", "thế nào", "tại sao", "vì sao", "là gì",
     "là ai", "những gì", "cái gì", "có phải", "mấy", "nào", "gì", "ai", "đâu",
 )
-_SYLLABLE = re.compile(r"\w+")
-
-
-def syllables(text: str) -> list[str]:
-    return _SYLLABLE.findall(normalize(text).lower())
-
-
 def analyze(text: str) -> list[str]:
     written = syllables(text)
     folded = [fold(s) for s in written]
@@ -62,7 +54,7 @@ class AccentVocabulary:
         return sum(self.unigrams.get(folded_word, {}).values())
 
     @classmethod
-    def count(cls, texts: Sequence[str], min_count: int = 1, progress: bool = False) -> AccentVocabulary:
+    def count(cls, texts: Sequence[str], progress: bool = False) -> AccentVocabulary:
         from tqdm import tqdm
 
         unigrams: dict[str, Counter] = {}
@@ -75,7 +67,7 @@ class AccentVocabulary:
                 bigrams.setdefault(f"{fold(a)} {fold(b)}", Counter())[f"{a} {b}"] += 1
 
         def keep(table: dict[str, Counter]) -> dict[str, dict[str, int]]:
-            return {k: {w: n for w, n in c.most_common(8) if n >= min_count} for k, c in table.items()}
+            return {k: dict(c.most_common(8)) for k, c in table.items()}
 
         return cls(keep(unigrams), keep(bigrams))
 

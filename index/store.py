@@ -101,8 +101,7 @@ def open_index(out: Path, model: str | None = None) -> LoadedIndex:
             f"search it with that model or rebuild it with `semsearch index --model {model}`"
         )
     try:
-        plan = IndexPlan(manifest.backend["factory"].removeprefix("IDMap2,"), manifest.backend.get("nprobe", 0))
-        vectors = FaissBackend.load(directory, manifest.dimension, plan)
+        vectors = FaissBackend.load(directory, manifest.dimension, IndexPlan.from_description(manifest.backend))
         lexical = LexicalIndex.load(directory)
         accents = AccentVocabulary.load(directory)
         passages = PassageStore(directory)

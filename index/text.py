@@ -76,6 +76,11 @@ def split_sentences(text: str) -> list[str]:
 _STOPWORDS = frozenset(fold(word) for word in _STOPWORDS_TEXT.split())
 
 
+def syllables(text: str) -> list[str]:
+    """Lower-cased words (Vietnamese syllables) of `text` as written."""
+    return _WORD.findall(normalize(text).lower())
+
+
 def folded_words(text: str) -> list[str]:
     return _WORD.findall(fold(normalize(text)))
 
