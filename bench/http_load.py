@@ -90,7 +90,7 @@ def load(port: int, queries: list[str], clients: int, mode: str) -> list[float]:
 def in_process(index: Path, queries: list[str], mode: str) -> list[float]:
     from index.search import Searcher
 
-    searcher = Searcher.open(index)
+    searcher = Searcher.open(index)  # a new searcher each run: an empty query cache
     latencies = []
     for query in queries:
         started = time.perf_counter()
@@ -99,38 +99,55 @@ def in_process(index: Path, queries: list[str], mode: str) -> list[float]:
     return sorted(latencies)
 
 
-def row(label: str, latencies: list[float], seconds: float | None = None) -> str:
+def summary(run: tuple[list[float], float | None]) -> tuple[float, float, float | None]:
+    """(p50, p99, requests/s) of one run's latencies and wall seconds."""
+    latencies, seconds = run
     p99 = latencies[min(len(latencies) - 1, int(len(latencies) * 0.99))]
-    rate = f"{len(latencies) / seconds:.0f}" if seconds else "-"
-    return f"| {label} | {len(latencies)} | {statistics.median(latencies):.1f} | {p99:.1f} | {rate} |"
+    return statistics.median(latencies), p99, (len(latencies) / seconds if seconds else None)
+
+
+def row(label: str, runs: list[tuple[list[float], float | None]]) -> str:
+    """p50 min / median / max over the runs; p99 and requests/s medians."""
+    p50s, p99s, rates = zip(*(summary(run) for run in runs))
+    rate = f"{statistics.median(rates):.0f}" if rates[0] else "-"
+    spread = " / ".join(f"{v:.1f}" for v in (min(p50s), statistics.median(p50s), max(p50s)))
+    return f"| {label} | {len(runs[0][0])} | {spread} | {statistics.median(p99s):.1f} | {rate} |"
 
 
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--index", type=Path, default=ROOT / "var" / "index")
-    parser.add_argument("--requests", type=int, default=400, help="distinct queries per concurrency level")
+    parser.add_argument("--requests", type=int, default=300, help="distinct queries per concurrency level")
     parser.add_argument("--clients", default="1,8,32")
     parser.add_argument("--mode", default="hybrid")
     parser.add_argument("--threads", type=int, default=8, help="server threads")
+    parser.add_argument("--repeats", type=int, default=3, help="runs, each against a newly started server")
     args = parser.parse_args()
 
-    queries = questions(args.requests * 4)
-    print(f"index {args.index} ({json.loads((args.index / 'manifest.json').read_text())['passages']} passages), mode {args.mode}")
+    levels = [int(c) for c in args.clients.split(",")]
+    queries = questions(args.requests * (len(levels) + 1))
+    # a slice of questions of its own per level, so no level is served from the query cache
+    slices = [queries[i * args.requests : (i + 1) * args.requests] or queries[: args.requests] for i in range(len(levels) + 1)]
+    print(f"index {args.index} ({json.loads((args.index / 'manifest.json').read_text())['passages']} passages), mode {args.mode}, "
+          f"{args.repeats} runs: p50 min / median / max, p99 and requests/s medians")
     print("| where | requests | p50 ms | p99 ms | requests/s |")
     print("|---|---|---|---|---|")
-    print(row("in process, 1 caller", in_process(args.index, queries[: args.requests], args.mode)), flush=True)
-    port = free_port()
-    server = start_server(args.index, port, args.threads)
-    try:
-        for level, clients in enumerate(map(int, args.clients.split(",")), 1):
-            # a fresh slice of questions per level, so no level is served from the query cache
-            batch = queries[(level % 4) * args.requests : (level % 4 + 1) * args.requests] or queries[: args.requests]
-            started = time.perf_counter()
-            latencies = load(port, batch, clients, args.mode)
-            print(row(f"HTTP, {clients} clients", latencies, time.perf_counter() - started), flush=True)
-    finally:
-        server.terminate()
-        server.wait(timeout=30)
+    runs = [(in_process(args.index, slices[0], args.mode), None) for _ in range(args.repeats)]
+    print(row("in process, 1 caller", runs), flush=True)
+    by_level: dict[int, list] = {clients: [] for clients in levels}
+    for _ in range(args.repeats):
+        port = free_port()
+        server = start_server(args.index, port, args.threads)
+        try:
+            for clients, batch in zip(levels, slices[1:]):
+                started = time.perf_counter()
+                latencies = load(port, batch, clients, args.mode)
+                by_level[clients].append((latencies, time.perf_counter() - started))
+        finally:
+            server.terminate()
+            server.wait(timeout=30)
+    for clients, level_runs in by_level.items():
+        print(row(f"HTTP, {clients} clients", level_runs), flush=True)
     return 0
 
 

@@ -33,7 +33,7 @@ START, END = "<!-- quality:start -->", "<!-- quality:end -->"
 
 def run(evalset: EvalSet, encoder, label: str) -> dict:
     out = ROOT / "var" / "eval" / evalset.name
-    if not is_current(evalset.corpus, out, encoder.model_id):
+    if not is_current(evalset.corpus, out, encoder.model_id, encoder.precision):
         build_index(evalset.corpus, out, encoder)
     searcher = Searcher.open(out, encoder=encoder)
     rows = {}

@@ -27,12 +27,16 @@ PIPELINE_VERSION = 2
 EMBED_GROUP = 256
 
 
-def is_current(paths: Iterable[Path], out: Path, model_id: str, passage_tokens: int = PASSAGE_TOKENS) -> bool:
-    """True when `out` already indexes exactly these files with this model and chunking."""
+def is_current(
+    paths: Iterable[Path], out: Path, model_id: str, precision: str | None = None, passage_tokens: int = PASSAGE_TOKENS
+) -> bool:
+    """True when `out` already indexes exactly these files with this model (at this precision, when
+    given) and chunking."""
     manifest = read_manifest_if_any(out)
     return (
         manifest is not None
         and manifest.model == model_id
+        and (precision is None or manifest.encoder.get("precision") == precision)
         and all(manifest.chunking.get(key) == value for key, value in _chunk_settings(passage_tokens).items())
         and manifest.corpus_fingerprint == fingerprint(find_files(paths))
     )

@@ -10,6 +10,7 @@ import time
 from pathlib import Path
 
 from index.e5_build import DEFAULT_MODEL_ID
+from index.embed import PRECISIONS
 from index.search import MODES
 
 DEFAULT_CORPUS = "data/corpus"
@@ -32,7 +33,7 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--batch-size", type=int, default=32)
     p.add_argument("--passage-tokens", type=int, default=None, help="split paragraphs longer than this")
     p.add_argument("--memory-saving", action="store_true", help="8-bit vectors above 50k passages (a quarter of the RAM)")
-    p.add_argument("--precision", choices=("auto", "fp32", "bf16"), help="encoder precision ($SEMSEARCH_PRECISION; auto: bf16 where the CPU has it)")
+    p.add_argument("--precision", choices=PRECISIONS, help="encoder precision ($SEMSEARCH_PRECISION; auto: int8 on CPUs with VNNI, else bf16 where native, else fp32)")
     p.add_argument("--if-stale", action="store_true", help="do nothing when the index already matches the files and model")
     p.add_argument("--quiet", action="store_true", help="no progress bars")
     p.set_defaults(run=_index)
@@ -91,10 +92,10 @@ def main(argv: list[str] | None = None) -> int:
 
 def _index(args) -> int:
     from index.build import PASSAGE_TOKENS, build_index, is_current
-    from index.embed import SentenceTransformerEncoder
+    from index.embed import SentenceTransformerEncoder, resolve_precision
 
     passage_tokens = args.passage_tokens or PASSAGE_TOKENS
-    if args.if_stale and is_current(args.paths, args.out, args.model, passage_tokens):
+    if args.if_stale and is_current(args.paths, args.out, args.model, resolve_precision(args.precision), passage_tokens):
         print(f"{args.out} is up to date", file=sys.stderr)
         return 0
     encoder = SentenceTransformerEncoder(args.model, precision=args.precision)
@@ -154,7 +155,7 @@ def _eval(args) -> int:
         evalset = subset(evalset, args.queries, args.distractors, Path("var/eval") / f"{evalset.name}-subset-{args.queries}-{args.distractors}")
     out = args.index or Path("var/eval") / evalset.name
     encoder = SentenceTransformerEncoder(args.model)
-    if not is_current(evalset.corpus, out, args.model):
+    if not is_current(evalset.corpus, out, args.model, encoder.precision):
         build_index(evalset.corpus, out, encoder)
     searcher = Searcher.open(out, encoder=encoder)
     modes = [m.strip() for m in args.modes.split(",") if m.strip()]

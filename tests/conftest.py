@@ -90,6 +90,14 @@ def real_encoder():
 
 
 @pytest.fixture(scope="session")
+def fp32_encoder():
+    """The rebuilt model exactly as converted, whatever path this CPU would choose."""
+    from index.embed import SentenceTransformerEncoder
+
+    return SentenceTransformerEncoder(precision="fp32")
+
+
+@pytest.fixture(scope="session")
 def real_index(tmp_path_factory, real_encoder) -> Path:
     out = tmp_path_factory.mktemp("real") / "index"
     build_index([CORPUS], out, real_encoder, progress=False)

