@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 import os
 from collections.abc import Sequence
 from pathlib import Path
@@ -11,6 +12,8 @@ import numpy as np
 
 from .e5_build import DEFAULT_MODEL_ID, ensure_model
 from .text import normalize
+
+log = logging.getLogger(__name__)
 
 
 class TextEncoder(Protocol):
@@ -69,9 +72,14 @@ def choose_precision(requested: str = "auto", flags: set[str] | None = None) -> 
     return "bf16" if NATIVE_BF16 & flags else "fp32"
 
 
+def requested_precision(precision: str | None = None) -> str:
+    """The argument, else $SEMSEARCH_PRECISION, else "auto"."""
+    return precision or os.environ.get("SEMSEARCH_PRECISION") or "auto"
+
+
 def resolve_precision(requested: str | None = None) -> str:
-    """The precision to run: the argument, else $SEMSEARCH_PRECISION, else what suits this CPU."""
-    precision = choose_precision(requested or os.environ.get("SEMSEARCH_PRECISION") or "auto")
+    """The precision to run: the one asked for, else what suits this CPU."""
+    precision = choose_precision(requested_precision(requested))
     if precision not in PRECISIONS[1:]:
         raise ValueError(f"precision must be one of {', '.join(PRECISIONS)}")
     return precision
@@ -97,16 +105,20 @@ class SentenceTransformerEncoder:
         self.model_id = model_id
         self.model = SentenceTransformer(resolve_model(model_id), device=device)
         self.precision = resolve_precision(precision)
-        if self.precision == "bf16":
-            self.model.to(torch.bfloat16)
-        elif self.precision == "int8":
+        if self.precision == "int8":
             from .openvino_int8 import use_int8_network
 
-            use_int8_network(
-                self.model,
-                cache_root=semsearch_home() / "openvino",
-                inference_precision="bf16" if NATIVE_BF16 & cpu_flags() else "f32",
-            )
+            native_bf16 = bool(NATIVE_BF16 & cpu_flags())
+            try:
+                use_int8_network(self.model, semsearch_home() / "openvino", "bf16" if native_bf16 else "f32")
+            except Exception as exc:
+                # a model OpenVINO cannot convert still runs, on torch, unless int8 was asked for
+                if requested_precision(precision) != "auto":
+                    raise
+                self.precision = "bf16" if native_bf16 else "fp32"
+                log.warning("no int8 encoder for %s (%s: %s); running %s on torch", model_id, type(exc).__name__, exc, self.precision)
+        if self.precision == "bf16":
+            self.model.to(torch.bfloat16)
         self.dim = int(self.model.get_embedding_dimension())
         self.tokenizer = self.model.tokenizer
         prompt = self.model.prompts.get("document") or self.model.prompts.get("passage") or ""

@@ -68,3 +68,22 @@ def test_int8_encoder_is_safe_to_share_between_threads(int8_encoder):
         together = list(pool.map(lambda i: int8_encoder.encode_queries([TEXTS[i % len(TEXTS)]])[0], range(32)))
     for i, vector in enumerate(together):
         np.testing.assert_allclose(vector, alone[i % len(TEXTS)], atol=1e-5)
+
+
+@pytest.mark.model
+def test_auto_falls_back_to_torch_when_int8_cannot_be_built(monkeypatch):
+    import index.embed
+    import index.openvino_int8
+    from index.embed import SentenceTransformerEncoder
+
+    def cannot_convert(*args, **kwargs):
+        raise RuntimeError("unsupported operation")
+
+    monkeypatch.delenv("SEMSEARCH_PRECISION", raising=False)
+    monkeypatch.setattr(index.embed, "cpu_flags", lambda: {"avx2", "avx512_vnni"})
+    monkeypatch.setattr(index.openvino_int8, "use_int8_network", cannot_convert)
+    encoder = SentenceTransformerEncoder()
+    assert encoder.precision == "fp32"
+    assert encoder.encode_queries(["Chi bộ"]).shape == (1, encoder.dim)
+    with pytest.raises(RuntimeError, match="unsupported operation"):
+        SentenceTransformerEncoder(precision="int8")
