@@ -160,10 +160,13 @@ class LexicalIndex:
         terms = [t for t in analyze(query) if t in self.retriever.vocab_dict]
         if not terms:
             return np.zeros(0, np.float32), np.zeros(0, np.int64)
-        k = min(k, len(self.ids))
-        rows, scores = self.retriever.retrieve([terms], k=k, show_progress=False, n_threads=1)
-        keep = scores[0] > 0
-        return scores[0][keep], self.ids[rows[0][keep]]
+        # scored here rather than through retrieve(), which starts a thread pool for every query
+        scores = self.retriever.get_scores(terms)
+        k = min(k, len(scores))
+        rows = np.argpartition(-scores, k - 1)[:k]
+        rows = rows[np.argsort(-scores[rows], kind="stable")]
+        rows = rows[scores[rows] > 0]
+        return scores[rows], self.ids[rows]
 
     def save(self, directory: Path) -> None:
         target = Path(directory) / DIRECTORY
