@@ -39,9 +39,10 @@ def free_port() -> int:
         return probe.getsockname()[1]
 
 
-def start_server(index: Path, port: int, threads: int) -> subprocess.Popen:
+def start_server(index: Path, port: int, workers: int | None, threads: int) -> subprocess.Popen:
+    options = ["--threads", str(threads)] + (["--workers", str(workers)] if workers else [])
     server = subprocess.Popen(
-        [sys.executable, "-m", "service.cli", "serve", "--index", str(index), "--port", str(port), "--threads", str(threads)],
+        [sys.executable, "-m", "service.cli", "serve", "--index", str(index), "--port", str(port), *options],
         cwd=ROOT, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
     )
     deadline = time.monotonic() + 180
@@ -120,7 +121,8 @@ def main() -> int:
     parser.add_argument("--requests", type=int, default=300, help="distinct queries per concurrency level")
     parser.add_argument("--clients", default="1,8,32")
     parser.add_argument("--mode", default="hybrid")
-    parser.add_argument("--threads", type=int, default=8, help="server threads")
+    parser.add_argument("--workers", type=int, help="server processes (default: the server's own)")
+    parser.add_argument("--threads", type=int, default=4, help="threads per server process")
     parser.add_argument("--repeats", type=int, default=3, help="runs, each against a newly started server")
     args = parser.parse_args()
 
@@ -137,7 +139,7 @@ def main() -> int:
     by_level: dict[int, list] = {clients: [] for clients in levels}
     for _ in range(args.repeats):
         port = free_port()
-        server = start_server(args.index, port, args.threads)
+        server = start_server(args.index, port, args.workers, args.threads)
         try:
             for clients, batch in zip(levels, slices[1:]):
                 started = time.perf_counter()

@@ -69,7 +69,8 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--host", default=_env("HOST", "127.0.0.1"))
     p.add_argument("--port", type=int, default=int(_env("PORT", "8000")))
     p.add_argument("--index", type=Path, **index_dir)
-    p.add_argument("--threads", type=int, default=8)
+    p.add_argument("--workers", type=int, default=None, help="server processes (default: one per core, at most 4; $SEMSEARCH_WORKERS)")
+    p.add_argument("--threads", type=int, default=4, help="threads per process")
     p.set_defaults(run=_serve)
 
     p = commands.add_parser("model", help="manage the default model")
@@ -171,15 +172,11 @@ def _eval(args) -> int:
 
 
 def _serve(args) -> int:
-    import waitress
-
     from . import create_app
+    from .workers import default_workers, serve
 
-    app = create_app({"INDEX_DIR": str(args.index)})
-    size = app.extensions["searcher"].size
-    print(f"semsearch: serving {size} passages on http://{args.host}:{args.port}/", flush=True)
-    waitress.serve(app, host=args.host, port=args.port, threads=args.threads, ident="semsearch")
-    return 0
+    workers = args.workers or int(_env("WORKERS", str(default_workers())))
+    return serve(lambda: create_app({"INDEX_DIR": str(args.index)}), args.host, args.port, workers, args.threads)
 
 
 def _model_build(args) -> int:

@@ -113,9 +113,8 @@ def seed_queries() -> list[dict]:
     return [json.loads(line) for line in SEED_QUERIES.read_text(encoding="utf-8").splitlines() if line.strip()]
 
 
-@pytest.fixture(scope="session")
-def live_server(real_index: Path):
-    """`semsearch serve` (waitress) on a free port of this machine, serving the real seed index."""
+def start_server(index: Path, *options: str):
+    """`semsearch serve` on a free port of this machine; (process, base URL) once it answers."""
     import socket
     import subprocess
     import sys
@@ -126,7 +125,7 @@ def live_server(real_index: Path):
         probe.bind(("127.0.0.1", 0))
         port = probe.getsockname()[1]
     process = subprocess.Popen(
-        [sys.executable, "-m", "service.cli", "serve", "--index", str(real_index), "--port", str(port)],
+        [sys.executable, "-m", "service.cli", "serve", "--index", str(index), "--port", str(port), *options],
         cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
     )
     base = f"http://127.0.0.1:{port}"
@@ -134,12 +133,18 @@ def live_server(real_index: Path):
     while True:
         try:
             urllib.request.urlopen(base + "/api/health", timeout=2)
-            break
+            return process, base
         except OSError:
             if process.poll() is not None or time.monotonic() > deadline:
                 process.kill()
                 raise RuntimeError("server did not start:\n" + (process.stdout.read() if process.stdout else ""))
             time.sleep(0.5)
+
+
+@pytest.fixture(scope="session")
+def live_server(real_index: Path):
+    """The production server (two waitress processes) serving the real seed index."""
+    process, base = start_server(real_index, "--workers", "2")
     yield base
     process.terminate()
     process.wait(timeout=30)

@@ -1,6 +1,7 @@
-"""The production server (waitress) over real HTTP."""
+"""The production server (waitress processes) over real HTTP."""
 
 import json
+from concurrent.futures import ThreadPoolExecutor
 import urllib.error
 import urllib.parse
 import urllib.request
@@ -44,3 +45,43 @@ def test_page_over_http(live_server):
         page = response.read().decode()
     assert response.headers["Content-Type"].startswith("text/html")
     assert "<mark>Fanpage</mark>" in page
+
+
+def worker_pids(pid: int) -> list[int]:
+    with open(f"/proc/{pid}/task/{pid}/children") as f:
+        return [int(child) for child in f.read().split()]
+
+
+def test_workers_share_the_port_and_stop_with_the_server(real_index):
+    import os
+    import signal
+
+    from tests.conftest import start_server
+
+    process, base = start_server(real_index, "--workers", "2", "--threads", "2")
+    workers = worker_pids(process.pid)
+    try:
+        assert len(workers) == 2
+        with ThreadPoolExecutor(max_workers=8) as pool:
+            answers = list(pool.map(lambda i: get(f"{base}/api/search?q=%C4%91%E1%BA%A3ng+vi%C3%AAn&k=1"), range(16)))
+        assert all(status == 200 and body["results"] for status, body in answers)
+    finally:
+        process.send_signal(signal.SIGTERM)
+        assert process.wait(timeout=30) == 0
+    for worker in workers:
+        with pytest.raises(ProcessLookupError):
+            os.kill(worker, 0)
+
+
+def test_server_refuses_to_start_without_an_index(tmp_path):
+    import subprocess
+    import sys
+
+    from tests.conftest import ROOT
+
+    done = subprocess.run(
+        [sys.executable, "-m", "service.cli", "serve", "--index", str(tmp_path / "missing"), "--workers", "2", "--port", "0"],
+        cwd=ROOT, capture_output=True, text=True, timeout=120,
+    )
+    assert done.returncode == 2
+    assert "no index at" in done.stderr
