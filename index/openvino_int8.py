@@ -2,7 +2,7 @@
 
 On this project's CPUs the transformer is nearly all of the embedding cost. Converted to OpenVINO
 and quantised to int8 with NNCF (weights and activations, calibrated on a small multilingual set of
-queries and passages), it embeds ~6x faster than torch fp32 at cosine .999 to it; see bench/embed.py.
+queries and passages), it embeds ~6x faster than torch fp32 at cosine .998 to it; see bench/embed.py.
 sentence-transformers' own `backend="openvino"` goes through optimum-intel, which pins an older
 transformers and a CUDA build of torch, so the conversion is done here with openvino and nncf
 directly and the compiled network replaces the torch module inside the model's Transformer module:
@@ -111,6 +111,9 @@ class OpenVINOTransformer(torch.nn.Module):
         )
         self.streams = int(self.network.get_property("OPTIMAL_NUMBER_OF_INFER_REQUESTS"))
         self.input_names = [port.get_any_name() for port in self.network.inputs]
+        self.output = next(
+            (i for i, port in enumerate(self.network.outputs) if "last_hidden_state" in port.get_names()), 0
+        )
         self._requests = threading.local()
 
     def _thread_requests(self) -> list:
@@ -135,7 +138,7 @@ class OpenVINOTransformer(torch.nn.Module):
         hidden = []
         for request in requests:
             request.wait()
-            hidden.append(np.array(request.get_output_tensor(0).data[:, :length], dtype=np.float32))
+            hidden.append(np.array(request.get_output_tensor(self.output).data[:, :length], dtype=np.float32))
         return {"last_hidden_state": torch.from_numpy(np.concatenate(hidden))}
 
 
