@@ -115,6 +115,12 @@ class OpenVINOTransformer(torch.nn.Module):
             (i for i, port in enumerate(self.network.outputs) if "last_hidden_state" in port.get_names()), 0
         )
         self._requests = threading.local()
+        # The first use of OpenVINO's Python tensors initialises C++ statics that call back into
+        # Python. Two threads making that first call at once deadlock: one waits on the static's
+        # guard holding the GIL, the other runs the initialiser and waits for the GIL. A server's
+        # first concurrent queries did exactly that, so make the first call here, on one thread.
+        ones = torch.ones((1, 1), dtype=torch.long)
+        self.forward(ones, ones)
 
     def _thread_requests(self) -> list:
         requests = getattr(self._requests, "requests", None)

@@ -70,6 +70,49 @@ def test_int8_encoder_is_safe_to_share_between_threads(int8_encoder):
         np.testing.assert_allclose(vector, alone[i % len(TEXTS)], atol=1e-5)
 
 
+FIRST_CALLS_AT_ONCE = """
+import sys, threading
+from pathlib import Path
+import torch
+from index.openvino_int8 import OpenVINOTransformer
+
+network = OpenVINOTransformer(Path(sys.argv[1]), config=None, inference_precision="f32")
+sys.setswitchinterval(1e-6)  # hand the GIL over as often as possible, so the first calls interleave
+barrier = threading.Barrier(16)
+
+def first_call():
+    barrier.wait()
+    network(torch.ones((1, 8), dtype=torch.long), torch.ones((1, 8), dtype=torch.long))
+
+threads = [threading.Thread(target=first_call) for _ in range(16)]
+for thread in threads:
+    thread.start()
+for thread in threads:
+    thread.join()
+print("done")
+"""
+
+
+@pytest.mark.model
+def test_int8_network_survives_many_threads_calling_it_first(int8_encoder):
+    """A fresh server worker's first concurrent queries once hung forever inside OpenVINO; each
+    attempt is a new process, because the hang needs the very first calls (it struck ~half of them)."""
+    import subprocess
+    import sys
+
+    from index.embed import semsearch_home
+    from tests.conftest import ROOT
+
+    assert int8_encoder.precision == "int8"
+    network_file = next((semsearch_home() / "openvino").glob("int8-*/model.xml"))
+    for _ in range(5):
+        result = subprocess.run(
+            [sys.executable, "-c", FIRST_CALLS_AT_ONCE, str(network_file)],
+            cwd=ROOT, capture_output=True, text=True, timeout=60,
+        )
+        assert result.stdout.strip() == "done", result.stderr
+
+
 @pytest.mark.model
 def test_auto_falls_back_to_torch_when_int8_cannot_be_built(monkeypatch):
     import index.embed
