@@ -22,6 +22,7 @@ import numpy as np
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
+from figures import p99, spread  # noqa: E402
 from index.backend import FaissBackend, IndexPlan  # noqa: E402
 
 DIM = 384
@@ -82,20 +83,15 @@ def measure(
             _, hit = mapped.search(query[None, :], 10)
             latencies.append((time.perf_counter() - started) * 1000)
             found.append(hit[0])
-        latencies.sort()
         p50s.append(statistics.median(latencies))
-        p99s.append(latencies[int(len(latencies) * 0.99)])
+        p99s.append(p99(latencies))
     recall = np.mean([len(set(f.tolist()) & set(e.tolist())) / 10 for f, e in zip(found, exact_ids)])
     del loaded, mapped
     return {
         "build_s": build_s, "bytes_per_passage_file": file_bytes / n, "bytes_per_passage_ram": ram / n,
-        "load_s": load_s, "load_mmap_s": statistics.median(load_mmap_s), "p50_ms": spread(p50s),
+        "load_s": load_s, "load_mmap_s": statistics.median(load_mmap_s), "p50_ms": spread(p50s, digits=2),
         "p99_ms": statistics.median(p99s), "recall10": recall,
     }
-
-
-def spread(values: list[float]) -> str:
-    return " / ".join(f"{v:.2f}" for v in (min(values), statistics.median(values), max(values)))
 
 
 def main() -> int:

@@ -20,6 +20,7 @@ import torch
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
+from figures import p99, spread  # noqa: E402
 from index.embed import SentenceTransformerEncoder, cpu_flags, unit_rows  # noqa: E402
 from index.text import normalize  # noqa: E402
 
@@ -66,6 +67,7 @@ class OnnxRuntimePath:
 
         self.tokenizer = reference.tokenizer
         self.prompts = reference.prompts
+        self.dim = reference.dim
         exported = ROOT / "var" / "bench" / "onnx" / "e5.onnx"
         if not exported.exists():
             exported.parent.mkdir(parents=True, exist_ok=True)
@@ -87,7 +89,7 @@ class OnnxRuntimePath:
 
     def _encode(self, texts, prompt: str, batch_size: int) -> np.ndarray:
         order = np.argsort([-len(t) for t in texts])
-        vectors = np.zeros((len(texts), 384), np.float32)
+        vectors = np.zeros((len(texts), self.dim), np.float32)
         for start in range(0, len(texts), batch_size):
             rows = order[start : start + batch_size]
             features = self.tokenizer([prompt + normalize(texts[i]) for i in rows], padding=True, return_tensors="np")
@@ -168,9 +170,9 @@ def main() -> int:
         r = rates[name]
         lat = sorted(latency[name])
         print(
-            f"| {name} | {min(r):.1f} / {statistics.median(r):.1f} / {max(r):.1f} | {statistics.median(ratios[name]):.2f} "
+            f"| {name} | {spread(r)} | {statistics.median(ratios[name]):.2f} "
             f"| {fidelity[name].mean():.5f} / {fidelity[name].min():.5f} | {query_fidelity[name].min():.5f} "
-            f"| {lat[len(lat) // 2]:.1f} / {lat[int(len(lat) * 0.99)]:.1f} |"
+            f"| {lat[len(lat) // 2]:.1f} / {p99(lat):.1f} |"
         )
     return 0
 

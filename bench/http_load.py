@@ -23,6 +23,8 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
+from figures import p99, spread  # noqa: E402
+
 MAX_SECONDS_PER_LEVEL = 120
 
 
@@ -103,16 +105,14 @@ def in_process(index: Path, queries: list[str], mode: str) -> list[float]:
 def summary(run: tuple[list[float], float | None]) -> tuple[float, float, float | None]:
     """(p50, p99, requests/s) of one run's latencies and wall seconds."""
     latencies, seconds = run
-    p99 = latencies[min(len(latencies) - 1, int(len(latencies) * 0.99))]
-    return statistics.median(latencies), p99, (len(latencies) / seconds if seconds else None)
+    return statistics.median(latencies), p99(latencies), (len(latencies) / seconds if seconds else None)
 
 
 def row(label: str, runs: list[tuple[list[float], float | None]]) -> str:
     """p50 min / median / max over the runs; p99 and requests/s medians."""
     p50s, p99s, rates = zip(*(summary(run) for run in runs))
     rate = f"{statistics.median(rates):.0f}" if rates[0] else "-"
-    spread = " / ".join(f"{v:.1f}" for v in (min(p50s), statistics.median(p50s), max(p50s)))
-    return f"| {label} | {len(runs[0][0])} | {spread} | {statistics.median(p99s):.1f} | {rate} |"
+    return f"| {label} | {len(runs[0][0])} | {spread(p50s)} | {statistics.median(p99s):.1f} | {rate} |"
 
 
 def main() -> int:
