@@ -33,6 +33,8 @@ _QUESTION_PHRASES = (
     "bao nhiêu", "bao giờ", "khi nào", "ở đâu", "như thế nào", "thế nào", "tại sao", "vì sao", "là gì",
     "là ai", "những gì", "cái gì", "có phải", "mấy", "nào", "gì", "ai", "đâu",
 )
+
+
 def analyze(text: str) -> list[str]:
     written = syllables(text)
     folded = [fold(s) for s in written]

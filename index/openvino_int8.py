@@ -148,8 +148,8 @@ class OpenVINOTransformer(torch.nn.Module):
         return {"last_hidden_state": torch.from_numpy(np.concatenate(hidden))}
 
 
-def use_int8_network(st_model, cache_root: Path, inference_precision: str) -> Path:
-    """Swap the model's transformer for its cached (or freshly built) int8 network; returns the network file."""
+def use_int8_network(st_model, cache_root: Path, inference_precision: str) -> None:
+    """Swap the model's transformer for its cached (or freshly built) int8 network."""
     transformer = st_model[0].auto_model
     out_dir = cache_root / f"int8-{weights_fingerprint(transformer)}"
     network_file = out_dir / MODEL_FILE
@@ -157,4 +157,3 @@ def use_int8_network(st_model, cache_root: Path, inference_precision: str) -> Pa
         log.warning("building the int8 OpenVINO encoder once for this model (about half a minute)")
         build_int8_network(st_model, out_dir)
     st_model[0].model = OpenVINOTransformer(network_file, transformer.config, inference_precision)
-    return network_file
