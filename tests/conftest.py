@@ -118,15 +118,18 @@ def start_server(index: Path, *options: str):
     import socket
     import subprocess
     import sys
+    import tempfile
     import time
     import urllib.request
 
     with socket.socket() as probe:
         probe.bind(("127.0.0.1", 0))
         port = probe.getsockname()[1]
+    # a file, not a pipe: nobody reads a running server's output, and a full pipe would block it
+    output = tempfile.TemporaryFile("w+")
     process = subprocess.Popen(
         [sys.executable, "-m", "service.cli", "serve", "--index", str(index), "--port", str(port), *options],
-        cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+        cwd=ROOT, stdout=output, stderr=subprocess.STDOUT,
     )
     base = f"http://127.0.0.1:{port}"
     deadline = time.monotonic() + 180
@@ -137,7 +140,9 @@ def start_server(index: Path, *options: str):
         except OSError:
             if process.poll() is not None or time.monotonic() > deadline:
                 process.kill()
-                raise RuntimeError("server did not start:\n" + (process.stdout.read() if process.stdout else ""))
+                process.wait()
+                output.seek(0)
+                raise RuntimeError("server did not start:\n" + output.read())
             time.sleep(0.5)
 
 
