@@ -19,6 +19,9 @@ class VectorBackend(Protocol):
     def vector(self, id_: int) -> np.ndarray:
         """The stored vector of `id_`; KeyError if there is none."""
 
+    def ids(self) -> np.ndarray:
+        """Every stored id."""
+
     def save(self, directory: Path) -> None: ...
 
     def describe(self) -> dict:
@@ -117,6 +120,11 @@ class FaissBackend:
             return self.index.reconstruct(int(id_))
         except RuntimeError as exc:
             raise KeyError(id_) from exc
+
+    def ids(self) -> np.ndarray:
+        import faiss
+
+        return faiss.vector_to_array(self.index.id_map)
 
     def save(self, directory: Path) -> None:
         import faiss

@@ -15,7 +15,7 @@ from .embed import TextEncoder
 from .ingest import IngestError, find_files, fingerprint, read_documents
 from .lexical import AccentVocabulary, LexicalIndex
 from .passage_store import PassageWriter
-from .store import Manifest, read_manifest_if_any, staging_directory
+from .store import Manifest, previous_version, read_manifest_if_any, staging_directory
 
 OVERLAP_SENTENCES = 1
 # Paragraphs longer than this many tokens are split into sentence windows: shorter passages keep
@@ -104,6 +104,7 @@ def build_index(
             chunking={**_chunk_settings(passage_tokens), "max_tokens": max_tokens},
             encoder={"precision": getattr(encoder, "precision", None)},
             build_seconds=round(time.perf_counter() - started, 3),
+            version=previous_version(out) + 1,
         )
         manifest.write(staging)
     return manifest

@@ -25,6 +25,9 @@ class TextEncoder(Protocol):
 
     def count_tokens(self, text: str) -> int: ...
 
+    def truncate(self, text: str, max_tokens: int) -> str:
+        """The longest start of `text` that is at most `max_tokens` tokens."""
+
     def encode_passages(self, texts: Sequence[str], batch_size: int = 32) -> np.ndarray: ...
 
     def encode_queries(self, texts: Sequence[str]) -> np.ndarray: ...
@@ -128,6 +131,13 @@ class SentenceTransformerEncoder:
 
     def count_tokens(self, text: str) -> int:
         return len(self.tokenizer(normalize(text), add_special_tokens=False, verbose=False)["input_ids"])
+
+    def truncate(self, text: str, max_tokens: int) -> str:
+        text = normalize(text)
+        offsets = self.tokenizer(
+            text, add_special_tokens=False, truncation=True, max_length=max_tokens, return_offsets_mapping=True, verbose=False
+        )["offset_mapping"]
+        return text[: offsets[-1][1]] if offsets else ""
 
     def encode_passages(self, texts: Sequence[str], batch_size: int = 32) -> np.ndarray:
         vectors = self.model.encode_document(

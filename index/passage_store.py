@@ -105,9 +105,23 @@ class PassageStore:
         with self._lock:
             return dict(self._connection.execute("SELECT int_id, doc_id FROM passages"))
 
-    def count(self) -> int:
+    def all_int_ids(self) -> list[int]:
         with self._lock:
-            return self._connection.execute("SELECT COUNT(*) FROM passages").fetchone()[0]
+            return [row[0] for row in self._connection.execute("SELECT int_id FROM passages")]
+
+    def first_int_id(self) -> int | None:
+        with self._lock:
+            row = self._connection.execute("SELECT int_id FROM passages LIMIT 1").fetchone()
+        return row[0] if row else None
+
+    def document_count(self) -> int:
+        with self._lock:
+            return self._connection.execute("SELECT COUNT(*) FROM documents").fetchone()[0]
+
+    def integrity_check(self) -> list[str]:
+        """SQLite's own check of every page and index: ["ok"] when sound."""
+        with self._lock:
+            return [row[0] for row in self._connection.execute("PRAGMA integrity_check")]
 
     def close(self) -> None:
         self._connection.close()

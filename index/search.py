@@ -12,11 +12,17 @@ from .answer import Span, answer_span, highlights, idf_weight
 from .embed import SentenceTransformerEncoder, TextEncoder
 from .fusion import Ranking, normalized_score_fusion, reciprocal_rank_fusion
 from .passage_store import StoredPassage
-from .store import LoadedIndex, open_index
+from .store import IndexNotFound, LoadedIndex, ModelMismatch, open_index
 from .text import normalize
 
 MAX_K = 100
-MAX_QUERY_CHARS = 2_000
+# A question, not a document: ViQuAD's longest is under 250 characters. With highlights and answers
+# computed for every result, k x query length is what a search costs beyond the encoder, so it is
+# capped too (500 characters at k 40, or 200 at k 100: ~50 ms of CPU on two cores' worth of work).
+MAX_QUERY_CHARS = 500
+MAX_K_TIMES_QUERY_CHARS = 20_000
+# Pasted text is embedded as a passage: only its first passage window (the index's chunking
+# budget, 256 tokens by default) is read, as a passage that long would have been split when indexed.
 MAX_SIMILAR_TEXT_CHARS = 20_000
 MODES = ("hybrid", "dense", "lexical")
 QUERY_CACHE_SIZE = 1024
@@ -84,6 +90,12 @@ def check_k(k: object) -> int:
 def check_text(text: object, what: str, limit: int) -> str:
     if not isinstance(text, str):
         raise InvalidRequest(f"{what} must be a string")
+    if "\x00" in text:
+        raise InvalidRequest(f"{what} contains a NUL character")
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError:
+        raise InvalidRequest(f"{what} contains a lone surrogate (\\ud800-\\udfff), which is not text") from None
     text = normalize(text)
     if not text:
         raise InvalidRequest(f"{what} is empty")
@@ -93,19 +105,43 @@ def check_text(text: object, what: str, limit: int) -> str:
 
 
 class Searcher:
-    def __init__(self, index: LoadedIndex, encoder: TextEncoder):
-        if encoder.model_id != index.manifest.model:
-            raise ValueError(f"encoder {encoder.model_id!r} does not match the index's {index.manifest.model!r}")
+    """Searches one index, and follows it: when the link at `index_dir` points to a newer build,
+    `reload_if_changed` opens it and switches to it. Each call reads `self.index` once, so a
+    search that started on the old index finishes on it; the old files are released when the
+    last such call returns."""
+
+    def __init__(self, index: LoadedIndex, encoder: TextEncoder, index_dir: Path | None = None):
+        self._check_model(index, encoder)
         self.index = index
         self.encoder = encoder
+        self.index_dir = Path(index_dir) if index_dir is not None else index.directory
         # people repeat queries, and hybrid and dense share one embedding of each
         self._query_vector = lru_cache(maxsize=QUERY_CACHE_SIZE)(self._encode_query)
+
+    @staticmethod
+    def _check_model(index: LoadedIndex, encoder: TextEncoder) -> None:
+        if encoder.model_id != index.manifest.model:
+            raise ModelMismatch(f"encoder {encoder.model_id!r} does not match the index's {index.manifest.model!r}")
 
     @classmethod
     def open(cls, index_dir: Path, model: str | None = None, encoder: TextEncoder | None = None) -> Searcher:
         """Load the index and the model that built it (`model` must agree with the manifest)."""
         index = open_index(index_dir, model=model or (encoder.model_id if encoder else None))
-        return cls(index, encoder or SentenceTransformerEncoder(index.manifest.model))
+        return cls(index, encoder or SentenceTransformerEncoder(index.manifest.model), index_dir)
+
+    def reload_if_changed(self) -> bool:
+        """Switch to the index now published at `index_dir` if it is another one. Raises
+        IndexProblem (and keeps serving the current index) when the new one cannot be used."""
+        try:
+            published = self.index_dir.resolve(strict=True)
+        except OSError as exc:
+            raise IndexNotFound(f"{self.index_dir} is gone ({exc}); still serving {self.index.directory.name}") from exc
+        if published == self.index.directory:
+            return False
+        index = open_index(self.index_dir)
+        self._check_model(index, self.encoder)
+        self.index = index
+        return True
 
     @property
     def size(self) -> int:
@@ -116,22 +152,33 @@ class Searcher:
         k = check_k(k)
         if mode not in MODES:
             raise InvalidRequest(f"mode must be one of {', '.join(MODES)}")
-        return self._results(self.rank(query, k, mode), k, query)
+        if k * len(query) > MAX_K_TIMES_QUERY_CHARS:
+            raise InvalidRequest(
+                f"a query of {len(query)} characters can ask for at most {MAX_K_TIMES_QUERY_CHARS // len(query)} "
+                f"results (k x query length is capped at {MAX_K_TIMES_QUERY_CHARS})"
+            )
+        index = self.index
+        return self._results(index, self._rank(index, query, k, mode), k, query)
 
     def rank(self, query: str, k: int, mode: str, fusion: FusionSettings = FUSION) -> Ranking:
         """(scores, int ids) of the best `k` passages for a checked query."""
+        return self._rank(self.index, query, k, mode, fusion)
+
+    def _rank(self, index: LoadedIndex, query: str, k: int, mode: str, fusion: FusionSettings = FUSION) -> Ranking:
         depth = max(k, fusion.depth) if mode == "hybrid" else k
         legs = []
         if mode in ("dense", "hybrid"):
-            scores, ids = self.index.vectors.search(self._query_vector(query)[None, :], depth)
+            # the model reads accented Vietnamese far better than the same words typed without accents
+            vector = self._query_vector(index.accents.restore(query))
+            scores, ids = index.vectors.search(vector[None, :], depth)
             keep = ids[0] >= 0
             legs.append((scores[0][keep], ids[0][keep]))
         if mode in ("lexical", "hybrid"):
-            legs.append(self.index.lexical.search(query, depth))
+            legs.append(index.lexical.search(query, depth))
         if mode != "hybrid":
             return legs[0]
         # a query the corpus vocabulary does not cover (English, say) matches lexically by accident
-        weights = (fusion.dense_weight, fusion.lexical_weight * self.index.accents.coverage(query))
+        weights = (fusion.dense_weight, fusion.lexical_weight * index.accents.coverage(query))
         if fusion.method == "rrf":
             scores, ids = reciprocal_rank_fusion(legs, weights, fusion.rrf_k)
         else:
@@ -139,13 +186,16 @@ class Searcher:
         return scores[:k], ids[:k]
 
     def _encode_query(self, query: str) -> np.ndarray:
-        # the model reads accented Vietnamese far better than the same words typed without accents
-        vector = self.encoder.encode_queries([self.index.accents.restore(query)])[0]
+        vector = self.encoder.encode_queries([query])[0]
         vector.flags.writeable = False  # shared by every caller of the cache
         return vector
 
-    def passage(self, passage_id: str) -> StoredPassage:
-        passage = self.index.passages.by_id(passage_id) if isinstance(passage_id, str) else None
+    def cache_info(self):
+        return self._query_vector.cache_info()
+
+    def passage(self, passage_id: str, index: LoadedIndex | None = None) -> StoredPassage:
+        index = index or self.index
+        passage = index.passages.by_id(passage_id) if isinstance(passage_id, str) else None
         if passage is None:
             raise UnknownPassage(passage_id)
         return passage
@@ -157,30 +207,61 @@ class Searcher:
     def similar_to_passage(self, passage_id: str, k: object = 10) -> list[SearchResult]:
         """Passages nearest to a stored one, leaving out the passage itself and exact copies of it."""
         k = check_k(k)
-        source = self.passage(passage_id)
-        vector = self.index.vectors.vector(source.int_id)[None, :]
+        index = self.index
+        source = self.passage(passage_id, index)
+        vector = index.vectors.vector(source.int_id)[None, :]
+        size = index.manifest.passages
         depth = k + 1
         while True:
-            results = [r for r in self._nearest(vector, depth) if r.id != source.id and r.text != source.text]
-            if len(results) >= k or depth >= self.size:
+            results = [r for r in self._nearest(index, vector, depth) if r.id != source.id and r.text != source.text]
+            if len(results) >= k or depth >= size:
                 return results[:k]
-            depth = min(depth * 4, self.size)
+            depth = min(depth * 4, size)
 
     def similar_to_text(self, text: object, k: object = 10) -> list[SearchResult]:
-        """Passages nearest to a pasted text, embedded as a passage."""
+        """Passages nearest to a pasted text, embedded as a passage (its first passage window)."""
         text = check_text(text, "text", MAX_SIMILAR_TEXT_CHARS)
         k = check_k(k)
-        return self._nearest(self.encoder.encode_passages([text]), k)
+        index = self.index
+        window = self.encoder.truncate(text, index.manifest.chunking.get("max_tokens", self.encoder.max_tokens))
+        return self._nearest(index, self.encoder.encode_passages([window]), k)
 
-    def _nearest(self, vector: np.ndarray, k: int) -> list[SearchResult]:
-        scores, ids = self.index.vectors.search(vector, k)
-        return self._results((scores[0], ids[0]), k)
+    def _nearest(self, index: LoadedIndex, vector: np.ndarray, k: int) -> list[SearchResult]:
+        scores, ids = index.vectors.search(vector, k)
+        return self._results(index, (scores[0], ids[0]), k)
 
-    def _results(self, ranking: Ranking, k: int, query: str | None = None) -> list[SearchResult]:
+    def health(self) -> dict[str, str]:
+        """Reads from every part a search depends on: {part: "ok" or what failed}."""
+        index = self.index
+        sample: list[StoredPassage] = []
+
+        def passages() -> None:
+            first = index.passages.first_int_id()
+            sample.extend(index.passages.by_int_ids([first] if first is not None else []).values())
+
+        def vectors() -> None:
+            for passage in sample:
+                index.vectors.search(index.vectors.vector(passage.int_id)[None, :], 1)
+
+        def lexical() -> None:
+            for passage in sample:
+                index.lexical.search(passage.text[:200], 1)
+
+        checks: dict[str, str] = {}
+        for part, read in (("passages", passages), ("vectors", vectors), ("lexical", lexical),
+                           ("encoder", lambda: self._query_vector("kiểm tra"))):
+            try:
+                read()
+                checks[part] = "ok"
+            except Exception as exc:  # whatever a damaged part raises is the answer here
+                checks[part] = f"{type(exc).__name__}: {exc}"
+        return checks
+
+    def _results(self, index: LoadedIndex, ranking: Ranking, k: int, query: str | None = None) -> list[SearchResult]:
         """Stored passages for the ranked ids; with a query, also its highlights and answer sentence."""
         hits = [(int(i), float(s)) for s, i in zip(*ranking) if i >= 0][:k]
-        stored = self.index.passages.by_int_ids([i for i, _ in hits])
-        weight = idf_weight(self.index.accents.frequency, self.index.accents.total)
+        stored = index.passages.by_int_ids([i for i, _ in hits])
+        weight = idf_weight(index.accents.frequency, index.accents.total)
         results = []
         for int_id, score in hits:
             if int_id not in stored:

@@ -53,6 +53,10 @@ def main(argv: list[str] | None = None) -> int:
         p.add_argument("--index", type=Path, **index_dir)
         p.set_defaults(run=_search if name == "search" else _similar)
 
+    p = commands.add_parser("verify", help="check every file of an index against its manifest, and SQLite's integrity")
+    p.add_argument("--index", type=Path, **index_dir)
+    p.set_defaults(run=_verify)
+
     p = commands.add_parser("eval", help="measure retrieval quality on a BEIR-style or answer-string set")
     p.add_argument("dataset", type=Path, help="directory with corpus.jsonl, queries*.jsonl, qrels*.tsv; or a .jsonl of {query, answers}")
     p.add_argument("--corpus", type=Path, default=Path(DEFAULT_CORPUS), help="corpus of an answer-string set")
@@ -119,6 +123,15 @@ def _print_results(results, as_json: bool, **fields) -> None:
     for rank, r in enumerate(results, 1):
         print(f"{rank:>2}. [{r.score:.3f}] {r.title or r.doc_id}{' · ' + r.date if r.date else ''}  ({r.id})")
         print(f"    {r.text}\n")
+
+
+def _verify(args) -> int:
+    from index.store import verify_index
+
+    for line in verify_index(args.index):
+        print(f"ok: {line}")
+    print(f"{args.index} is sound")
+    return 0
 
 
 def _open_searcher(args):

@@ -35,6 +35,9 @@ class FakeEncoder:
     def count_tokens(self, text: str) -> int:
         return len(text.split())
 
+    def truncate(self, text: str, max_tokens: int) -> str:
+        return " ".join(text.split()[:max_tokens])
+
     def _embed(self, texts: Sequence[str]) -> np.ndarray:
         out = np.zeros((len(texts), self.dim), dtype=np.float32)
         for row, text in enumerate(texts):

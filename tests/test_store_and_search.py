@@ -62,7 +62,7 @@ def test_rebuild_replaces_the_index_and_keeps_one_previous_generation(tmp_path, 
     second = os.path.realpath(fake_index)
     build_index([CORPUS], fake_index, fake_encoder, progress=False)
     assert Manifest.read(fake_index).documents == 5
-    generations = sorted(p.name for p in fake_index.parent.glob(".index.*"))
+    generations = sorted(p.name for p in fake_index.parent.glob(".index.gen-*"))
     assert os.path.basename(second) in generations and os.path.basename(first) not in generations
     assert len(generations) == 2
 
@@ -83,7 +83,7 @@ def test_missing_broken_and_foreign_indexes_are_clear_errors(tmp_path, fake_inde
         open_index(fake_index)
     manifest_path.write_text(json.dumps(data))
     (fake_index / "vectors.faiss").write_bytes(b"garbage")
-    with pytest.raises(IndexCorrupt, match="cannot be read"):
+    with pytest.raises(IndexCorrupt, match="is damaged"):
         open_index(fake_index)
     manifest_path.write_text("{broken")
     with pytest.raises(IndexCorrupt, match="not valid JSON"):
@@ -144,11 +144,16 @@ def test_k_larger_than_the_index_returns_everything(fake_searcher):
     assert len(fake_searcher.search("đảng", MAX_K)) == min(MAX_K, fake_searcher.size)
 
 
-def test_abandoned_staging_directories_are_cleaned(tmp_path, fake_encoder):
+def test_abandoned_staging_is_cleaned_but_look_alikes_are_not(tmp_path, fake_encoder):
+    """A crashed build's staging directory is recorded in the ledger and removed by the next build;
+    a directory that merely looks like one was not created by a build and stays."""
     out = tmp_path / "index"
-    dead = tmp_path / ".index.staging-dead"
-    dead.mkdir()
-    (dead / ".pid").write_text("999999999")
+    with pytest.raises(RuntimeError):
+        build_index([CORPUS], out, FakeEncoder(fail_after=10), progress=False)
+    look_alike = tmp_path / ".index.staging-dead"
+    look_alike.mkdir()
+    (look_alike / "notes.txt").write_text("mine")
     build_index([CORPUS / "000_3c2f5f3f6056e9aa.txt"], out, fake_encoder, progress=False)
-    assert not dead.exists()
+    assert (look_alike / "notes.txt").read_text() == "mine"
+    assert [p.name for p in tmp_path.glob(".index.staging-*")] == [look_alike.name]
     assert Manifest.read(out).documents == 1

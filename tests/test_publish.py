@@ -1,0 +1,182 @@
+"""Building into --out never touches what a build did not create, two builds cannot interleave,
+and a damaged index is refused (issue 10, findings 1, 2 and 5)."""
+
+from __future__ import annotations
+
+import json
+import os
+import sqlite3
+import subprocess
+import sys
+import threading
+
+import pytest
+
+from index.build import build_index
+from index.search import Searcher
+from index.store import IndexBusy, IndexCorrupt, Manifest, NotAnIndex, index_lock, open_index, verify_index
+from service.cli import main
+from tests.conftest import CORPUS, ROOT, FakeEncoder
+
+ONE_FILE = CORPUS / "000_3c2f5f3f6056e9aa.txt"
+
+
+def tree(directory):
+    return {p.relative_to(directory).as_posix(): p.read_bytes() for p in sorted(directory.rglob("*")) if p.is_file()}
+
+
+def test_out_that_is_a_users_folder_is_refused_and_left_alone(tmp_path, fake_encoder):
+    thesis = tmp_path / "thesis"
+    thesis.mkdir()
+    (thesis / "chapter1.md").write_text("Chương 1")
+    (thesis / "data").mkdir()
+    (thesis / "data" / "results.csv").write_text("a,b\n1,2\n")
+    before = tree(tmp_path)
+    with pytest.raises(NotAnIndex, match="is a directory that semsearch did not publish"):
+        build_index([CORPUS], thesis, fake_encoder, progress=False)
+    assert tree(tmp_path) == before
+    # twice: the old code deleted the renamed folder on the second build
+    with pytest.raises(NotAnIndex):
+        build_index([CORPUS], thesis, fake_encoder, progress=False)
+    after = {k: v for k, v in tree(tmp_path).items() if not k.startswith(".thesis.")}
+    assert after == before
+    assert not [p for p in tmp_path.iterdir() if p.is_dir() and p.name.startswith(".thesis.")]
+
+
+def test_out_that_is_a_file_is_refused_through_the_cli(tmp_path, capsys):
+    target = tmp_path / "notes.txt"
+    target.write_text("keep me")
+    assert main(["index", str(CORPUS), "--out", str(target), "--quiet", "--precision", "fp32"]) == 2
+    assert "is a file that semsearch did not publish" in capsys.readouterr().err
+    assert target.read_text() == "keep me"
+    assert sorted(p.name for p in tmp_path.iterdir() if not p.name.startswith(".notes.txt.l")) == ["notes.txt"]
+
+
+def test_an_index_directory_that_is_not_a_link_is_refused_not_moved(tmp_path, fake_index, fake_encoder):
+    copy = tmp_path / "copied-index"
+    import shutil
+
+    shutil.copytree(fake_index, copy)  # a user's copy of an index: has a manifest, is not our link
+    with pytest.raises(NotAnIndex):
+        build_index([CORPUS], copy, fake_encoder, progress=False)
+    assert (copy / "manifest.json").is_file() and not copy.is_symlink()
+
+
+def test_siblings_with_the_index_name_survive_a_publish(tmp_path, fake_index, fake_encoder):
+    backup = tmp_path / ".index.backup"
+    backup.mkdir()
+    (backup / "manifest.json").write_text("{}")
+    old_style = tmp_path / ".index.20250101-000000-1-abcdef"
+    old_style.mkdir()
+    for _ in range(3):
+        build_index([ONE_FILE], fake_index, fake_encoder, progress=False)
+    assert (backup / "manifest.json").read_text() == "{}"
+    assert old_style.is_dir()
+    assert len(list(tmp_path.glob(".index.gen-*"))) == 2
+
+
+def test_concurrent_build_fails_clearly_and_the_index_stays_valid(tmp_path, fake_index, fake_encoder):
+    """The second build reaches the lock while the first holds it (the interleaving that used to
+    leave --out linked to a deleted directory): it fails with exit 2, the first completes."""
+    holding = threading.Event()
+    release = threading.Event()
+
+    class SlowEncoder(FakeEncoder):
+        def encode_passages(self, texts, batch_size=32):
+            holding.set()
+            release.wait(30)
+            return super().encode_passages(texts, batch_size)
+
+    errors = []
+    first = threading.Thread(target=lambda: build_index([CORPUS], fake_index, SlowEncoder(), progress=False))
+    first.start()
+    assert holding.wait(30)
+    done = subprocess.run(
+        [sys.executable, "-m", "service.cli", "index", str(ONE_FILE), "--out", str(fake_index), "--quiet", "--precision", "fp32"],
+        cwd=ROOT, capture_output=True, text=True, timeout=300,
+    )
+    release.set()
+    first.join(60)
+    assert not errors
+    assert done.returncode == 2 and "is writing" in done.stderr
+    assert Manifest.read(fake_index).documents == 5
+    assert verify_index(fake_index)
+    assert Searcher.open(fake_index, encoder=fake_encoder).search("đảng viên", 3)
+
+
+def test_lock_is_exclusive(tmp_path):
+    out = tmp_path / "index"
+    with index_lock(out):
+        with pytest.raises(IndexBusy, match=f"pid {os.getpid()}"):
+            with index_lock(out):
+                pass
+    with index_lock(out):  # released
+        pass
+
+
+def test_versions_count_up(tmp_path, fake_encoder):
+    out = tmp_path / "index"
+    build_index([ONE_FILE], out, fake_encoder, progress=False)
+    build_index([ONE_FILE], out, fake_encoder, progress=False)
+    assert Manifest.read(out).version == 2
+
+
+def test_every_file_is_recorded_with_size_and_checksum(fake_index):
+    files = Manifest.read(fake_index).files
+    assert {"passages.sqlite", "vectors.faiss", "lexical/ids.npy", "lexical/accents.json"} <= set(files)
+    assert all(set(entry) == {"size", "xxh3"} for entry in files.values())
+
+
+def _garble(path, at=None, length=64):
+    data = bytearray(path.read_bytes())
+    at = len(data) // 2 if at is None else at
+    data[at : at + length] = bytes((b ^ 0x5A) for b in data[at : at + length])
+    path.write_bytes(bytes(data))
+
+
+@pytest.mark.parametrize("damage", ["garble-sqlite", "truncate-sqlite", "garble-vectors", "garble-postings", "drop-ids"])
+def test_damaged_files_are_refused_at_open(fake_index, damage):
+    directory = fake_index.resolve()
+    if damage == "garble-sqlite":
+        _garble(directory / "passages.sqlite")
+    elif damage == "truncate-sqlite":
+        path = directory / "passages.sqlite"
+        path.write_bytes(path.read_bytes()[:4096])
+    elif damage == "garble-vectors":
+        _garble(directory / "vectors.faiss")
+    elif damage == "garble-postings":
+        _garble(directory / "lexical" / "data.csc.index.npy", at=200)
+    else:
+        (directory / "lexical" / "ids.npy").unlink()
+    with pytest.raises(IndexCorrupt, match="is damaged"):
+        open_index(fake_index)
+
+
+def test_verify_reports_a_sound_index_and_catches_what_checksums_cannot(fake_index, capsys):
+    assert main(["verify", "--index", str(fake_index)]) == 0
+    assert "passes SQLite's integrity check" in capsys.readouterr().out
+    # a row deleted and the manifest's checksum updated to match: only the full check sees it
+    directory = fake_index.resolve()
+    with sqlite3.connect(directory / "passages.sqlite") as db:
+        db.execute("DELETE FROM passages WHERE int_id = (SELECT MIN(int_id) FROM passages)")
+    manifest = json.loads((directory / "manifest.json").read_text())
+    from index.integrity import file_checksum
+
+    path = directory / "passages.sqlite"
+    manifest["files"]["passages.sqlite"] = {"size": path.stat().st_size, "xxh3": file_checksum(path)}
+    (directory / "manifest.json").write_text(json.dumps(manifest))
+    assert main(["verify", "--index", str(fake_index)]) == 2
+    assert "passages.sqlite holds" in capsys.readouterr().err
+
+
+def test_index_option_naming_a_file_is_a_clear_error(tmp_path, capsys):
+    target = tmp_path / "file"
+    target.write_text("x")
+    assert main(["search", "đảng", "--index", str(target)]) == 2
+    assert "is a file, not an index directory" in capsys.readouterr().err
+
+
+def test_search_of_a_damaged_index_is_a_clear_error_not_a_traceback(fake_index, capsys):
+    _garble(fake_index.resolve() / "passages.sqlite")
+    assert main(["search", "đảng", "--index", str(fake_index)]) == 2
+    assert "is damaged" in capsys.readouterr().err
