@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
+import threading
+import time
 from dataclasses import dataclass
 from functools import lru_cache
 from pathlib import Path
+from typing import Protocol
 
 import numpy as np
 
@@ -104,19 +107,33 @@ def check_text(text: object, what: str, limit: int) -> str:
     return text
 
 
+class SearchObserver(Protocol):
+    """Told about each query embedding: whether the cache had it, and the encoder's time if not."""
+
+    def query_embedding(self, cached: bool, seconds: float) -> None: ...
+
+
+class _Unobserved:
+    def query_embedding(self, cached: bool, seconds: float) -> None:
+        pass
+
+
 class Searcher:
     """Searches one index, and follows it: when the link at `index_dir` points to a newer build,
     `reload_if_changed` opens it and switches to it. Each call reads `self.index` once, so a
     search that started on the old index finishes on it; the old files are released when the
     last such call returns."""
 
-    def __init__(self, index: LoadedIndex, encoder: TextEncoder, index_dir: Path | None = None):
+    def __init__(self, index: LoadedIndex, encoder: TextEncoder, index_dir: Path | None = None,
+                 observer: SearchObserver | None = None):
         self._check_model(index, encoder)
         self.index = index
         self.encoder = encoder
         self.index_dir = Path(index_dir) if index_dir is not None else index.directory
+        self.observer = observer or _Unobserved()
         # people repeat queries, and hybrid and dense share one embedding of each
         self._query_vector = lru_cache(maxsize=QUERY_CACHE_SIZE)(self._encode_query)
+        self._encoding = threading.local()
 
     @staticmethod
     def _check_model(index: LoadedIndex, encoder: TextEncoder) -> None:
@@ -169,7 +186,7 @@ class Searcher:
         legs = []
         if mode in ("dense", "hybrid"):
             # the model reads accented Vietnamese far better than the same words typed without accents
-            vector = self._query_vector(index.accents.restore(query))
+            vector = self._observed_query_vector(index.accents.restore(query))
             scores, ids = index.vectors.search(vector[None, :], depth)
             keep = ids[0] >= 0
             legs.append((scores[0][keep], ids[0][keep]))
@@ -185,13 +202,19 @@ class Searcher:
             scores, ids = normalized_score_fusion(legs, weights)
         return scores[:k], ids[:k]
 
-    def _encode_query(self, query: str) -> np.ndarray:
-        vector = self.encoder.encode_queries([query])[0]
-        vector.flags.writeable = False  # shared by every caller of the cache
+    def _observed_query_vector(self, query: str) -> np.ndarray:
+        self._encoding.seconds = None
+        vector = self._query_vector(query)
+        seconds = self._encoding.seconds  # set only when the cache did not have it
+        self.observer.query_embedding(seconds is None, seconds or 0.0)
         return vector
 
-    def cache_info(self):
-        return self._query_vector.cache_info()
+    def _encode_query(self, query: str) -> np.ndarray:
+        started = time.perf_counter()
+        vector = self.encoder.encode_queries([query])[0]
+        vector.flags.writeable = False  # shared by every caller of the cache
+        self._encoding.seconds = time.perf_counter() - started
+        return vector
 
     def passage(self, passage_id: str, index: LoadedIndex | None = None) -> StoredPassage:
         index = index or self.index
@@ -249,7 +272,7 @@ class Searcher:
 
         checks: dict[str, str] = {}
         for part, read in (("passages", passages), ("vectors", vectors), ("lexical", lexical),
-                           ("encoder", lambda: self._query_vector("kiểm tra"))):
+                           ("encoder", lambda: self._observed_query_vector("kiểm tra"))):
             try:
                 read()
                 checks[part] = "ok"

@@ -2,7 +2,11 @@
 
 from __future__ import annotations
 
+import logging
+import sqlite3
+import threading
 from collections.abc import Mapping
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -10,13 +14,28 @@ from flask import Flask, jsonify, render_template, request
 from werkzeug.exceptions import HTTPException
 
 from index.search import Searcher
+from index.store import IndexProblem
+
+log = logging.getLogger("semsearch")
 
 DEFAULTS: dict[str, Any] = {
     "INDEX_DIR": "var/index",
     "MODEL": None,  # None: the model recorded in the index's manifest
     "DEFAULT_K": 10,
     "MAX_CONTENT_LENGTH": 256 * 1024,
+    # per client address; "off" for loopback benchmarks (see service/guard.py)
+    "RATE_LIMIT": "20/second;600/minute",
+    "RATE_LIMIT_STORAGE": "memory://",
+    # how often each process looks for a newly published index; 0: never
+    "RELOAD_SECONDS": 2.0,
+    "ACCESS_LOG": True,
+    "LOG_QUERIES": False,  # query text in the access log
 }
+
+
+@dataclass
+class IndexState:
+    reload_error: str | None = None
 
 
 def create_app(config: Mapping[str, Any] | None = None) -> Flask:
@@ -30,25 +49,75 @@ def create_app(config: Mapping[str, Any] | None = None) -> Flask:
     if config:
         app.config.from_mapping(config)
 
+    from . import api, guard, observability, openapi, web
+
     searcher = app.config.get("SEARCHER") or Searcher.open(Path(app.config["INDEX_DIR"]), model=app.config["MODEL"])
+    searcher.observer = observability.SearchMetrics()
     app.extensions["searcher"] = searcher
+    app.extensions["index_state"] = IndexState()
+    observability.record_index(searcher.index.manifest)
 
-    from . import api, web
-
+    guard.install(app)
+    observability.install(app)
     app.register_blueprint(api.bp)
     app.register_blueprint(web.bp)
+    app.register_blueprint(openapi.bp)
     app.register_error_handler(HTTPException, _http_error)
+    app.register_error_handler(IndexProblem, _index_unavailable)
+    app.register_error_handler(sqlite3.DatabaseError, _index_unavailable)
+    if float(app.config["RELOAD_SECONDS"]) > 0:
+        _follow_published_index(app, float(app.config["RELOAD_SECONDS"]))
     return app
 
 
+def _follow_published_index(app: Flask, interval: float) -> None:
+    """A thread per process: when the index link points to a new build, switch to it. Searches
+    under way finish on the index they started with."""
+    from .observability import RELOADS, record_index
+
+    searcher: Searcher = app.extensions["searcher"]
+    state: IndexState = app.extensions["index_state"]
+    stop = threading.Event()
+    app.extensions["stop_following"] = stop
+
+    def follow() -> None:
+        failed_target = None
+        while not stop.wait(interval):
+            target = searcher.index_dir.resolve()
+            if target == failed_target:
+                continue
+            try:
+                if searcher.reload_if_changed():
+                    record_index(searcher.index.manifest)
+                    RELOADS.labels("ok").inc()
+                    state.reload_error, failed_target = None, None
+                    log.warning("now serving %s (version %d)", searcher.index.directory.name, searcher.index.manifest.version)
+            except IndexProblem as exc:
+                RELOADS.labels("failed").inc()
+                state.reload_error, failed_target = str(exc), target
+                log.error("kept serving %s: %s", searcher.index.directory.name, exc)
+
+    threading.Thread(target=follow, name="semsearch-index-follower", daemon=True).start()
+
+
+def _index_unavailable(error: Exception):
+    """The index failed under a request (its files damaged after start, say): 503, not a 500."""
+    log.error("index unavailable: %s: %s", type(error).__name__, error)
+    message = f"the index cannot be read right now ({type(error).__name__}); see /api/health"
+    return _error_page(503, "index_unavailable", message)
+
+
 def _http_error(error: HTTPException):
-    if request.path.startswith("/api/"):
-        body, status = error_response(error.code or 500, _ERROR_CODES.get(error.code, "error"), error.description or "")
-    else:
-        body, status = render_template("error.html", status=error.code, message=error.description), error.code
-    # keep headers such as Allow on a 405
+    body, status = _error_page(error.code or 500, _ERROR_CODES.get(error.code, "error"), error.description or "")
+    # keep headers such as Allow on a 405 and Retry-After on a 429
     headers = {k: v for k, v in error.get_headers() if k.lower() != "content-type"}
     return body, status, headers
+
+
+def _error_page(status: int, code: str, message: str):
+    if request.path.startswith("/api/"):
+        return error_response(status, code, message)
+    return render_template("error.html", status=status, message=message), status
 
 
 _ERROR_CODES = {
@@ -57,6 +126,7 @@ _ERROR_CODES = {
     405: "method_not_allowed",
     413: "payload_too_large",
     415: "unsupported_media_type",
+    429: "too_many_requests",
     500: "internal_error",
 }
 

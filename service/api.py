@@ -1,4 +1,6 @@
-"""JSON API: each route only translates HTTP to a Searcher call and the answer back."""
+"""JSON API: each route only translates HTTP to a Searcher call and the answer back. Parameters
+and bodies are checked by the routes' models (service/openapi.py), which the OpenAPI document
+is generated from."""
 
 from __future__ import annotations
 
@@ -10,6 +12,8 @@ from flask import Blueprint, current_app, jsonify, request
 from index.search import MAX_K, InvalidRequest, Searcher, SearchResult, UnknownPassage
 
 from . import error_response
+from .observability import SEARCH_SECONDS
+from .openapi import Health, Passage, SearchAnswer, SearchQuery, SimilarAnswer, SimilarQuery, SimilarTextBody, json_answers, spec
 
 bp = Blueprint("api", __name__, url_prefix="/api")
 
@@ -19,22 +23,23 @@ def searcher() -> Searcher:
 
 
 def k_from(value: object) -> object:
-    """The k of a request as an int when it reads as one; Searcher gives the error otherwise."""
+    """The k of a request as an int when it reads as one (ASCII digits); Searcher gives the error
+    otherwise."""
     if value is None:
         return current_app.config["DEFAULT_K"]
     if isinstance(value, str):
-        try:
-            return int(value.strip())
-        except ValueError:
-            raise InvalidRequest(f"k must be a whole number from 1 to {MAX_K}") from None
+        if not (value.isascii() and value.isdigit()):
+            raise InvalidRequest(f"k must be a whole number from 1 to {MAX_K}")
+        return int(value)
     return value
 
 
-def timed_results(run: Callable[[], list[SearchResult]], **fields) -> dict:
+def timed_results(run: Callable[[], list[SearchResult]], kind: str, **fields) -> dict:
     started = time.perf_counter()
     results = run()
-    took_ms = round((time.perf_counter() - started) * 1000, 2)
-    return {**fields, "results": [r.to_dict() for r in results], "took_ms": took_ms}
+    seconds = time.perf_counter() - started
+    SEARCH_SECONDS.labels(kind, fields.get("mode", "dense")).observe(seconds)
+    return {**fields, "results": [r.to_dict() for r in results], "took_ms": round(seconds * 1000, 2)}
 
 
 @bp.errorhandler(InvalidRequest)
@@ -48,41 +53,59 @@ def _unknown(error: UnknownPassage):
 
 
 @bp.get("/search")
+@spec.validate(query=SearchQuery, resp=json_answers(SearchAnswer, 400), tags=["search"])
 def search():
-    query = request.args.get("q", "")
-    k = k_from(request.args.get("k"))
-    mode = request.args.get("mode", "hybrid")
-    return jsonify(timed_results(lambda: searcher().search(query, k, mode), query=query, k=k, mode=mode))
+    """Passages answering a question, best first, with highlights and the answering sentence."""
+    query = request.context.query
+    k = k_from(query.k)
+    answer = timed_results(lambda: searcher().search(query.q, k, query.mode), "search", query=query.q, k=k, mode=query.mode)
+    return jsonify(answer)
 
 
 @bp.get("/passages/<passage_id>")
+@spec.validate(resp=json_answers(Passage, 404), tags=["passages"])
 def passage(passage_id: str):
+    """One passage with its document's title, date, byline and source."""
     return jsonify(searcher().passage(passage_id).to_dict())
 
 
 @bp.get("/passages/<passage_id>/similar")
+@spec.validate(query=SimilarQuery, resp=json_answers(SimilarAnswer, 400, 404), tags=["passages"])
 def similar_to_passage(passage_id: str):
-    k = k_from(request.args.get("k"))
-    return jsonify(timed_results(lambda: searcher().similar_to_passage(passage_id, k), id=passage_id, k=k))
+    """Passages nearest to a stored one (itself and exact copies left out)."""
+    k = k_from(request.context.query.k)
+    return jsonify(timed_results(lambda: searcher().similar_to_passage(passage_id, k), "similar_passage", id=passage_id, k=k))
 
 
 @bp.post("/similar")
+@spec.validate(json=SimilarTextBody, resp=json_answers(SimilarAnswer, 400, 413, 415), tags=["search"])
 def similar_to_text():
-    if not request.is_json:
+    """Passages nearest to pasted text."""
+    body = request.context.json
+    k = k_from(body.k)
+    return jsonify(timed_results(lambda: searcher().similar_to_text(body.text, k), "similar_text", k=k))
+
+
+@bp.before_request
+def _json_bodies_only():
+    if request.method == "POST" and not request.is_json:
         return error_response(415, "unsupported_media_type", "send a JSON body with Content-Type: application/json")
-    body = request.get_json(silent=True)
-    if not isinstance(body, dict):
-        raise InvalidRequest('the body must be a JSON object like {"text": "...", "k": 10}')
-    k = k_from(body.get("k"))
-    return jsonify(timed_results(lambda: searcher().similar_to_text(body.get("text"), k), k=k))
+    return None
 
 
 @bp.get("/health")
+@spec.validate(resp=json_answers(Health), tags=["operations"])
 def health():
-    manifest = searcher().index.manifest
-    return jsonify(
-        {
-            "status": "ok", "model": manifest.model, "passages": manifest.passages, "documents": manifest.documents,
-            "index_created_at": manifest.created_at,
-        }
-    )
+    """Reads from every part of the index (passages, vectors, lexical index, encoder): 200 when all
+    answer, 503 when one fails. Shows the index version being served."""
+    state = current_app.extensions["index_state"]
+    current = searcher().index
+    checks = searcher().health()
+    healthy = all(value == "ok" for value in checks.values())
+    manifest = current.manifest
+    body = {
+        "status": "ok" if healthy else "unavailable", "model": manifest.model, "passages": manifest.passages,
+        "documents": manifest.documents, "index_version": manifest.version, "index_generation": current.directory.name,
+        "index_created_at": manifest.created_at, "checks": checks, "reload_error": state.reload_error,
+    }
+    return jsonify(body), 200 if healthy else 503

@@ -8,6 +8,7 @@ from markupsafe import Markup, escape
 from index.search import InvalidRequest, SearchResult, UnknownPassage
 
 from .api import k_from, searcher
+from .openapi import PageQuery, page_answers, spec
 
 bp = Blueprint("web", __name__)
 
@@ -38,7 +39,9 @@ bp.add_app_template_filter(passage_html)
 
 
 @bp.get("/")
+@spec.validate(query=PageQuery, resp=page_answers(200, 400), skip_validation=True, tags=["pages"])
 def search_page():
+    """The search form; with q, the results rendered on the server (HTML, works without JavaScript)."""
     query = request.args.get("q", "")
     mode = request.args.get("mode", "hybrid")
     results, error, status = [], None, 200
@@ -56,7 +59,9 @@ def search_page():
 
 
 @bp.get("/passages/<passage_id>")
+@spec.validate(resp=page_answers(200, 404), tags=["pages"])
 def passage_page(passage_id: str):
+    """A passage in its context (the paragraphs around it) and the passages most similar to it (HTML)."""
     try:
         passage = searcher().passage(passage_id)
     except UnknownPassage as exc:

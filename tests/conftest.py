@@ -77,7 +77,7 @@ def fake_searcher(fake_index: Path, fake_encoder: FakeEncoder) -> Searcher:
 def app(fake_searcher: Searcher):
     from service import create_app
 
-    return create_app({"TESTING": True, "SEARCHER": fake_searcher})
+    return create_app({"TESTING": True, "SEARCHER": fake_searcher, "RATE_LIMIT": "off", "RELOAD_SECONDS": 0})
 
 
 @pytest.fixture

@@ -49,9 +49,9 @@ def test_health(client, fake_searcher):
 @pytest.mark.parametrize(
     "url, message",
     [
-        ("/api/search", "query is empty"),
-        ("/api/search?q=%20%20", "query is empty"),
-        ("/api/search?q=" + "a" * (MAX_QUERY_CHARS + 1), "the limit is"),
+        ("/api/search", "q is required"),
+        ("/api/search?q=%20%20", "q is empty"),
+        ("/api/search?q=" + "a" * (MAX_QUERY_CHARS + 1), f"q is longer than {MAX_QUERY_CHARS} characters"),
         ("/api/search?q=x&k=0", "k must be"),
         ("/api/search?q=x&k=abc", "k must be"),
         ("/api/search?q=x&k=101", "k must be"),
@@ -69,9 +69,13 @@ def test_bad_request_is_400_json(client, url, message):
     "body, message",
     [
         ({"text": ""}, "text is empty"),
-        ({"text": 12}, "text must be a string"),
-        ({"text": "abc", "k": 2.5}, "k must be"),
-        (["not", "an", "object"], "must be a JSON object"),
+        ({"text": " \n "}, "text is empty"),
+        ({"text": 12}, "text: Input should be a valid string"),
+        ({"text": "abc", "k": 2.5}, "k: Input should be a valid integer"),
+        ({"text": "abc", "k": "5"}, "k: Input should be a valid integer"),
+        ({"text": "abc", "k": 0}, "k must be a whole number"),
+        ({"text": "abc", "colour": "red"}, "colour: Extra inputs are not permitted"),
+        (["not", "an", "object"], "Input should be a valid dictionary"),
     ],
 )
 def test_bad_similar_bodies(client, body, message):
@@ -181,7 +185,7 @@ def test_search_modes(client, mode):
 
 def test_unknown_mode_is_400(client):
     response = client.get("/api/search?q=x&mode=magic")
-    assert response.status_code == 400 and "mode must be one of hybrid, dense, lexical" in response.get_json()["error"]["message"]
+    assert response.status_code == 400 and "mode: Input should be 'hybrid', 'dense' or 'lexical'" in response.get_json()["error"]["message"]
 
 
 def test_results_carry_highlights_and_answer(client):

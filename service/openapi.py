@@ -1,0 +1,207 @@
+"""The OpenAPI 3.1 document, generated from the routes' own pydantic models by spectree, served at
+/openapi.json with Swagger UI at /docs.
+
+spectree was chosen over flask-smorest and flask-openapi3: it decorates ordinary Flask views
+(the app factory and blueprints stay as they are), validates query strings and bodies with
+pydantic (already a dependency) and writes OpenAPI 3.1; flask-smorest needs marshmallow and
+writes 3.0 by default, flask-openapi3 replaces the Flask class. Swagger UI's files come from the
+swagger-ui-bundle-v2 package, so /docs works offline; its start-up script is a file of ours,
+because the security policy allows no inline script.
+"""
+
+from __future__ import annotations
+
+from typing import Annotated, Literal
+
+from flask import Blueprint, jsonify, render_template, send_from_directory
+from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, StrictInt
+from spectree import Response, SpecTree
+from swagger_ui_bundle import swagger_ui_path
+
+from index.search import MAX_K, MAX_QUERY_CHARS, MAX_SIMILAR_TEXT_CHARS, MODES
+
+# Text with at least one non-space character and no NUL (ECMA and Python agree on these classes).
+NOT_BLANK = r"^[^\x00]*[^\s\x00][^\x00]*$"
+PASSAGE_ID = r"^[0-9a-f]{16}$"
+
+
+def _ascii_digits(value: object) -> object:
+    """k in a query string: digits 0-9 only (int() would also take "1_0" and "١٠")."""
+    if isinstance(value, str) and not (value.isascii() and value.isdigit()):
+        raise ValueError(f"must be a whole number from 1 to {MAX_K}")
+    return value
+
+
+QueryK = Annotated[int | None, BeforeValidator(_ascii_digits), Field(ge=1, le=MAX_K, description="number of results")]
+
+
+class SearchQuery(BaseModel):
+    q: str = Field(min_length=1, max_length=MAX_QUERY_CHARS, pattern=NOT_BLANK, description="the question")
+    k: QueryK = None
+    mode: Literal[MODES] = "hybrid"  # type: ignore[valid-type]
+
+
+class SimilarQuery(BaseModel):
+    k: QueryK = None
+
+
+class PageQuery(BaseModel):
+    q: str | None = Field(None, max_length=MAX_QUERY_CHARS, description="the question; without it, the empty form")
+    k: QueryK = None
+    mode: Literal[MODES] = "hybrid"  # type: ignore[valid-type]
+
+
+class SimilarTextBody(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    text: str = Field(min_length=1, max_length=MAX_SIMILAR_TEXT_CHARS, pattern=NOT_BLANK,
+                      description="text to find passages like; its first passage window (256 tokens) is read")
+    k: StrictInt | None = Field(None, ge=1, le=MAX_K)
+
+
+class Answer(BaseModel):
+    text: str
+    start: int
+    end: int
+
+
+class Result(BaseModel):
+    id: str = Field(pattern=PASSAGE_ID)
+    score: float
+    text: str
+    doc_id: str
+    title: str
+    date: str | None
+    source: str | None
+    position: int
+    heading: str | None
+    highlights: list[Annotated[list[int], Field(min_length=2, max_length=2)]] = Field(
+        description="[start, end) character spans of the query's words in text"
+    )
+    answer: Answer | None = Field(description="the sentence that best answers the query")
+
+
+class SearchAnswer(BaseModel):
+    query: str
+    k: int
+    mode: str
+    results: list[Result]
+    took_ms: float
+
+
+class SimilarAnswer(BaseModel):
+    id: str | None = None
+    k: int
+    results: list[Result]
+    took_ms: float
+
+
+class Passage(BaseModel):
+    id: str
+    text: str
+    doc_id: str
+    title: str
+    date: str | None
+    source: str | None
+    byline: str | None
+    position: int
+    heading: str | None
+
+
+class Health(BaseModel):
+    status: Literal["ok", "unavailable"]
+    model: str
+    passages: int
+    documents: int
+    index_version: int
+    index_generation: str
+    index_created_at: str
+    checks: dict[str, str] = Field(description="each part of the index read just now: ok, or what failed")
+    reload_error: str | None = Field(description="why a newer published index could not be switched to")
+
+
+class ErrorDetail(BaseModel):
+    code: str
+    message: str
+
+
+class Error(BaseModel):
+    error: ErrorDetail
+
+
+_MESSAGES = {
+    "missing": "{where} is required",
+    "string_too_short": "{where} is empty",
+    "string_pattern_mismatch": "{where} is empty or contains a NUL character",
+    "string_too_long": "{where} is longer than {max_length} characters",
+    "greater_than_equal": "{where} must be a whole number from 1 to " + str(MAX_K),
+    "less_than_equal": "{where} must be a whole number from 1 to " + str(MAX_K),
+}
+
+
+def validation_message(item: dict) -> str:
+    """One pydantic error as a sentence for the person who sent the request."""
+    where = ".".join(str(part) for part in item.get("loc", ())) or "the body"
+    template = _MESSAGES.get(item.get("type", ""))
+    if template:
+        return template.format(where=where, **item.get("ctx", {}))
+    if item.get("type") == "value_error":  # this module's own validators say what is wanted
+        return f"{where} {str(item.get('msg', '')).removeprefix('Value error, ')}"
+    return f"{where}: {item.get('msg', '')}"
+
+
+def _error_body(req, resp, error, instance, model_adapter) -> None:
+    """spectree's validation errors, in this API's error shape."""
+    if error is None or resp is None:
+        return
+    messages = [validation_message(item) for item in error.errors(include_url=False)]
+    resp.set_data(jsonify({"error": {"code": "bad_request", "message": "; ".join(messages)}}).get_data())
+    resp.mimetype = "application/json"
+
+
+spec = SpecTree(
+    "flask",
+    title="semsearch",
+    version="1",
+    description="Semantic search over your own documents: questions, similar passages, a search page.",
+    path="_spectree",  # spectree's own page routes are not used: /docs and /openapi.json are ours
+    page_templates={},
+    mode="strict",
+    annotations=False,
+    validation_error_status=400,
+    before=_error_body,
+)
+
+# Answers every route can give besides its own.
+COMMON = {"HTTP_429": Error, "HTTP_503": Error}
+
+
+def json_answers(ok: type[BaseModel], *errors: int) -> Response:
+    return Response(HTTP_200=ok, **{f"HTTP_{code}": Error for code in errors}, **COMMON)
+
+
+def page_answers(*codes: int) -> Response:
+    return Response(*(f"HTTP_{code}" for code in codes), HTTP_429=Error, HTTP_503=Error)
+
+
+bp = Blueprint("docs", __name__)
+
+
+@bp.get("/openapi.json")
+@spec.validate(resp=Response("HTTP_200"), tags=["documentation"])
+def openapi():
+    """This document."""
+    return jsonify(spec.spec)
+
+
+@bp.get("/docs")
+@spec.validate(resp=Response("HTTP_200"), tags=["documentation"])
+def docs_page():
+    """Swagger UI over this document, served from this server (no network needed)."""
+    return render_template("docs.html")
+
+
+@bp.get("/docs/assets/<path:filename>")
+@spec.validate(resp=Response("HTTP_200", "HTTP_404"), tags=["documentation"])
+def assets(filename: str):
+    """Swagger UI's own files."""
+    return send_from_directory(swagger_ui_path, filename, max_age=86400)
