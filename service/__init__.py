@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import gc
 import logging
 import sqlite3
 import threading
@@ -88,6 +89,7 @@ def _follow_published_index(app: Flask, interval: float) -> None:
                 continue
             try:
                 if searcher.reload_if_changed():
+                    gc.collect()  # the old index's files are unmapped once nothing refers to them
                     record_index(searcher.index.manifest)
                     RELOADS.labels("ok").inc()
                     state.reload_error, failed_target = None, None

@@ -4,10 +4,12 @@ is generated from."""
 
 from __future__ import annotations
 
+import os
 import time
 from collections.abc import Callable
 
 from flask import Blueprint, current_app, jsonify, request
+from spectree import Response
 
 from index.search import MAX_K, InvalidRequest, Searcher, SearchResult, UnknownPassage
 
@@ -94,7 +96,7 @@ def _json_bodies_only():
 
 
 @bp.get("/health")
-@spec.validate(resp=json_answers(Health), tags=["operations"])
+@spec.validate(resp=Response(HTTP_200=Health, HTTP_503=Health), tags=["operations"])
 def health():
     """Reads from every part of the index (passages, vectors, lexical index, encoder): 200 when all
     answer, 503 when one fails. Shows the index version being served."""
@@ -107,5 +109,6 @@ def health():
         "status": "ok" if healthy else "unavailable", "model": manifest.model, "passages": manifest.passages,
         "documents": manifest.documents, "index_version": manifest.version, "index_generation": current.directory.name,
         "index_created_at": manifest.created_at, "checks": checks, "reload_error": state.reload_error,
+        "process": os.getpid(),
     }
     return jsonify(body), 200 if healthy else 503

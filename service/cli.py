@@ -75,6 +75,10 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--index", type=Path, **index_dir)
     p.add_argument("--workers", type=int, default=None, help="server processes (default: one per core, at most 4; $SEMSEARCH_WORKERS)")
     p.add_argument("--threads", type=int, default=4, help="threads per process")
+    p.add_argument("--rate-limit", default=None, help='per client, e.g. "20/second;600/minute", or "off" ($SEMSEARCH_RATE_LIMIT)')
+    p.add_argument("--connection-limit", type=int, default=int(_env("CONNECTION_LIMIT", "0")),
+                   help="open connections per process (default: from the file descriptor limit, at most 4096)")
+    p.add_argument("--idle-timeout", type=int, default=int(_env("IDLE_TIMEOUT", "15")), help="seconds before an idle connection is closed")
     p.set_defaults(run=_serve)
 
     p = commands.add_parser("model", help="manage the default model")
@@ -186,10 +190,14 @@ def _eval(args) -> int:
 
 def _serve(args) -> int:
     from . import create_app
-    from .workers import default_workers, serve
+    from .workers import Limits, default_workers, serve
 
     workers = args.workers or int(_env("WORKERS", str(default_workers())))
-    return serve(lambda: create_app({"INDEX_DIR": str(args.index)}), args.host, args.port, workers, args.threads)
+    config = {"INDEX_DIR": str(args.index)}
+    if args.rate_limit is not None:
+        config["RATE_LIMIT"] = args.rate_limit
+    limits = Limits(connection_limit=args.connection_limit, idle_seconds=args.idle_timeout)
+    return serve(lambda: create_app(config), args.host, args.port, workers, args.threads, limits)
 
 
 def _model_build(args) -> int:

@@ -117,6 +117,7 @@ class Health(BaseModel):
     index_created_at: str
     checks: dict[str, str] = Field(description="each part of the index read just now: ok, or what failed")
     reload_error: str | None = Field(description="why a newer published index could not be switched to")
+    process: int = Field(description="id of the server process that answered")
 
 
 class ErrorDetail(BaseModel):
@@ -204,4 +205,6 @@ def docs_page():
 @spec.validate(resp=Response("HTTP_200", "HTTP_404"), tags=["documentation"])
 def assets(filename: str):
     """Swagger UI's own files."""
-    return send_from_directory(swagger_ui_path, filename, max_age=86400)
+    response = send_from_directory(swagger_ui_path, filename, max_age=86400)
+    response.direct_passthrough = False  # spectree reads the body to check the answer
+    return response
