@@ -18,9 +18,7 @@ import uuid
 from flask import Blueprint, Flask, Response, current_app, g, request
 from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, Counter, Gauge, Histogram, generate_latest
 from prometheus_client import multiprocess
-from spectree import Response as Answers
-
-from .openapi import spec
+from .openapi import MediaAnswers, spec
 
 bp = Blueprint("observability", __name__)
 access_log = logging.getLogger("semsearch.access")
@@ -98,7 +96,7 @@ def install(app: Flask) -> None:
 
 
 @bp.get("/metrics")
-@spec.validate(resp=Answers("HTTP_200"), tags=["operations"])
+@spec.validate(resp=MediaAnswers("text/plain", 200), tags=["operations"])
 def metrics():
     """Prometheus text format: requests by route and status, search latency by kind and mode,
     encoder time, query cache hits, the index served and its reloads."""

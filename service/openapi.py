@@ -14,8 +14,9 @@ from __future__ import annotations
 from typing import Annotated, Literal
 
 from flask import Blueprint, jsonify, render_template, send_from_directory
-from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, StrictInt
+from pydantic import BaseModel, BeforeValidator, ConfigDict, Field
 from spectree import Response, SpecTree
+from spectree.utils import parse_code
 from swagger_ui_bundle import swagger_ui_path
 
 from index.search import MAX_K, MAX_QUERY_CHARS, MAX_SIMILAR_TEXT_CHARS, MODES
@@ -32,22 +33,38 @@ def _ascii_digits(value: object) -> object:
     return value
 
 
-QueryK = Annotated[int | None, BeforeValidator(_ascii_digits), Field(ge=1, le=MAX_K, description="number of results")]
+def _whole_number(value: object) -> object:
+    """k in a JSON body: JSON Schema counts 10.0 as an integer, so it is one; "10" and true are not."""
+    if isinstance(value, float) and value.is_integer():
+        return int(value)
+    return value
+
+
+def _no_default(schema: dict) -> None:
+    schema.pop("default", None)
+
+
+def k_parameter() -> object:
+    """k in a query string; absent: the server's DEFAULT_K (so the schema shows no default)."""
+    return Field(None, ge=1, le=MAX_K, description="number of results", json_schema_extra=_no_default)
+
+
+QueryK = Annotated[int, BeforeValidator(_ascii_digits)]
 
 
 class SearchQuery(BaseModel):
     q: str = Field(min_length=1, max_length=MAX_QUERY_CHARS, pattern=NOT_BLANK, description="the question")
-    k: QueryK = None
+    k: QueryK = k_parameter()
     mode: Literal[MODES] = "hybrid"  # type: ignore[valid-type]
 
 
 class SimilarQuery(BaseModel):
-    k: QueryK = None
+    k: QueryK = k_parameter()
 
 
 class PageQuery(BaseModel):
     q: str | None = Field(None, max_length=MAX_QUERY_CHARS, description="the question; without it, the empty form")
-    k: QueryK = None
+    k: QueryK = k_parameter()
     mode: Literal[MODES] = "hybrid"  # type: ignore[valid-type]
 
 
@@ -55,7 +72,9 @@ class SimilarTextBody(BaseModel):
     model_config = ConfigDict(extra="forbid")
     text: str = Field(min_length=1, max_length=MAX_SIMILAR_TEXT_CHARS, pattern=NOT_BLANK,
                       description="text to find passages like; its first passage window (256 tokens) is read")
-    k: StrictInt | None = Field(None, ge=1, le=MAX_K)
+    k: Annotated[int, Field(strict=True, ge=1, le=MAX_K), BeforeValidator(_whole_number)] | None = Field(
+        None, description="number of results; null or absent: the server's default"
+    )
 
 
 class Answer(BaseModel):
@@ -180,29 +199,68 @@ def json_answers(ok: type[BaseModel], *errors: int) -> Response:
     return Response(HTTP_200=ok, **{f"HTTP_{code}": Error for code in errors}, **COMMON)
 
 
-def page_answers(*codes: int) -> Response:
-    return Response(*(f"HTTP_{code}" for code in codes), HTTP_429=Error, HTTP_503=Error)
+class MediaAnswers(Response):
+    """Answers that are not JSON (pages, metrics, files): documented with their media type.
+    spectree writes application/json for every response model, so these carry none."""
+
+    def __init__(self, media_type: str, *codes: int):
+        super().__init__(*(f"HTTP_{code}" for code in codes))
+        self.media_type = media_type
+
+    def generate_spec(self, naming_strategy=None) -> dict:
+        codes = dict.fromkeys([*self.codes, *self.code_models])  # spectree may add its 400 model
+        return {
+            parse_code(code): {"description": self.get_code_description(code),
+                               "content": {self.media_type: {"schema": {"type": "string"}}}}
+            for code in codes
+        }
+
+
+def page_answers(*codes: int) -> MediaAnswers:
+    """A page answers in HTML whatever its status, 429 and 503 included."""
+    return MediaAnswers("text/html", *codes, 429, 503)
 
 
 bp = Blueprint("docs", __name__)
 
+# Where an answer's passage ids lead: OpenAPI links, which clients and schemathesis's stateful
+# tests follow (spectree has no notation for them, so they are added to its document here).
+_PASSAGE_ROUTES = {"passage": "/api/passages/{passage_id}", "similar_passages": "/api/passages/{passage_id}/similar",
+                   "passage_page": "/passages/{passage_id}"}
+_LINKED_ANSWERS = {("/api/search", "get"): "$response.body#/results/0/id",
+                   ("/api/similar", "post"): "$response.body#/results/0/id",
+                   ("/api/passages/{passage_id}/similar", "get"): "$response.body#/results/0/id"}
+
+
+def document() -> dict:
+    """spectree's document with the links between operations."""
+    generated = spec.spec
+    for (path, method), source in _LINKED_ANSWERS.items():
+        answer = generated["paths"][path][method]["responses"]["200"]
+        answer["links"] = {
+            name: {"operationRef": "#/paths/" + route.replace("~", "~0").replace("/", "~1") + "/get",
+                   "parameters": {"passage_id": source}}
+            for name, route in _PASSAGE_ROUTES.items()
+        }
+    return generated
+
 
 @bp.get("/openapi.json")
-@spec.validate(resp=Response("HTTP_200"), tags=["documentation"])
+@spec.validate(resp=MediaAnswers("application/json", 200), tags=["documentation"])
 def openapi():
     """This document."""
-    return jsonify(spec.spec)
+    return jsonify(document())
 
 
 @bp.get("/docs")
-@spec.validate(resp=Response("HTTP_200"), tags=["documentation"])
+@spec.validate(resp=MediaAnswers("text/html", 200), tags=["documentation"])
 def docs_page():
     """Swagger UI over this document, served from this server (no network needed)."""
     return render_template("docs.html")
 
 
 @bp.get("/docs/assets/<path:filename>")
-@spec.validate(resp=Response("HTTP_200", "HTTP_404"), tags=["documentation"])
+@spec.validate(resp=MediaAnswers("*/*", 200, 404), tags=["documentation"])
 def assets(filename: str):
     """Swagger UI's own files."""
     response = send_from_directory(swagger_ui_path, filename, max_age=86400)

@@ -5,7 +5,7 @@ from __future__ import annotations
 from flask import Blueprint, abort, render_template, request
 from markupsafe import Markup, escape
 
-from index.search import InvalidRequest, SearchResult, UnknownPassage
+from index.search import MAX_QUERY_CHARS, MODES, InvalidRequest, SearchResult, UnknownPassage, check_k
 
 from .api import k_from, searcher
 from .openapi import PageQuery, page_answers, spec
@@ -47,10 +47,16 @@ def search_page():
     results, error, status = [], None, 200
     try:
         k = k_from(request.args.get("k"))
+        if mode not in MODES:
+            raise InvalidRequest(f"mode must be one of {', '.join(MODES)}")
+        if len(query) > MAX_QUERY_CHARS:  # as sent, as the API's q is measured
+            raise InvalidRequest(f"the query is longer than {MAX_QUERY_CHARS} characters")
         if query.strip():
             results = searcher().search(query, k, mode)
+        else:
+            check_k(k)
     except InvalidRequest as exc:
-        k, error, status = k_from(None), str(exc), 400
+        k, mode, error, status = k_from(None), "hybrid", str(exc), 400
     return (
         render_template("search.html", query=query, k=k, k_choices=K_CHOICES, mode=mode, modes=MODE_LABELS,
                         results=results, error=error, size=searcher().size),

@@ -1,0 +1,37 @@
+"""The contract test: schemathesis against the running server's own /openapi.json, every operation,
+every check it has (5xx, status codes, content types, response schemas and headers, schema-valid
+requests accepted, schema-violating ones refused), the stateful phase following the document's links."""
+
+import re
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from tests.conftest import start_server
+
+pytestmark = pytest.mark.model
+
+EXAMPLES_PER_OPERATION = 100
+
+
+def test_every_operation_keeps_its_contract(real_index, tmp_path):
+    process, base = start_server(real_index, "--workers", "2", "--rate-limit", "off")
+    try:
+        run = subprocess.run(
+            [str(Path(sys.executable).with_name("schemathesis")), "run", f"{base}/openapi.json", "--checks", "all",
+             "--max-examples", str(EXAMPLES_PER_OPERATION), "--seed", "1", "--report", "junit",
+             "--report-dir", str(tmp_path)],
+            capture_output=True, text=True, timeout=900, env={"NO_COLOR": "1", "PATH": "/usr/bin:/bin"},
+        )
+    finally:
+        process.terminate()
+        process.wait(timeout=30)
+    summary = run.stdout[-3000:]
+    assert run.returncode == 0, summary
+    generated = re.search(r"(\d+) generated, (\d+) passed", run.stdout)
+    assert generated and generated.group(1) == generated.group(2), summary
+    assert int(generated.group(1)) >= 500, summary
+    operations = re.search(r"Tested: (\d+)", run.stdout)
+    assert operations and int(operations.group(1)) >= 10, summary

@@ -1,0 +1,155 @@
+"""The production server as operators meet it (issue 10, findings 4 and 8): waitress's limits in
+front of the app, metrics summed over workers, refusal of a damaged index at start, and a rebuilt
+index picked up by every worker without a restart."""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import socket
+import subprocess
+import sys
+import time
+import urllib.error
+import urllib.request
+
+import pytest
+
+from index.build import build_index
+from tests.conftest import CORPUS, ROOT, start_server
+
+pytestmark = pytest.mark.model
+
+
+def fetch(url, data=None, headers=None, timeout=30):
+    request = urllib.request.Request(url, data=data, headers=headers or {})
+    try:
+        with urllib.request.urlopen(request, timeout=timeout) as response:
+            return response.status, dict(response.headers), response.read()
+    except urllib.error.HTTPError as error:
+        return error.code, dict(error.headers), error.read()
+
+
+def raw_request(base, payload: bytes) -> bytes:
+    host, port = base.removeprefix("http://").split(":")
+    with socket.create_connection((host, int(port)), timeout=30) as connection:
+        connection.sendall(payload)
+        chunks = []
+        while chunk := connection.recv(65536):
+            chunks.append(chunk)
+    return b"".join(chunks)
+
+
+@pytest.fixture(scope="module")
+def server(real_index):
+    process, base = start_server(real_index, "--workers", "2", "--rate-limit", "off", "--idle-timeout", "5")
+    yield base
+    process.terminate()
+    process.wait(timeout=30)
+
+
+def test_idle_connections_do_not_lock_clients_out(server):
+    host, port = server.removeprefix("http://").split(":")
+    idle = [socket.create_connection((host, int(port))) for _ in range(300)]
+    try:
+        started = time.monotonic()
+        statuses = [fetch(f"{server}/api/search?q=%C4%91%E1%BA%A3ng+vi%C3%AAn&k=1")[0] for _ in range(5)]
+        assert statuses == [200] * 5 and time.monotonic() - started < 20
+    finally:
+        for connection in idle:
+            connection.close()
+
+
+def test_idle_keep_alive_is_closed_by_the_server(server):
+    host, port = server.removeprefix("http://").split(":")
+    with socket.create_connection((host, int(port)), timeout=30) as connection:
+        started = time.monotonic()
+        assert connection.recv(1) == b""  # closed by the server, not by us
+        assert time.monotonic() - started < 20
+
+
+def test_huge_body_is_refused_before_it_is_read(server):
+    announced = 64 * 1024 * 1024
+    head = (f"POST /api/similar HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n"
+            f"Content-Length: {announced}\r\n\r\n").encode()
+    answer = raw_request(server, head + b"{" * 1024)  # the rest is never sent
+    status, _, body = answer.partition(b"\r\n")[0], None, answer.split(b"\r\n\r\n", 1)[1]
+    assert b" 413 " in status
+    assert json.loads(body)["error"]["code"] == "payload_too_large"
+
+
+def test_over_long_request_line_is_a_json_431(server):
+    status, headers, body = fetch(f"{server}/api/search?q={'a' * 1_000_000}")
+    assert status == 431 and headers["Content-Type"] == "application/json"
+    assert json.loads(body)["error"]["code"] == "request_header_fields_too_large"
+    assert headers["X-Content-Type-Options"] == "nosniff"
+
+
+def test_path_that_is_not_utf8_is_400(server):
+    answer = raw_request(server, b"GET /api/passages/%ff%fe/similar HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")
+    assert answer.startswith(b"HTTP/1.1 400")
+    assert b"not valid UTF-8" in answer
+
+
+def test_metrics_add_up_every_worker(server):
+    def count(text):
+        pattern = 'semsearch_requests_total{method="GET",route="/api/health",status="200"}'
+        return sum(float(line.rsplit(" ", 1)[1]) for line in text.splitlines() if line.startswith(pattern))
+
+    before = count(fetch(f"{server}/metrics")[2].decode())
+    pids = {json.loads(fetch(f"{server}/api/health", headers={"Connection": "close"})[2])["process"] for _ in range(20)}
+    after = count(fetch(f"{server}/metrics")[2].decode())
+    assert len(pids) == 2, "both workers answered"
+    assert after - before == 20
+
+
+def test_a_damaged_index_stops_the_server_at_start(tmp_path, real_index):
+    copy = tmp_path / "index"
+    generation = tmp_path / ".index.gen-copy"
+    shutil.copytree(real_index.resolve(), generation)
+    os.symlink(generation.name, copy)
+    vectors = generation / "vectors.faiss"
+    data = bytearray(vectors.read_bytes())
+    data[len(data) // 2] ^= 0xFF
+    vectors.write_bytes(bytes(data))
+    done = subprocess.run(
+        [sys.executable, "-m", "service.cli", "serve", "--index", str(copy), "--workers", "2", "--port", "0"],
+        cwd=ROOT, capture_output=True, text=True, timeout=180,
+    )
+    assert done.returncode == 2
+    assert "vectors.faiss does not match its checksum" in done.stderr
+
+
+def test_a_rebuilt_index_reaches_every_worker_without_a_restart(tmp_path, real_encoder):
+    out = tmp_path / "index"
+    build_index([CORPUS / "000_3c2f5f3f6056e9aa.txt"], out, real_encoder, progress=False)
+    first_generation = out.resolve().name
+    process, base = start_server(out, "--workers", "2", "--rate-limit", "off")
+    try:
+        health = json.loads(fetch(f"{base}/api/health")[2])
+        assert health["index_version"] == 1 and health["documents"] == 1
+        build_index([CORPUS], out, real_encoder, progress=False)
+        build_index([CORPUS], out, real_encoder, progress=False)  # the first generation is now deleted
+        deadline = time.monotonic() + 60
+        seen: dict[int, int] = {}
+        errors = 0
+        while time.monotonic() < deadline and (len(seen) < 2 or set(seen.values()) != {3}):
+            status, _, body = fetch(f"{base}/api/health", headers={"Connection": "close"})
+            errors += status != 200
+            answer = json.loads(body)
+            seen[answer["process"]] = answer["index_version"]
+            searched = fetch(f"{base}/api/search?q=Cu%E1%BB%99c+thi+vi%E1%BA%BFt&k=3", headers={"Connection": "close"})[0]
+            errors += searched != 200
+        assert set(seen.values()) == {3} and len(seen) == 2, seen
+        assert errors == 0
+        answer = json.loads(fetch(f"{base}/api/health")[2])
+        assert answer["documents"] == 5 and answer["reload_error"] is None
+        time.sleep(3)  # a follower's next turn, after the last search on the old index ended
+        for worker in seen:
+            mapped = open(f"/proc/{worker}/maps").read()
+            opened = " ".join(os.path.realpath(f"/proc/{worker}/fd/{fd}") for fd in os.listdir(f"/proc/{worker}/fd"))
+            assert first_generation not in mapped and first_generation not in opened, "old files are released"
+    finally:
+        process.terminate()
+        process.wait(timeout=30)
