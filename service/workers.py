@@ -168,6 +168,7 @@ def _serve_on(listener: socket.socket, make_app: Callable[[], Flask], threads: i
     server = waitress.create_server(
         app, sockets=[listener], threads=threads, ident="semsearch", asyncore_use_poll=True,
         connection_limit=limits.connections(), channel_timeout=limits.idle_seconds,
+        cleanup_interval=max(1, limits.idle_seconds // 2),  # how often idle channels are looked for
         # the app's own body limit, so bigger bodies are refused before they are read
         max_request_body_size=app.config["MAX_CONTENT_LENGTH"], max_request_header_size=limits.max_header_bytes,
     )
