@@ -9,7 +9,7 @@ HOST   ?= 127.0.0.1
 PORT   ?= 8000
 SUDO   := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 
-.PHONY: install model index serve test browser eval bench clean
+.PHONY: install model index serve test browser eval bench soak clean
 
 # constraints.txt pins every transitive dependency to the versions the tests ran with.
 $(STAMP): pyproject.toml constraints.txt
@@ -46,6 +46,11 @@ bench: index
 	$(BIN)/python bench/embed.py
 	$(BIN)/python bench/ann.py
 	$(BIN)/python bench/http_load.py --index $(INDEX)
+	$(BIN)/python bench/request_cost.py --index $(INDEX)
+
+# Ten minutes of mixed load with 300 idle connections held open: errors and memory growth.
+soak: index
+	$(BIN)/python bench/soak.py --index $(INDEX)
 
 clean:
 	rm -rf $(VENV) var .pytest_cache

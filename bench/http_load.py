@@ -42,7 +42,8 @@ def free_port() -> int:
 
 
 def start_server(index: Path, port: int, workers: int | None, threads: int) -> subprocess.Popen:
-    options = ["--threads", str(threads)] + (["--workers", str(workers)] if workers else [])
+    # loopback load from one address: the per-client rate limit would measure itself
+    options = ["--threads", str(threads), "--rate-limit", "off"] + (["--workers", str(workers)] if workers else [])
     server = subprocess.Popen(
         [sys.executable, "-m", "service.cli", "serve", "--index", str(index), "--port", str(port), *options],
         cwd=ROOT, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,

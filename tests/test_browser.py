@@ -63,3 +63,30 @@ def test_unaccented_query_highlights_accented_words(browser, live_server):
     marks = {m.lower() for m in page.locator("li.result mark").all_inner_texts()}
     assert {"sinh", "hoạt", "chi", "bộ"} <= marks
     page.close()
+
+
+def csp_violations(page) -> list[str]:
+    seen: list[str] = []
+    page.on("console", lambda message: seen.append(message.text) if "Content Security Policy" in message.text else None)
+    return seen
+
+
+def test_api_docs_render_offline_under_the_security_policy(browser, live_server):
+    page = browser.new_page()
+    violations = csp_violations(page)
+    page.goto(live_server + "/docs")
+    page.wait_for_selector(".opblock", timeout=30_000)
+    assert page.locator(".opblock").count() >= 10
+    assert "/api/search" in page.locator("body").inner_text()
+    assert not violations
+    page.close()
+
+
+def test_search_page_breaks_no_security_policy(browser, live_server):
+    page = browser.new_page()
+    violations = csp_violations(page)
+    page.goto(live_server + "/?q=Fanpage+Zalo&k=5")
+    assert page.locator("li.result").count() == 5
+    assert page.evaluate("getComputedStyle(document.querySelector('header.site')).display") != ""
+    assert not violations
+    page.close()

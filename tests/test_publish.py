@@ -180,3 +180,23 @@ def test_search_of_a_damaged_index_is_a_clear_error_not_a_traceback(fake_index, 
     _garble(fake_index.resolve() / "passages.sqlite")
     assert main(["search", "đảng", "--index", str(fake_index)]) == 2
     assert "is damaged" in capsys.readouterr().err
+
+
+def test_publish_fsyncs_every_file_every_directory_and_the_parent(tmp_path, fake_encoder, monkeypatch):
+    synced: list[str] = []
+    real_fsync = os.fsync
+
+    def recording_fsync(fd):
+        synced.append(os.readlink(f"/proc/self/fd/{fd}"))
+        return real_fsync(fd)
+
+    monkeypatch.setattr(os, "fsync", recording_fsync)
+    out = tmp_path / "index"
+    build_index([ONE_FILE], out, fake_encoder, progress=False)
+    generation = out.resolve()
+    staged = [path.replace("staging", "gen") for path in synced]  # fsynced before the rename
+    for path in generation.rglob("*"):
+        assert str(path) in staged, f"{path.relative_to(generation)} was not fsynced"
+    assert str(generation) in staged and str(generation / "lexical") in staged
+    # the parent, after the link is replaced (the last thing a publish syncs)
+    assert synced[-1] == str(tmp_path) or synced[-2] == str(tmp_path)
