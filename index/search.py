@@ -269,7 +269,7 @@ class Searcher:
 
         checks: dict[str, str] = {}
         for part, read in (("passages", passages), ("vectors", vectors), ("lexical", lexical),
-                           ("encoder", lambda: self._observed_query_vector("kiểm tra"))):
+                           ("encoder", lambda: self.encoder.encode_queries(["kiểm tra"]))):
             try:
                 read()
                 checks[part] = "ok"
