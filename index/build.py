@@ -77,8 +77,7 @@ def build_index(
 
         int_ids = np.array([p.int_id for p in passages], dtype=np.int64)
         texts = [p.embedding_text for p in passages]
-        lexical = LexicalIndex.build(texts, int_ids, progress=progress)
-        lexical.save(staging)
+        lexical = LexicalIndex.build(texts, int_ids, staging, progress=progress)
         AccentVocabulary.count(texts, progress=progress).save(staging)
 
         embedded = np.empty((len(passages), encoder.dim), dtype=np.float32)

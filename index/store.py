@@ -35,7 +35,7 @@ from .integrity import DamagedFiles, check_files, fsync_directory, fsync_tree, i
 from .lexical import AccentVocabulary, LexicalIndex
 from .passage_store import PassageStore
 
-FORMAT_VERSION = 3
+FORMAT_VERSION = 4
 MANIFEST = "manifest.json"
 
 
@@ -174,7 +174,7 @@ def verify_index(out: Path) -> list[str]:
                 f"passages.sqlite holds {len(rows)} passages of {documents} documents, "
                 f"the manifest says {manifest.passages} of {manifest.documents}"
             )
-        if set(rows) != set(index.lexical.ids.tolist()):
+        if set(rows) != set(index.lexical.ids().tolist()):
             raise IndexCorrupt("the lexical index and passages.sqlite hold different passage ids")
         if set(rows) != set(index.vectors.ids().tolist()):
             raise IndexCorrupt("the vector index and passages.sqlite hold different passage ids")

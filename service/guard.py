@@ -110,20 +110,20 @@ def _security_headers(response):
 
 
 def rate_limits(app: Flask) -> list[str]:
-    """"20/second;300/minute" -> ["20/second", "300/minute"]; "off" or "" -> no limits."""
+    """The RATE_LIMIT setting as Flask-Limiter limits: "20/second;300/minute" gives two, "off" none."""
     setting = str(app.config.get("RATE_LIMIT") or "").strip()
     if setting.lower() in ("", "off", "none", "0"):
         return []
     return [part.strip() for part in setting.split(";") if part.strip()]
 
 
-def install(app: Flask) -> Limiter:
+def install(app: Flask) -> None:
     app.json = GuardedJSONProvider(app)
     app.request_class = GuardedRequest
     app.before_request(_check_request_text)
     app.after_request(_security_headers)
     limits = rate_limits(app)
-    limiter = Limiter(
+    Limiter(
         key_func=get_remote_address,
         app=app,
         default_limits=limits,
@@ -133,4 +133,3 @@ def install(app: Flask) -> Limiter:
         strategy="moving-window",
         enabled=bool(limits),
     )
-    return limiter

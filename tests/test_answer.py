@@ -54,10 +54,10 @@ def test_lexical_prefers_exact_accents_and_finds_unaccented_queries(tmp_path):
     from index.lexical import LexicalIndex
 
     texts = ["Các đảng viên họp chi bộ.", "Các đang viên họp chi bộ.", "Thời tiết hôm nay đẹp."]
-    lexical = LexicalIndex.build(texts, np.array([10, 20, 30]))
+    lexical = LexicalIndex.build(texts, np.array([10, 20, 30]), tmp_path)
     assert lexical.search("đảng viên", 3)[1].tolist() == [10, 20]
     assert lexical.search("đang viên", 3)[1].tolist() == [20, 10]
     assert sorted(lexical.search("dang vien", 3)[1].tolist()) == [10, 20]
     assert lexical.search("không có từ nào", 3)[1].size == 0
-    lexical.save(tmp_path)
     assert LexicalIndex.load(tmp_path).search("đảng viên", 3)[1].tolist() == [10, 20]
+    assert sorted(LexicalIndex.load(tmp_path).ids().tolist()) == [10, 20, 30]

@@ -123,7 +123,8 @@ def test_versions_count_up(tmp_path, fake_encoder):
 
 def test_every_file_is_recorded_with_size_and_checksum(fake_index):
     files = Manifest.read(fake_index).files
-    assert {"passages.sqlite", "vectors.faiss", "lexical/ids.npy", "lexical/accents.json"} <= set(files)
+    assert {"passages.sqlite", "vectors.faiss", "lexical/meta.json", "lexical/accents.json"} <= set(files)
+    assert any(name.startswith("lexical/") and name.endswith(".idx") for name in files)  # tantivy's postings
     assert all(set(entry) == {"size", "xxh3"} for entry in files.values())
 
 
@@ -134,7 +135,7 @@ def _garble(path, at=None, length=64):
     path.write_bytes(bytes(data))
 
 
-@pytest.mark.parametrize("damage", ["garble-sqlite", "truncate-sqlite", "garble-vectors", "garble-postings", "drop-ids"])
+@pytest.mark.parametrize("damage", ["garble-sqlite", "truncate-sqlite", "garble-vectors", "garble-postings", "drop-meta"])
 def test_damaged_files_are_refused_at_open(fake_index, damage):
     directory = fake_index.resolve()
     if damage == "garble-sqlite":
@@ -145,9 +146,9 @@ def test_damaged_files_are_refused_at_open(fake_index, damage):
     elif damage == "garble-vectors":
         _garble(directory / "vectors.faiss")
     elif damage == "garble-postings":
-        _garble(directory / "lexical" / "data.csc.index.npy", at=200)
+        _garble(next((directory / "lexical").glob("*.idx")), at=16)
     else:
-        (directory / "lexical" / "ids.npy").unlink()
+        (directory / "lexical" / "meta.json").unlink()
     with pytest.raises(IndexCorrupt, match="is damaged"):
         open_index(fake_index)
 
