@@ -45,6 +45,7 @@ bench: index
 	$(BIN)/python -m pip install --quiet -c constraints.txt -e '.[bench]'
 	$(BIN)/python bench/embed.py
 	$(BIN)/python bench/ann.py
+	$(BIN)/python bench/lexical.py
 	$(BIN)/python bench/http_load.py --index $(INDEX)
 	$(BIN)/python bench/request_cost.py --index $(INDEX)
 
