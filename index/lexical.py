@@ -145,6 +145,8 @@ class LexicalIndex:
     WRITER_HEAP = 256 * 1024 * 1024
 
     def __init__(self, index):
+        # a published generation never changes: no file watcher thread reloading it on commits
+        index.config_reader(reload_policy="Manual")
         self.index = index
         self.schema = index.schema
         self.searcher = index.searcher()

@@ -145,11 +145,19 @@ def test_a_rebuilt_index_reaches_every_worker_without_a_restart(tmp_path, real_e
         assert errors == 0
         answer = json.loads(fetch(f"{base}/api/health")[2])
         assert answer["documents"] == 5 and answer["reload_error"] is None
-        time.sleep(3)  # a follower's next turn, after the last search on the old index ended
-        for worker in seen:
-            mapped = open(f"/proc/{worker}/maps").read()
-            opened = " ".join(os.path.realpath(f"/proc/{worker}/fd/{fd}") for fd in os.listdir(f"/proc/{worker}/fd"))
-            assert first_generation not in mapped and first_generation not in opened, "old files are released"
+        still_held = dict.fromkeys(seen, "?")
+        deadline = time.monotonic() + 15  # the last searches on the old index end, references drop
+        while still_held and time.monotonic() < deadline:
+            for worker in list(still_held):
+                held = [line.split()[-2] for line in open(f"/proc/{worker}/maps") if first_generation in line]
+                held += [os.path.realpath(f"/proc/{worker}/fd/{fd}") for fd in os.listdir(f"/proc/{worker}/fd")
+                         if first_generation in os.path.realpath(f"/proc/{worker}/fd/{fd}")]
+                if held:
+                    still_held[worker] = held
+                else:
+                    del still_held[worker]
+            time.sleep(0.5)
+        assert not still_held, f"old files still held: {still_held}"
     finally:
         process.terminate()
         process.wait(timeout=30)
