@@ -11,7 +11,7 @@ from collections.abc import Callable
 from flask import Blueprint, current_app, jsonify, request
 from spectree import Response
 
-from index.search import MAX_K, InvalidRequest, Searcher, SearchResult, UnknownPassage
+from index.search import InvalidRequest, Searcher, SearchResult, UnknownPassage
 
 from . import error_response
 from .observability import SEARCH_SECONDS
@@ -24,16 +24,9 @@ def searcher() -> Searcher:
     return current_app.extensions["searcher"]
 
 
-def k_from(value: object) -> object:
-    """The k of a request as an int when it reads as one (ASCII digits); Searcher gives the error
-    otherwise."""
-    if value is None:
-        return current_app.config["DEFAULT_K"]
-    if isinstance(value, str):
-        if not (value.isascii() and value.isdigit()):
-            raise InvalidRequest(f"k must be a whole number from 1 to {MAX_K}")
-        return int(value)
-    return value
+def default_k(k: int | None) -> int:
+    """A request's k, already checked by its model; absent, the configured default."""
+    return current_app.config["DEFAULT_K"] if k is None else k
 
 
 def timed_results(run: Callable[[], list[SearchResult]], kind: str, **fields) -> dict:
@@ -59,7 +52,7 @@ def _unknown(error: UnknownPassage):
 def search():
     """Passages answering a question, best first, with highlights and the answering sentence."""
     query = request.context.query
-    k = k_from(query.k)
+    k = default_k(query.k)
     answer = timed_results(lambda: searcher().search(query.q, k, query.mode), "search", query=query.q, k=k, mode=query.mode)
     return jsonify(answer)
 
@@ -75,7 +68,7 @@ def passage(passage_id: str):
 @spec.validate(query=SimilarQuery, resp=json_answers(SimilarAnswer, 400, 404), tags=["passages"])
 def similar_to_passage(passage_id: str):
     """Passages nearest to a stored one (itself and exact copies left out)."""
-    k = k_from(request.context.query.k)
+    k = default_k(request.context.query.k)
     return jsonify(timed_results(lambda: searcher().similar_to_passage(passage_id, k), "similar_passage", id=passage_id, k=k))
 
 
@@ -84,7 +77,7 @@ def similar_to_passage(passage_id: str):
 def similar_to_text():
     """Passages nearest to pasted text."""
     body = request.context.json
-    k = k_from(body.k)
+    k = default_k(body.k)
     return jsonify(timed_results(lambda: searcher().similar_to_text(body.text, k), "similar_text", k=k))
 
 

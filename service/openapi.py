@@ -14,7 +14,7 @@ from __future__ import annotations
 from typing import Annotated, Literal
 
 from flask import Blueprint, jsonify, render_template, send_from_directory
-from pydantic import BaseModel, BeforeValidator, ConfigDict, Field
+from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, ValidationError
 from spectree import Response, SpecTree
 from spectree.utils import parse_code
 from swagger_ui_bundle import swagger_ui_path
@@ -169,12 +169,15 @@ def validation_message(item: dict) -> str:
     return f"{where}: {item.get('msg', '')}"
 
 
+def validation_messages(error: ValidationError) -> str:
+    return "; ".join(validation_message(item) for item in error.errors(include_url=False))
+
+
 def _error_body(req, resp, error, instance, model_adapter) -> None:
     """spectree's validation errors, in this API's error shape."""
     if error is None or resp is None:
         return
-    messages = [validation_message(item) for item in error.errors(include_url=False)]
-    resp.set_data(jsonify({"error": {"code": "bad_request", "message": "; ".join(messages)}}).get_data())
+    resp.set_data(jsonify({"error": {"code": "bad_request", "message": validation_messages(error)}}).get_data())
     resp.mimetype = "application/json"
 
 

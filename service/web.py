@@ -4,11 +4,12 @@ from __future__ import annotations
 
 from flask import Blueprint, abort, render_template, request
 from markupsafe import Markup, escape
+from pydantic import ValidationError
 
-from index.search import MAX_QUERY_CHARS, MODES, InvalidRequest, SearchResult, UnknownPassage, check_k
+from index.search import InvalidRequest, SearchResult, UnknownPassage
 
-from .api import k_from, searcher
-from .openapi import PageQuery, page_answers, spec
+from .api import default_k, searcher
+from .openapi import PageQuery, page_answers, spec, validation_messages
 
 bp = Blueprint("web", __name__)
 
@@ -43,22 +44,20 @@ bp.add_app_template_filter(passage_html)
 def search_page():
     """The search form; with q, the results rendered on the server (HTML, works without JavaScript)."""
     query = request.args.get("q", "")
-    mode = request.args.get("mode", "hybrid")
     results, error, status = [], None, 200
+    # checked against the same model as the document says, by hand: spectree's errors are JSON
     try:
-        k = k_from(request.args.get("k"))
-        if mode not in MODES:
-            raise InvalidRequest(f"mode must be one of {', '.join(MODES)}")
-        if len(query) > MAX_QUERY_CHARS:  # as sent, as the API's q is measured
-            raise InvalidRequest(f"the query is longer than {MAX_QUERY_CHARS} characters")
-        if query.strip():
-            results = searcher().search(query, k, mode)
-        else:
-            check_k(k)
-    except InvalidRequest as exc:
-        k, mode, error, status = k_from(None), "hybrid", str(exc), 400
+        asked = PageQuery.model_validate(request.args.to_dict())
+    except ValidationError as exc:
+        asked, error, status = PageQuery(), validation_messages(exc), 400
+    k = default_k(asked.k)
+    if error is None and query.strip():
+        try:
+            results = searcher().search(query, k, asked.mode)
+        except InvalidRequest as exc:
+            error, status = str(exc), 400
     return (
-        render_template("search.html", query=query, k=k, k_choices=K_CHOICES, mode=mode, modes=MODE_LABELS,
+        render_template("search.html", query=query, k=k, k_choices=K_CHOICES, mode=asked.mode, modes=MODE_LABELS,
                         results=results, error=error, size=searcher().size),
         status,
     )
