@@ -128,7 +128,8 @@ class Searcher:
 
     def __init__(self, index: LoadedIndex, encoder: TextEncoder, index_dir: Path | None = None,
                  observer: SearchObserver | None = None):
-        self._check_model(index, encoder)
+        if encoder.model_id != index.manifest.model:
+            raise ModelMismatch(f"encoder {encoder.model_id!r} does not match the index's {index.manifest.model!r}")
         self.index = index
         self.encoder = encoder
         self.index_dir = Path(index_dir) if index_dir is not None else index.directory
@@ -136,11 +137,6 @@ class Searcher:
         # people repeat queries, and hybrid and dense share one embedding of each
         self._query_vector = lru_cache(maxsize=QUERY_CACHE_SIZE)(self._encode_query)
         self._encoding = threading.local()
-
-    @staticmethod
-    def _check_model(index: LoadedIndex, encoder: TextEncoder) -> None:
-        if encoder.model_id != index.manifest.model:
-            raise ModelMismatch(f"encoder {encoder.model_id!r} does not match the index's {index.manifest.model!r}")
 
     @classmethod
     def open(cls, index_dir: Path, model: str | None = None, encoder: TextEncoder | None = None) -> Searcher:
@@ -157,9 +153,7 @@ class Searcher:
             raise IndexNotFound(f"{self.index_dir} is gone ({exc}); still serving {self.index.directory.name}") from exc
         if published == self.index.directory:
             return False
-        index = open_index(self.index_dir)
-        self._check_model(index, self.encoder)
-        self.index = index
+        self.index = open_index(self.index_dir, model=self.encoder.model_id)
         return True
 
     @property

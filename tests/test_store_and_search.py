@@ -157,3 +157,19 @@ def test_abandoned_staging_is_cleaned_but_look_alikes_are_not(tmp_path, fake_enc
     assert (look_alike / "notes.txt").read_text() == "mine"
     assert [p.name for p in tmp_path.glob(".index.staging-*")] == [look_alike.name]
     assert Manifest.read(out).documents == 1
+
+
+def test_reload_follows_a_rebuild_and_refuses_another_model(fake_index, fake_encoder):
+    searcher = Searcher.open(fake_index, encoder=fake_encoder)
+    assert not searcher.reload_if_changed()
+    build_index([CORPUS / "000_3c2f5f3f6056e9aa.txt"], fake_index, fake_encoder, progress=False)
+    assert searcher.reload_if_changed() and searcher.index.manifest.documents == 1
+
+    class OtherModel(FakeEncoder):
+        model_id = "test/another-model"
+
+    serving = searcher.index.directory
+    build_index([CORPUS], fake_index, OtherModel(), progress=False)
+    with pytest.raises(ModelMismatch, match="another-model"):
+        searcher.reload_if_changed()
+    assert searcher.index.directory == serving and searcher.search("đảng viên", 1)
