@@ -165,14 +165,15 @@ def _serve_on(listener: socket.socket, make_app: Callable[[], Flask], threads: i
 
     app = make_app()
     host, port = listener.getsockname()[:2]
+    connections = limits.connections()  # raises this process's file limit to allow them
     server = waitress.create_server(
         app, sockets=[listener], threads=threads, ident="semsearch", asyncore_use_poll=True,
-        connection_limit=limits.connections(), channel_timeout=limits.idle_seconds,
+        connection_limit=connections, channel_timeout=limits.idle_seconds,
         cleanup_interval=max(1, limits.idle_seconds // 2),  # how often idle channels are looked for
         # the app's own body limit, so bigger bodies are refused before they are read
         max_request_body_size=app.config["MAX_CONTENT_LENGTH"], max_request_header_size=limits.max_header_bytes,
     )
     server.channel_class = _json_error_channel()
     print(f"semsearch: process {os.getpid()} serving {app.extensions['searcher'].size} passages on http://{host}:{port}/ "
-          f"(up to {limits.connections()} connections, idle ones closed after {limits.idle_seconds} s)", flush=True)
+          f"(up to {connections} connections, idle ones closed after {limits.idle_seconds} s)", flush=True)
     server.run()
