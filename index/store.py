@@ -305,9 +305,8 @@ def _publish(siblings: _Siblings, ledger: dict[str, list[str]], staging: Path, t
     out, parent = siblings.out, siblings.parent
     generation = parent / siblings.name("gen", token)
     fsync_tree(staging)
-    fsync_directory(parent)
     ledger["generations"].append(generation.name)
-    siblings.write_ledger(ledger)
+    siblings.write_ledger(ledger)  # fsyncs the parent too
     os.rename(staging, generation)
     ledger["staging"].remove(staging.name)
     previous = os.readlink(out) if out.is_symlink() else None
