@@ -23,7 +23,7 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
 from figures import p99, spread  # noqa: E402
-from index.backend import FaissBackend, IndexPlan  # noqa: E402
+from index.store.vectors import FaissBackend, IndexPlan  # noqa: E402
 
 DIM = 384
 

@@ -21,7 +21,7 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
 from figures import p99, spread  # noqa: E402
-from index.embed import SentenceTransformerEncoder, cpu_flags, unit_rows  # noqa: E402
+from index.encode.embed import SentenceTransformerEncoder, cpu_flags, unit_rows  # noqa: E402
 from index.text import normalize  # noqa: E402
 
 TARGET_TOKENS = 190

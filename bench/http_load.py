@@ -92,7 +92,7 @@ def load(port: int, queries: list[str], clients: int, mode: str) -> list[float]:
 
 
 def in_process(index: Path, queries: list[str], mode: str) -> list[float]:
-    from index.search import Searcher
+    from index.retrieve.search import Searcher
 
     searcher = Searcher.open(index)  # a new searcher each run: an empty query cache
     latencies = []

@@ -28,8 +28,8 @@ sys.path.insert(0, str(ROOT))
 sys.path.insert(0, str(ROOT / "bench"))
 
 from figures import p99, spread  # noqa: E402
-from index.chunk import passage_context  # noqa: E402
-from index.lexical import B, K1, LexicalIndex, analyze  # noqa: E402
+from index.ingest.chunk import passage_context  # noqa: E402
+from index.store.lexical import B, K1, LexicalIndex, analyze  # noqa: E402
 from index.text import normalize, split_sentences  # noqa: E402
 
 VIQUAD = ROOT.parent / "shared" / "eval" / "viquad"

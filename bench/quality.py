@@ -18,9 +18,9 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
 from index.build import build_index, is_current  # noqa: E402
-from index.embed import SentenceTransformerEncoder  # noqa: E402
-from index.evaluate import EvalSet, evaluate, format_table, load_eval_set  # noqa: E402
-from index.search import MODES, Searcher  # noqa: E402
+from index.encode.embed import SentenceTransformerEncoder  # noqa: E402
+from index.evaluate.quality import EvalSet, evaluate, format_table, load_eval_set  # noqa: E402
+from index.retrieve.search import MODES, Searcher  # noqa: E402
 
 SHARED_EVAL = ROOT.parent / "shared" / "eval"
 SETS = {

@@ -16,7 +16,7 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from index.search import MAX_K, MAX_QUERY_CHARS, MAX_SIMILAR_TEXT_CHARS, Searcher  # noqa: E402
+from index.retrieve.search import MAX_K, MAX_QUERY_CHARS, MAX_SIMILAR_TEXT_CHARS, Searcher  # noqa: E402
 
 REPEATS = 7
 

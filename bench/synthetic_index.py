@@ -21,8 +21,8 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
 from index.build import build_index  # noqa: E402
-from index.e5_build import DEFAULT_MODEL_ID  # noqa: E402
-from index.store import open_index  # noqa: E402
+from index.encode.e5_build import DEFAULT_MODEL_ID  # noqa: E402
+from index.store.publish import open_index  # noqa: E402
 from index.text import normalize, split_sentences  # noqa: E402
 
 VIQUAD = ROOT.parent / "shared" / "eval" / "viquad" / "corpus.jsonl"
@@ -92,7 +92,7 @@ def main() -> int:
     # a fresh process, as a server starting on this index would be
     probe = (
         "import time, resource, sys; sys.path.insert(0, sys.argv[2]); t = time.perf_counter(); "
-        "from index.store import open_index; i = open_index(sys.argv[1]); t = time.perf_counter() - t; "
+        "from index.store.publish import open_index; i = open_index(sys.argv[1]); t = time.perf_counter() - t; "
         "print(t, int(open('/proc/self/statm').read().split()[1]) * resource.getpagesize())"
     )
     import subprocess

@@ -2,20 +2,17 @@
 
 from __future__ import annotations
 
-import time
 from collections.abc import Iterable
 from pathlib import Path
 
-import numpy as np
 from tqdm import tqdm
 
-from .backend import FaissBackend, IndexPlan
-from .chunk import Passage, chunk_document
-from .embed import TextEncoder
-from .ingest import IngestError, find_files, fingerprint, read_documents
-from .lexical import AccentVocabulary, LexicalIndex
-from .passage_store import PassageWriter
-from .store import Manifest, previous_version, read_manifest_if_any, staging_directory
+from index.encode.embed import TextEncoder
+from index.ingest.files import IngestError, find_files, fingerprint, read_documents
+from index.store.lexical import LexicalIndex
+from index.store.live import IndexWriter, WriteResult
+from index.store.passages import Commit
+from index.store.publish import Manifest, previous_version, read_manifest_if_any, staging_directory, writing
 
 OVERLAP_SENTENCES = 1
 # Paragraphs longer than this many tokens are split into sentence windows: shorter passages keep
@@ -23,8 +20,6 @@ OVERLAP_SENTENCES = 1
 PASSAGE_TOKENS = 256
 # Bumped when cleaning or chunking changes what passages a corpus yields, so old indexes count as stale.
 PIPELINE_VERSION = 2
-# Passages are embedded in groups this size so the progress bar moves and memory stays flat.
-EMBED_GROUP = 256
 
 
 def is_current(
@@ -50,60 +45,44 @@ def build_index(
     paths: Iterable[Path],
     out: Path,
     encoder: TextEncoder,
-    batch_size: int = 32,
     passage_tokens: int = PASSAGE_TOKENS,
     memory_saving: bool = False,
     progress: bool = True,
-) -> Manifest:
-    """Index every supported file under `paths` into `out`. The previous index at `out` stays
-    intact and servable until the new one is complete."""
-    started = time.perf_counter()
+) -> tuple[Manifest, Commit]:
+    """Index every supported file under `paths` into a new generation at `out`. The previous
+    index at `out` stays intact and servable until the new one is complete."""
     files = find_files(paths)
     if not files:
         raise IngestError(f"no .txt, .md, .html or .jsonl files under {', '.join(map(str, paths))}")
-    max_tokens = min(passage_tokens, encoder.max_tokens)
+    documents = list(tqdm(read_documents(files), desc="reading", unit="doc", disable=not progress))
+    manifest = Manifest(
+        model=encoder.model_id,
+        dimension=encoder.dim,
+        prompts=dict(getattr(encoder, "prompts", {})),
+        corpus_fingerprint=fingerprint(files),
+        lexical=LexicalIndex.describe(),
+        chunking={**_chunk_settings(passage_tokens), "max_tokens": min(passage_tokens, encoder.max_tokens)},
+        encoder={"precision": getattr(encoder, "precision", None)},
+        memory_saving=memory_saving,
+    )
+    version = previous_version(out)
     with staging_directory(out) as staging:
-        writer = PassageWriter(staging)
-        passages: list[Passage] = []
-        documents = 0
-        for doc in tqdm(read_documents(files), desc="reading", unit="doc", disable=not progress):
-            writer.add_document(doc)
-            passages.extend(chunk_document(doc, encoder.count_tokens, max_tokens, OVERLAP_SENTENCES))
-            documents += 1
-        if not passages:
-            raise IngestError("the input has no text to index")
-        writer.add_passages(passages)
-        writer.close()
+        writer = IndexWriter.create(staging, manifest, encoder, progress, version=version)
+        try:
+            result = writer.write(documents, compact=False)
+            if not result.commit.added:
+                raise IngestError("the input has no text to index")
+            writer.compact()
+        finally:
+            writer.close()
+    return manifest, result.commit
 
-        int_ids = np.array([p.int_id for p in passages], dtype=np.int64)
-        texts = [p.embedding_text for p in passages]
-        lexical = LexicalIndex.build(texts, int_ids, staging, progress=progress)
-        AccentVocabulary.count(texts, progress=progress).save(staging)
 
-        embedded = np.empty((len(passages), encoder.dim), dtype=np.float32)
-        # longest first across the whole corpus, so each batch pads to a similar length
-        order = sorted(range(len(texts)), key=lambda i: -len(texts[i]))
-        with tqdm(total=len(passages), desc="embedding", unit="passage", disable=not progress) as bar:
-            for start in range(0, len(order), EMBED_GROUP):
-                group = order[start : start + EMBED_GROUP]
-                embedded[group] = encoder.encode_passages([texts[i] for i in group], batch_size=batch_size)
-                bar.update(len(group))
-        vectors = FaissBackend.build(int_ids, embedded, IndexPlan.for_size(len(passages), memory_saving))
-        vectors.save(staging)
-
-        manifest = Manifest(
-            model=encoder.model_id,
-            dimension=encoder.dim,
-            prompts=dict(getattr(encoder, "prompts", {})),
-            passages=len(passages),
-            documents=documents,
-            corpus_fingerprint=fingerprint(files),
-            backend=vectors.describe(),
-            lexical=lexical.describe(),
-            chunking={**_chunk_settings(passage_tokens), "max_tokens": max_tokens},
-            encoder={"precision": getattr(encoder, "precision", None)},
-            build_seconds=round(time.perf_counter() - started, 3),
-            version=previous_version(out) + 1,
-        )
-        manifest.write(staging)
-    return manifest
+def add_files(paths: Iterable[Path], out: Path, encoder: TextEncoder, progress: bool = True) -> WriteResult:
+    """Add the documents in `paths` to the index at `out`, replacing documents with the same ids."""
+    files = find_files(paths)
+    if not files:
+        raise IngestError(f"no .txt, .md, .html or .jsonl files under {', '.join(map(str, paths))}")
+    documents = list(read_documents(files))
+    with writing(out, encoder, progress) as writer:
+        return writer.write(documents)

@@ -14,8 +14,8 @@ from typing import Any
 from flask import Flask, jsonify, render_template, request
 from werkzeug.exceptions import HTTPException
 
-from index.search import Searcher
-from index.store import IndexProblem
+from index.retrieve.search import Searcher
+from index.store.publish import IndexProblem
 
 log = logging.getLogger("semsearch")
 
@@ -27,8 +27,13 @@ DEFAULTS: dict[str, Any] = {
     # per client address; "off" for loopback benchmarks (see service/guard.py)
     "RATE_LIMIT": "20/second;600/minute",
     "RATE_LIMIT_STORAGE": "memory://",
-    # how often each process looks for a newly published index; 0: never
-    "RELOAD_SECONDS": 2.0,
+    # how often each process looks for writes and newly published indexes; 0: never
+    "RELOAD_SECONDS": 0.25,
+    # writes: keys (comma-separated) and a file of keys, one per line; with neither, writes are off
+    "API_KEYS": "",
+    "API_KEYS_FILE": None,
+    "DOCUMENTS_MAX_BYTES": 16 * 1024 * 1024,
+    "WRITE_WAIT_SECONDS": 30.0,  # for another writer to finish before answering 503
     "ACCESS_LOG": True,
     "LOG_QUERIES": False,  # query text in the access log
 }
@@ -50,17 +55,18 @@ def create_app(config: Mapping[str, Any] | None = None) -> Flask:
     if config:
         app.config.from_mapping(config)
 
-    from . import api, guard, observability, openapi, web
+    from . import api, documents, guard, observability, openapi, web
 
     searcher = app.config.get("SEARCHER") or Searcher.open(Path(app.config["INDEX_DIR"]), model=app.config["MODEL"])
     searcher.observer = observability.SearchMetrics()
     app.extensions["searcher"] = searcher
     app.extensions["index_state"] = IndexState()
-    observability.record_index(searcher.index.manifest)
+    observability.record_index(searcher.index)
 
     guard.install(app)
     observability.install(app)
     app.register_blueprint(api.bp)
+    app.register_blueprint(documents.bp)
     app.register_blueprint(web.bp)
     app.register_blueprint(openapi.bp)
     app.register_error_handler(HTTPException, _http_error)
@@ -72,8 +78,8 @@ def create_app(config: Mapping[str, Any] | None = None) -> Flask:
 
 
 def _follow_published_index(app: Flask, interval: float) -> None:
-    """A thread per process: when the index link points to a new build, switch to it. Searches
-    under way finish on the index they started with."""
+    """A thread per process: follow writes to the index, and when the index link points to a new
+    build, switch to it. Searches under way finish on the state they started with."""
     from .observability import RELOADS, record_index
 
     searcher: Searcher = app.extensions["searcher"]
@@ -87,13 +93,15 @@ def _follow_published_index(app: Flask, interval: float) -> None:
             target = searcher.index_dir.resolve()
             if target == failed_target:
                 continue
+            serving = searcher.index.directory
             try:
                 if searcher.reload_if_changed():
-                    gc.collect()  # the old index's files are unmapped once nothing refers to them
-                    record_index(searcher.index.manifest)
-                    RELOADS.labels("ok").inc()
+                    record_index(searcher.index)
+                    if searcher.index.directory != serving:
+                        gc.collect()  # the old index's files are unmapped once nothing refers to them
+                        RELOADS.labels("ok").inc()
+                        log.warning("now serving %s (version %d)", searcher.index.directory.name, searcher.index.view.version)
                     state.reload_error, failed_target = None, None
-                    log.warning("now serving %s (version %d)", searcher.index.directory.name, searcher.index.manifest.version)
             except IndexProblem as exc:
                 RELOADS.labels("failed").inc()
                 state.reload_error, failed_target = str(exc), target
@@ -127,6 +135,8 @@ _ERROR_CODES = {
     404: "not_found",
     405: "method_not_allowed",
     413: "payload_too_large",
+    401: "unauthorized",
+    403: "forbidden",
     415: "unsupported_media_type",
     429: "too_many_requests",
     500: "internal_error",

@@ -11,7 +11,7 @@ from collections.abc import Callable
 from flask import Blueprint, current_app, jsonify, request
 from spectree import Response
 
-from index.search import InvalidRequest, Searcher, SearchResult, UnknownPassage
+from index.retrieve.search import InvalidRequest, Searcher, SearchResult, UnknownPassage
 
 from . import error_response
 from .observability import SEARCH_SECONDS
@@ -53,7 +53,8 @@ def search():
     """Passages answering a question, best first, with highlights and the answering sentence."""
     query = request.context.query
     k = default_k(query.k)
-    answer = timed_results(lambda: searcher().search(query.q, k, query.mode), "search", query=query.q, k=k, mode=query.mode)
+    answer = timed_results(lambda: searcher().search(query.q, k, query.mode, query.filters(), query.offset), "search",
+                           query=query.q, k=k, mode=query.mode, offset=query.offset)
     return jsonify(answer)
 
 
@@ -68,8 +69,10 @@ def passage(passage_id: str):
 @spec.validate(query=SimilarQuery, resp=json_answers(SimilarAnswer, 400, 404), tags=["passages"])
 def similar_to_passage(passage_id: str):
     """Passages nearest to a stored one (itself and exact copies left out)."""
-    k = default_k(request.context.query.k)
-    return jsonify(timed_results(lambda: searcher().similar_to_passage(passage_id, k), "similar_passage", id=passage_id, k=k))
+    query = request.context.query
+    k = default_k(query.k)
+    return jsonify(timed_results(lambda: searcher().similar_to_passage(passage_id, k, query.filters(), query.offset),
+                                 "similar_passage", id=passage_id, k=k, offset=query.offset))
 
 
 @bp.post("/similar")
@@ -78,7 +81,8 @@ def similar_to_text():
     """Passages nearest to pasted text."""
     body = request.context.json
     k = default_k(body.k)
-    return jsonify(timed_results(lambda: searcher().similar_to_text(body.text, k), "similar_text", k=k))
+    return jsonify(timed_results(lambda: searcher().similar_to_text(body.text, k, body.filters(), body.offset),
+                                 "similar_text", k=k, offset=body.offset))
 
 
 @bp.before_request
@@ -95,12 +99,17 @@ def health():
     answer, 503 when one fails. Shows the index version being served."""
     state = current_app.extensions["index_state"]
     current = searcher().index
-    checks = searcher().health()
+    checks = searcher().health(current)
     healthy = all(value == "ok" for value in checks.values())
-    manifest = current.manifest
+    manifest, view = current.manifest, current.view
+    try:
+        documents = current.passages.counts()[1]
+    except Exception as exc:  # a damaged database: the checks say what failed
+        documents = 0
+        checks.setdefault("passages", f"{type(exc).__name__}: {exc}")
     body = {
-        "status": "ok" if healthy else "unavailable", "model": manifest.model, "passages": manifest.passages,
-        "documents": manifest.documents, "index_version": manifest.version, "index_generation": current.directory.name,
+        "status": "ok" if healthy else "unavailable", "model": manifest.model, "passages": view.passages,
+        "documents": documents, "index_version": view.version, "index_generation": current.directory.name,
         "index_created_at": manifest.created_at, "checks": checks, "reload_error": state.reload_error,
         "process": os.getpid(),
     }

@@ -9,9 +9,9 @@ import sys
 import time
 from pathlib import Path
 
-from index.e5_build import DEFAULT_MODEL_ID
-from index.embed import PRECISIONS
-from index.search import MODES
+from index.encode.e5_build import DEFAULT_MODEL_ID
+from index.encode.embed import PRECISIONS
+from index.retrieve.search import MODES
 
 DEFAULT_CORPUS = "data/corpus"
 
@@ -30,13 +30,28 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("paths", nargs="*", type=Path, default=[Path(DEFAULT_CORPUS)], help=f"default: {DEFAULT_CORPUS}")
     p.add_argument("--out", type=Path, **index_dir)
     p.add_argument("--model", default=_env("MODEL", DEFAULT_MODEL_ID), help="sentence-transformers id or path ($SEMSEARCH_MODEL)")
-    p.add_argument("--batch-size", type=int, default=32)
     p.add_argument("--passage-tokens", type=int, default=None, help="split paragraphs longer than this")
     p.add_argument("--memory-saving", action="store_true", help="8-bit vectors above 50k passages (a quarter of the RAM)")
     p.add_argument("--precision", choices=PRECISIONS, help="encoder precision ($SEMSEARCH_PRECISION; auto: int8 on CPUs with VNNI, else bf16 where native, else fp32)")
     p.add_argument("--if-stale", action="store_true", help="do nothing when the index already matches the files and model")
     p.add_argument("--quiet", action="store_true", help="no progress bars")
     p.set_defaults(run=_index)
+
+    p = commands.add_parser("add", help="add files to the index (a document whose id exists is replaced)")
+    p.add_argument("paths", nargs="+", type=Path)
+    p.add_argument("--index", type=Path, **index_dir)
+    p.add_argument("--quiet", action="store_true", help="no progress bars")
+    p.set_defaults(run=_add)
+
+    p = commands.add_parser("delete", help="delete documents from the index by id")
+    p.add_argument("doc_ids", nargs="+")
+    p.add_argument("--index", type=Path, **index_dir)
+    p.set_defaults(run=_delete)
+
+    p = commands.add_parser("compact", help="fold recent writes into a new vector checkpoint")
+    p.add_argument("--index", type=Path, **index_dir)
+    p.add_argument("--quiet", action="store_true", help="no progress bars")
+    p.set_defaults(run=_compact)
 
     for name, helptext in (("search", "search the index with a question"), ("similar", "passages similar to a stored one")):
         p = commands.add_parser(name, help=helptext)
@@ -47,13 +62,18 @@ def main(argv: list[str] | None = None) -> int:
             target.add_argument("id", nargs="?", help="passage id")
             target.add_argument("--text", help="pasted text instead of a passage id")
         p.add_argument("--k", type=int, default=10)
+        p.add_argument("--offset", type=int, default=0, help="results to skip (the next page)")
+        p.add_argument("--source", action="append", default=[], help="only this source (repeatable)")
+        p.add_argument("--doc-id", action="append", default=[], help="only this document (repeatable)")
+        p.add_argument("--date-from", type=_iso_date, help="only documents dated on or after YYYY-MM-DD")
+        p.add_argument("--date-to", type=_iso_date, help="only documents dated on or before YYYY-MM-DD")
         if name == "search":
             p.add_argument("--mode", choices=MODES, default="hybrid")
         p.add_argument("--json", action="store_true", help="print JSON")
         p.add_argument("--index", type=Path, **index_dir)
         p.set_defaults(run=_search if name == "search" else _similar)
 
-    p = commands.add_parser("verify", help="check every file of an index against its manifest, and SQLite's integrity")
+    p = commands.add_parser("verify", help="check every file of an index against its checksums, and SQLite's integrity")
     p.add_argument("--index", type=Path, **index_dir)
     p.set_defaults(run=_verify)
 
@@ -88,9 +108,9 @@ def main(argv: list[str] | None = None) -> int:
     b.set_defaults(run=_model_build)
 
     args = parser.parse_args(argv)
-    from index.ingest import IngestError
-    from index.search import InvalidRequest, UnknownPassage
-    from index.store import IndexProblem
+    from index.ingest.files import IngestError
+    from index.retrieve.search import InvalidRequest, UnknownPassage
+    from index.store.publish import IndexProblem
 
     try:
         return args.run(args)
@@ -101,23 +121,80 @@ def main(argv: list[str] | None = None) -> int:
 
 def _index(args) -> int:
     from index.build import PASSAGE_TOKENS, build_index, is_current
-    from index.embed import SentenceTransformerEncoder, resolve_precision
+    from index.encode.embed import SentenceTransformerEncoder, resolve_precision
 
     passage_tokens = args.passage_tokens or PASSAGE_TOKENS
     if args.if_stale and is_current(args.paths, args.out, args.model, resolve_precision(args.precision), passage_tokens):
         print(f"{args.out} is up to date", file=sys.stderr)
         return 0
     encoder = SentenceTransformerEncoder(args.model, precision=args.precision)
-    manifest = build_index(
-        args.paths, args.out, encoder, batch_size=args.batch_size, passage_tokens=passage_tokens,
-        memory_saving=args.memory_saving, progress=not args.quiet,
-    )
-    print(
-        f"indexed {manifest.passages} passages from {manifest.documents} documents "
-        f"into {args.out} in {manifest.build_seconds:.1f} s",
-        file=sys.stderr,
-    )
+    started = time.perf_counter()
+    _, commit = build_index(args.paths, args.out, encoder, passage_tokens=passage_tokens,
+                            memory_saving=args.memory_saving, progress=not args.quiet)
+    print(f"indexed {commit.added} passages from {len(commit.documents)} documents into {args.out} "
+          f"(version {commit.version}) in {time.perf_counter() - started:.1f} s", file=sys.stderr)
     return 0
+
+
+def _iso_date(text: str):
+    import datetime
+
+    try:
+        return datetime.date.fromisoformat(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a date (YYYY-MM-DD)") from None
+
+
+def _writer_encoder(index: Path):
+    from index.encode.embed import SentenceTransformerEncoder
+    from index.store.publish import Manifest
+
+    manifest = Manifest.read(index.resolve())
+    return SentenceTransformerEncoder(manifest.model, precision=manifest.encoder.get("precision"))
+
+
+def _report(result, index: Path) -> None:
+    commit = result.commit
+    print(f"version {commit.version}: {commit.added} passages added ({result.embedded} embedded), "
+          f"{commit.removed} removed{', compacted' if result.compacted else ''} in {index}", file=sys.stderr)
+
+
+def _add(args) -> int:
+    from index.build import add_files
+
+    _report(add_files(args.paths, args.index, _writer_encoder(args.index), progress=not args.quiet), args.index)
+    return 0
+
+
+def _delete(args) -> int:
+    from index.store.publish import writing
+
+    with writing(args.index) as writer:
+        missing = [d for d in args.doc_ids if writer.store.document(d) is None]
+        if missing:
+            print(f"semsearch: no document with id {', '.join(map(repr, missing))}; nothing was deleted", file=sys.stderr)
+            return 2
+        _report(writer.write(delete=args.doc_ids), args.index)
+    return 0
+
+
+def _compact(args) -> int:
+    from index.store.publish import writing
+
+    started = time.perf_counter()
+    with writing(args.index, progress=not args.quiet) as writer:
+        writer.recover()
+        writer.compact()
+        state = writer.store.state()
+    print(f"compacted {args.index} at version {state['version']} into {state['checkpoint']['name']} "
+          f"in {time.perf_counter() - started:.1f} s", file=sys.stderr)
+    return 0
+
+
+def _filters(args):
+    from index.store.filters import Filters
+
+    return Filters(tuple(args.source), tuple(args.doc_id), args.date_from, args.date_to)
 
 
 def _print_results(results, as_json: bool, **fields) -> None:
@@ -130,7 +207,7 @@ def _print_results(results, as_json: bool, **fields) -> None:
 
 
 def _verify(args) -> int:
-    from index.store import verify_index
+    from index.store.publish import verify_index
 
     for line in verify_index(args.index):
         print(f"ok: {line}")
@@ -139,7 +216,7 @@ def _verify(args) -> int:
 
 
 def _open_searcher(args):
-    from index.search import Searcher
+    from index.retrieve.search import Searcher
 
     return Searcher.open(args.index)
 
@@ -147,26 +224,27 @@ def _open_searcher(args):
 def _search(args) -> int:
     searcher = _open_searcher(args)
     started = time.perf_counter()
-    results = searcher.search(args.query, args.k, args.mode)
-    _print_results(results, args.json, query=args.query, k=args.k, mode=args.mode, took_ms=round((time.perf_counter() - started) * 1000, 1))
+    results = searcher.search(args.query, args.k, args.mode, _filters(args), args.offset)
+    _print_results(results, args.json, query=args.query, k=args.k, mode=args.mode, offset=args.offset,
+                   took_ms=round((time.perf_counter() - started) * 1000, 1))
     return 0
 
 
 def _similar(args) -> int:
     searcher = _open_searcher(args)
     if args.text is not None:
-        results = searcher.similar_to_text(args.text, args.k)
+        results = searcher.similar_to_text(args.text, args.k, _filters(args), args.offset)
     else:
-        results = searcher.similar_to_passage(args.id, args.k)
-    _print_results(results, args.json, id=args.id, k=args.k)
+        results = searcher.similar_to_passage(args.id, args.k, _filters(args), args.offset)
+    _print_results(results, args.json, id=args.id, k=args.k, offset=args.offset)
     return 0
 
 
 def _eval(args) -> int:
     from index.build import build_index, is_current
-    from index.embed import SentenceTransformerEncoder
-    from index.evaluate import evaluate, format_table, load_eval_set, subset
-    from index.search import Searcher
+    from index.encode.embed import SentenceTransformerEncoder
+    from index.evaluate.quality import evaluate, format_table, load_eval_set, subset
+    from index.retrieve.search import Searcher
 
     evalset = load_eval_set(args.dataset, args.corpus)
     if args.queries:
@@ -201,8 +279,8 @@ def _serve(args) -> int:
 
 
 def _model_build(args) -> int:
-    from index.e5_build import build_model, ensure_model
-    from index.embed import default_model_dir
+    from index.encode.e5_build import build_model, ensure_model
+    from index.encode.embed import default_model_dir
 
     started = time.perf_counter()
     target = default_model_dir()

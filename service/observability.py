@@ -36,12 +36,16 @@ INDEX_PASSAGES = Gauge("semsearch_index_passages", "Passages in the index being 
 INDEX_DOCUMENTS = Gauge("semsearch_index_documents", "Documents in the index being served", multiprocess_mode="livemax")
 INDEX_VERSION = Gauge("semsearch_index_version", "Version of the index being served", multiprocess_mode="livemax")
 RELOADS = Counter("semsearch_index_reloads", "Switches to a newly published index", ["result"])
+WRITES = Counter("semsearch_writes", "Document writes asked for over HTTP", ["operation", "result"])
+WRITE_SECONDS = Histogram("semsearch_write_seconds", "Time to commit a write, embedding included", ["operation"],
+                          buckets=(0.01, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0))
+WRITE_PASSAGES = Counter("semsearch_write_passages", "Passages added or removed by writes", ["change"])
 
 
-def record_index(manifest) -> None:
-    INDEX_PASSAGES.set(manifest.passages)
-    INDEX_DOCUMENTS.set(manifest.documents)
-    INDEX_VERSION.set(manifest.version)
+def record_index(index) -> None:
+    INDEX_PASSAGES.set(index.view.passages)
+    INDEX_DOCUMENTS.set(index.passages.counts()[1])
+    INDEX_VERSION.set(index.view.version)
 
 
 class SearchMetrics:

@@ -11,19 +11,24 @@ because the security policy allows no inline script.
 
 from __future__ import annotations
 
+import datetime
 from typing import Annotated, Literal
 
 from flask import Blueprint, jsonify, render_template, send_from_directory
-from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, ValidationError
+from pydantic import AfterValidator, BaseModel, BeforeValidator, ConfigDict, Field, ValidationError, model_validator
 from spectree import Response, SpecTree
 from spectree.utils import parse_code
 from swagger_ui_bundle import swagger_ui_path
 
-from index.search import MAX_K, MAX_QUERY_CHARS, MAX_SIMILAR_TEXT_CHARS, MODES
+from index.retrieve.search import MAX_DEPTH, MAX_K, MAX_QUERY_CHARS, MAX_SIMILAR_TEXT_CHARS, MODES
+from index.store.filters import Filters
 
 # Text with at least one non-space character and no NUL (ECMA and Python agree on these classes).
 NOT_BLANK = r"^[^\x00]*[^\s\x00][^\x00]*$"
 PASSAGE_ID = r"^[0-9a-f]{16}$"
+# A document id: printable, no slash (it is a path segment), at most 200 characters.
+DOCUMENT_ID = r"^[^\x00-\x1f\x7f/]{1,200}$"
+ISO_DATE = r"^[0-9]{4}-[0-9]{2}-[0-9]{2}$"
 
 
 def _ascii_digits(value: object) -> object:
@@ -52,23 +57,57 @@ def k_parameter() -> object:
 QueryK = Annotated[int, BeforeValidator(_ascii_digits)]
 
 
-class SearchQuery(BaseModel):
+def _calendar_date(value: str) -> str:
+    try:
+        datetime.date.fromisoformat(value)
+    except ValueError:
+        raise ValueError("is not a calendar date (YYYY-MM-DD)") from None
+    return value
+
+
+IsoDate = Annotated[str, Field(pattern=ISO_DATE), AfterValidator(_calendar_date)]
+
+
+class Filtered(BaseModel):
+    """Filters and paging shared by every search."""
+
+    source: list[Annotated[str, Field(min_length=1, max_length=200)]] = Field(
+        [], max_length=50, description="only passages from these sources (repeatable)")
+    doc_id: list[Annotated[str, Field(pattern=DOCUMENT_ID)]] = Field(
+        [], max_length=50, description="only passages of these documents (repeatable)")
+    date_from: IsoDate | None = Field(None, description="only documents dated on or after this day (YYYY-MM-DD)")
+    date_to: IsoDate | None = Field(None, description="only documents dated on or before this day (YYYY-MM-DD)")
+    offset: QueryK = Field(0, ge=0, le=MAX_DEPTH - 1, description=f"results to skip (offset + k at most {MAX_DEPTH})")
+
+    @model_validator(mode="after")
+    def _ordered_dates(self):
+        if self.date_from and self.date_to and self.date_from > self.date_to:
+            raise ValueError("date_from is after date_to")
+        return self
+
+    def filters(self) -> Filters:
+        return Filters(tuple(self.source), tuple(self.doc_id),
+                       datetime.date.fromisoformat(self.date_from) if self.date_from else None,
+                       datetime.date.fromisoformat(self.date_to) if self.date_to else None)
+
+
+class SearchQuery(Filtered):
     q: str = Field(min_length=1, max_length=MAX_QUERY_CHARS, pattern=NOT_BLANK, description="the question")
     k: QueryK = k_parameter()
     mode: Literal[MODES] = "hybrid"  # type: ignore[valid-type]
 
 
-class SimilarQuery(BaseModel):
+class SimilarQuery(Filtered):
     k: QueryK = k_parameter()
 
 
-class PageQuery(BaseModel):
+class PageQuery(Filtered):
     q: str | None = Field(None, max_length=MAX_QUERY_CHARS, description="the question; without it, the empty form")
     k: QueryK = k_parameter()
     mode: Literal[MODES] = "hybrid"  # type: ignore[valid-type]
 
 
-class SimilarTextBody(BaseModel):
+class SimilarTextBody(Filtered):
     model_config = ConfigDict(extra="forbid")
     text: str = Field(min_length=1, max_length=MAX_SIMILAR_TEXT_CHARS, pattern=NOT_BLANK,
                       description="text to find passages like; its first passage window (256 tokens) is read")
@@ -103,6 +142,7 @@ class SearchAnswer(BaseModel):
     query: str
     k: int
     mode: str
+    offset: int
     results: list[Result]
     took_ms: float
 
@@ -110,6 +150,7 @@ class SearchAnswer(BaseModel):
 class SimilarAnswer(BaseModel):
     id: str | None = None
     k: int
+    offset: int
     results: list[Result]
     took_ms: float
 
@@ -139,6 +180,46 @@ class Health(BaseModel):
     process: int = Field(description="id of the server process that answered")
 
 
+class DocumentBody(BaseModel):
+    """A document to index: cleaned and cut into passages as files are."""
+
+    model_config = ConfigDict(extra="forbid")
+    text: str = Field(min_length=1, pattern=NOT_BLANK, description="paragraphs separated by blank lines (or one per line)")
+    title: str = Field("", max_length=1000)
+    date: IsoDate | None = None
+    source: str | None = Field(None, min_length=1, max_length=200)
+    byline: str | None = Field(None, max_length=1000)
+
+
+class DocumentItem(DocumentBody):
+    id: str = Field(pattern=DOCUMENT_ID)
+
+
+class DocumentBatch(BaseModel):
+    """POST /api/documents: a JSON array of documents, or NDJSON (one per line)."""
+
+    documents: list[DocumentItem]
+
+
+class Committed(BaseModel):
+    version: int = Field(description="the index version this write created")
+    documents: list[str] = Field(description="ids of the documents written or deleted")
+    passages_added: int
+    passages_removed: int
+    passages_embedded: int = Field(description="passages the encoder read (unchanged ones keep their vectors)")
+    compacted: bool = Field(description="whether this write also folded recent changes into a new checkpoint")
+
+
+class StoredDocument(BaseModel):
+    id: str
+    title: str
+    date: str | None
+    byline: str | None
+    source: str | None
+    original_name: str | None
+    passages: list[str] = Field(description="its passages' ids, in reading order")
+
+
 class ErrorDetail(BaseModel):
     code: str
     message: str
@@ -153,8 +234,9 @@ _MESSAGES = {
     "string_too_short": "{where} is empty",
     "string_pattern_mismatch": "{where} is empty or contains a NUL character",
     "string_too_long": "{where} is longer than {max_length} characters",
-    "greater_than_equal": "{where} must be a whole number from 1 to " + str(MAX_K),
-    "less_than_equal": "{where} must be a whole number from 1 to " + str(MAX_K),
+    "greater_than_equal": "{where} must be a whole number from {ge} up",
+    "less_than_equal": "{where} must be a whole number up to {le}",
+    "too_long": "{where} has more than {max_length} values",
 }
 
 
@@ -162,6 +244,8 @@ def validation_message(item: dict) -> str:
     """One pydantic error as a sentence for the person who sent the request."""
     where = ".".join(str(part) for part in item.get("loc", ())) or "the body"
     template = _MESSAGES.get(item.get("type", ""))
+    if where == "k" and item.get("type") in ("greater_than_equal", "less_than_equal"):
+        template = "{where} must be a whole number from 1 to " + str(MAX_K)
     if template:
         return template.format(where=where, **item.get("ctx", {}))
     if item.get("type") == "value_error":  # this module's own validators say what is wanted

@@ -6,7 +6,7 @@ from flask import Blueprint, abort, render_template, request
 from markupsafe import Markup, escape
 from pydantic import ValidationError
 
-from index.search import InvalidRequest, SearchResult, UnknownPassage
+from index.retrieve.search import InvalidRequest, SearchResult, UnknownPassage
 
 from .api import default_k, searcher
 from .openapi import PageQuery, page_answers, spec, validation_messages

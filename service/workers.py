@@ -23,7 +23,7 @@ from dataclasses import dataclass
 
 from flask import Flask
 
-from index.store import IndexProblem
+from index.store.publish import IndexProblem
 
 from .guard import SECURITY_HEADERS
 
@@ -171,7 +171,7 @@ def _serve_on(listener: socket.socket, make_app: Callable[[], Flask], threads: i
         connection_limit=connections, channel_timeout=limits.idle_seconds,
         cleanup_interval=max(1, limits.idle_seconds // 2),  # how often idle channels are looked for
         # the app's own body limit, so bigger bodies are refused before they are read
-        max_request_body_size=app.config["MAX_CONTENT_LENGTH"], max_request_header_size=limits.max_header_bytes,
+        max_request_body_size=max(app.config["MAX_CONTENT_LENGTH"], app.config["DOCUMENTS_MAX_BYTES"]), max_request_header_size=limits.max_header_bytes,
     )
     server.channel_class = _json_error_channel()
     print(f"semsearch: process {os.getpid()} serving {app.extensions['searcher'].size} passages on http://{host}:{port}/ "

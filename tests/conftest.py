@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 
 from index.build import build_index
-from index.search import Searcher
+from index.retrieve.search import Searcher
 from index.text import fold
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -87,7 +87,7 @@ def client(app):
 
 @pytest.fixture(scope="session")
 def real_encoder():
-    from index.embed import SentenceTransformerEncoder
+    from index.encode.embed import SentenceTransformerEncoder
 
     return SentenceTransformerEncoder()
 
@@ -95,7 +95,7 @@ def real_encoder():
 @pytest.fixture(scope="session")
 def fp32_encoder():
     """The rebuilt model exactly as converted, whatever path this CPU would choose."""
-    from index.embed import SentenceTransformerEncoder
+    from index.encode.embed import SentenceTransformerEncoder
 
     return SentenceTransformerEncoder(precision="fp32")
 

@@ -3,7 +3,7 @@ rebuilt tokenizer.json is checked against. Slow and simple on purpose."""
 
 from __future__ import annotations
 
-from index.e5_build import E5File
+from index.encode.e5_build import E5File
 
 META = "\u2581"
 

@@ -1,5 +1,6 @@
-from index.answer import answer_span, highlights
-from index.lexical import AccentVocabulary, analyze
+from index.retrieve.answer import answer_span, highlights
+from index.store.accents import AccentVocabulary
+from index.store.lexical import analyze
 from index.text import sentence_spans
 
 
@@ -51,10 +52,12 @@ def test_accent_restoration_uses_the_corpus():
 def test_lexical_prefers_exact_accents_and_finds_unaccented_queries(tmp_path):
     import numpy as np
 
-    from index.lexical import LexicalIndex
+    from index.store.lexical import LexicalEntry, LexicalIndex
 
     texts = ["Các đảng viên họp chi bộ.", "Các đang viên họp chi bộ.", "Thời tiết hôm nay đẹp."]
-    lexical = LexicalIndex.build(texts, np.array([10, 20, 30]), tmp_path)
+    LexicalIndex.create(tmp_path)
+    LexicalIndex.apply(tmp_path, (), [LexicalEntry(i, t, "d", None, None) for i, t in zip([10, 20, 30], texts)])
+    lexical = LexicalIndex.load(tmp_path)
     assert lexical.search("đảng viên", 3)[1].tolist() == [10, 20]
     assert lexical.search("đang viên", 3)[1].tolist() == [20, 10]
     assert sorted(lexical.search("dang vien", 3)[1].tolist()) == [10, 20]

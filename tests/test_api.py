@@ -2,7 +2,7 @@
 
 import pytest
 
-from index.search import MAX_QUERY_CHARS
+from index.retrieve.search import MAX_QUERY_CHARS
 
 
 def first_hit(client, q="đảng viên sinh hoạt chi bộ"):
@@ -169,7 +169,7 @@ def test_config_from_file_and_environment(tmp_path, monkeypatch, fake_searcher):
 
 
 def test_app_refuses_to_start_without_an_index(tmp_path):
-    from index.store import IndexNotFound
+    from index.store.publish import IndexNotFound
     from service import create_app
 
     with pytest.raises(IndexNotFound):

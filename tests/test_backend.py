@@ -3,7 +3,7 @@
 import numpy as np
 import pytest
 
-from index.backend import EXACT_BELOW, FaissBackend, IndexPlan
+from index.store.vectors import EXACT_BELOW, FaissBackend, IndexPlan, VectorDelta, merge_top
 
 
 def clustered(n: int, dim: int = 64, clusters: int = 200, seed: int = 0) -> np.ndarray:
@@ -25,6 +25,10 @@ def test_plan_by_size():
     assert IndexPlan.for_size(100_000).factory == "IVF1024,Flat"
 
 
+def search_all(backend, queries, k, allowed=None):
+    return np.array([backend.search(q, k, allowed)[1] for q in queries])
+
+
 @pytest.mark.parametrize("factory, floor", [("Flat", 1.0), ("IVF64,Flat", 0.95), ("IVF64,SQ8", 0.93)])
 def test_search_against_brute_force(tmp_path, factory, floor):
     vectors = clustered(20_000)
@@ -34,13 +38,42 @@ def test_search_against_brute_force(tmp_path, factory, floor):
     queries /= np.linalg.norm(queries, axis=1, keepdims=True)
     backend = FaissBackend.build(ids, vectors, IndexPlan(factory, nprobe=16 if "IVF" in factory else 0))
     expected = ids[exact_top(vectors, queries, 10)]
-    _, found = backend.search(queries, 10)
+    found = search_all(backend, queries, 10)
     recall = np.mean([len(set(f) & set(e)) / 10 for f, e in zip(found.tolist(), expected.tolist())])
     assert recall >= floor
-    # stored vectors read back by passage id, also after a memory-mapped load
-    np.testing.assert_allclose(backend.vector(int(ids[5])), vectors[5], atol=0.02)
     backend.save(tmp_path)
     loaded = FaissBackend.load(tmp_path, 64, backend.plan)
-    assert np.array_equal(loaded.search(queries, 10)[1], found)
-    with pytest.raises(KeyError):
-        loaded.vector(4)
+    assert np.array_equal(search_all(loaded, queries, 10), found)
+
+
+@pytest.mark.parametrize("factory", ["Flat", "IVF64,Flat"])
+def test_a_filter_keeping_one_percent_still_yields_k_and_only_allowed_ids(factory):
+    vectors = clustered(20_000)
+    ids = np.arange(20_000, dtype=np.int64) * 3 + 1
+    backend = FaissBackend.build(ids, vectors, IndexPlan(factory, nprobe=4 if "IVF" in factory else 0))
+    rng = np.random.default_rng(2)
+    allowed = np.zeros(ids.max() + 1, bool)
+    allowed[rng.choice(ids, 200, replace=False)] = True
+    query = vectors[7]
+    scores, found = backend.search(query, 10, allowed)
+    assert len(found) == 10 and allowed[found].all()
+    # the oracle: every allowed vector scored exactly (IVF, approximate, finds most of them)
+    keep = allowed[ids]
+    exact = ids[keep][np.argsort(-(vectors[keep] @ query))[:10]]
+    assert len(set(found.tolist()) & set(exact.tolist())) >= (10 if factory == "Flat" else 5)
+
+
+def test_the_delta_is_exact_append_only_and_filtered():
+    vectors = clustered(300)
+    delta = VectorDelta(64).appended(np.arange(100, 200), vectors[:100])
+    bigger = delta.appended(np.arange(200, 400), vectors[100:])
+    allowed = np.ones(400, bool)
+    allowed[100] = False
+    query = vectors[0]
+    assert 100 not in bigger.search(query, 5, allowed)[1]
+    assert delta.count == 100 and set(delta.search(query, 500, np.ones(400, bool))[1]) == set(range(100, 200))
+    scores, found = bigger.search(query, 5, allowed)
+    exact = np.argsort(-(vectors[1:] @ query))[:5] + 101
+    assert found[np.argsort(-scores)].tolist() == exact.tolist()
+    merged = merge_top(3, (np.array([0.9, 0.1]), np.array([1, 2])), (np.array([0.5]), np.array([3])))
+    assert merged[1].tolist() == [1, 3, 2]

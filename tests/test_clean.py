@@ -2,7 +2,7 @@
 
 import pytest
 
-from index.clean import clean_article, parse_date
+from index.ingest.clean import clean_article, parse_date
 from tests.conftest import CORPUS
 
 

@@ -4,9 +4,9 @@ import numpy as np
 import pytest
 import torch
 
-from index.embed import choose_precision, unit_rows
-from index.ingest import find_files, read_documents
-from index.openvino_int8 import weights_fingerprint
+from index.encode.embed import choose_precision, unit_rows
+from index.ingest.files import find_files, read_documents
+from index.encode.openvino_int8 import weights_fingerprint
 from tests.conftest import CORPUS
 
 
@@ -38,7 +38,7 @@ def test_int8_cache_key_changes_with_the_weights():
 
 @pytest.fixture(scope="module")
 def int8_encoder():
-    from index.embed import SentenceTransformerEncoder
+    from index.encode.embed import SentenceTransformerEncoder
 
     return SentenceTransformerEncoder(precision="int8")
 
@@ -74,7 +74,7 @@ FIRST_CALLS_AT_ONCE = """
 import sys, threading
 from pathlib import Path
 import torch
-from index.openvino_int8 import OpenVINOTransformer
+from index.encode.openvino_int8 import OpenVINOTransformer
 
 network = OpenVINOTransformer(Path(sys.argv[1]), config=None, inference_precision="f32")
 sys.setswitchinterval(1e-6)  # hand the GIL over as often as possible, so the first calls interleave
@@ -100,7 +100,7 @@ def test_int8_network_survives_many_threads_calling_it_first(int8_encoder):
     import subprocess
     import sys
 
-    from index.embed import semsearch_home
+    from index.encode.embed import semsearch_home
     from tests.conftest import ROOT
 
     assert int8_encoder.precision == "int8"
@@ -115,16 +115,16 @@ def test_int8_network_survives_many_threads_calling_it_first(int8_encoder):
 
 @pytest.mark.model
 def test_auto_falls_back_to_torch_when_int8_cannot_be_built(monkeypatch):
-    import index.embed
-    import index.openvino_int8
-    from index.embed import SentenceTransformerEncoder
+    import index.encode.embed
+    import index.encode.openvino_int8
+    from index.encode.embed import SentenceTransformerEncoder
 
     def cannot_convert(*args, **kwargs):
         raise RuntimeError("unsupported operation")
 
     monkeypatch.delenv("SEMSEARCH_PRECISION", raising=False)
-    monkeypatch.setattr(index.embed, "cpu_flags", lambda: {"avx2", "avx512_vnni"})
-    monkeypatch.setattr(index.openvino_int8, "use_int8_network", cannot_convert)
+    monkeypatch.setattr(index.encode.embed, "cpu_flags", lambda: {"avx2", "avx512_vnni"})
+    monkeypatch.setattr(index.encode.openvino_int8, "use_int8_network", cannot_convert)
     encoder = SentenceTransformerEncoder()
     assert encoder.precision == "fp32"
     assert encoder.encode_queries(["Chi bộ"]).shape == (1, encoder.dim)

@@ -7,8 +7,8 @@ from __future__ import annotations
 import pytest
 
 from index.build import build_index
-from index.evaluate import evaluate, load_eval_set, subset
-from index.search import Searcher
+from index.evaluate.quality import evaluate, load_eval_set, subset
+from index.retrieve.search import Searcher
 from tests.conftest import SEED_QUERIES, SHARED
 
 pytestmark = pytest.mark.model

@@ -2,7 +2,7 @@ import json
 
 import pytest
 
-from index.ingest import IngestError, find_files, fingerprint, read_documents
+from index.ingest.files import IngestError, find_files, fingerprint, read_documents
 from tests.conftest import CORPUS
 
 

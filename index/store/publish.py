@@ -1,6 +1,7 @@
-"""The index directory: vectors, passages and a manifest, written so that a crash never leaves a
-half-written index where a reader would look, and so that nothing a build did not create is ever
-moved or deleted.
+"""Index generations: a full build writes a new one beside the published one and switches a link,
+so a crash never leaves a half-written index where a reader would look, and nothing a build did
+not create is ever moved or deleted. Writes between builds change the published generation in
+place (index/store/live.py), under the same lock.
 
 `out` (say `var/index`) is a symbolic link to a complete generation directory next to it:
 
@@ -10,7 +11,7 @@ moved or deleted.
     var/.index.lock                     held (flock) by the one build writing `out`
     var/.index.ledger.json              every staging and generation name a build created
 
-A build takes the lock, writes a staging directory, fsyncs it, renames it to a generation and
+A build (or a write) takes the lock, writes a staging directory, fsyncs it, renames it to a generation and
 atomically replaces the link. Readers see the old generation or the new one. Clean-up removes
 only names recorded in the ledger, each with a random token its build chose; `out` itself must be
 absent or already such a link, and anything else there is refused.
@@ -30,12 +31,10 @@ from contextlib import contextmanager
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
-from .backend import FaissBackend, IndexPlan, VectorBackend
-from .integrity import DamagedFiles, check_files, fsync_directory, fsync_tree, inventory
-from .lexical import AccentVocabulary, LexicalIndex
-from .passage_store import PassageStore
+from index.store.integrity import DamagedFiles, fsync_directory, fsync_tree
+from index.store.live import IndexWriter, LiveIndex, open_live
 
-FORMAT_VERSION = 4
+FORMAT_VERSION = 5
 MANIFEST = "manifest.json"
 
 
@@ -65,21 +64,19 @@ class IndexBusy(IndexProblem):
 
 @dataclass
 class Manifest:
+    """What a generation is built with; fixed for its lifetime (counts and versions live in its
+    database, which writes change)."""
+
     model: str
     dimension: int
     prompts: dict[str, str]
-    passages: int
-    documents: int
-    corpus_fingerprint: str
-    backend: dict
+    corpus_fingerprint: str  # of the files the full build read
     lexical: dict
     chunking: dict
     encoder: dict = field(default_factory=dict)
+    memory_saving: bool = False
     format_version: int = FORMAT_VERSION
     created_at: str = field(default_factory=lambda: time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()))
-    build_seconds: float = 0.0
-    version: int = 1  # one more than the index it replaced
-    files: dict[str, dict] = field(default_factory=dict)  # integrity.inventory of every other file
 
     @classmethod
     def read(cls, directory: Path) -> Manifest:
@@ -105,27 +102,12 @@ class Manifest:
             raise IndexCorrupt(f"{path}: {exc}") from exc
 
     def write(self, directory: Path) -> None:
-        """Records every file already in `directory`, so write the manifest last."""
-        self.files = inventory(directory, skip=(MANIFEST,))
         (Path(directory) / MANIFEST).write_text(json.dumps(asdict(self), indent=2, ensure_ascii=False))
 
 
-@dataclass
-class LoadedIndex:
-    directory: Path
-    manifest: Manifest
-    vectors: VectorBackend
-    lexical: LexicalIndex
-    accents: AccentVocabulary
-    passages: PassageStore
-
-    def close(self) -> None:
-        self.passages.close()
-
-
-def open_index(out: Path, model: str | None = None) -> LoadedIndex:
-    """Open the index at `out`, refusing one whose files differ from its manifest. `model`, when
-    given, must be the model that built it."""
+def open_index(out: Path, model: str | None = None) -> LiveIndex:
+    """Open the index at `out`, refusing one whose files differ from what was recorded. `model`,
+    when given, must be the model that built it."""
     directory = Path(out).resolve()
     manifest = Manifest.read(directory)
     if model is not None and model != manifest.model:
@@ -134,51 +116,45 @@ def open_index(out: Path, model: str | None = None) -> LoadedIndex:
             f"search it with that model or rebuild it with `semsearch index --model {model}`"
         )
     try:
-        check_files(directory, manifest.files)
+        index = open_live(directory, manifest)
     except DamagedFiles as exc:
         raise IndexCorrupt(f"the index at {out} is damaged: {exc}; rebuild it with `semsearch index`") from exc
+    except Exception as exc:  # faiss raises RuntimeError, sqlite DatabaseError, tantivy ValueError, ...
+        raise IndexCorrupt(f"the index at {out} is damaged (it cannot be read: {exc}); rebuild it with `semsearch index`") from exc
     try:
-        vectors = FaissBackend.load(directory, manifest.dimension, IndexPlan.from_description(manifest.backend))
-        lexical = LexicalIndex.load(directory)
-        accents = AccentVocabulary.load(directory)
-        passages = PassageStore(directory)
-    except Exception as exc:  # faiss raises RuntimeError, sqlite DatabaseError, ...
-        raise IndexCorrupt(f"the index at {out} cannot be read: {exc}") from exc
-    if not len(vectors) == len(lexical) == manifest.passages:
-        raise IndexCorrupt(
-            f"the index at {out} holds {len(vectors)} vectors and {len(lexical)} lexical entries, "
-            f"its manifest says {manifest.passages} passages"
-        )
-    return LoadedIndex(directory, manifest, vectors, lexical, accents, passages)
+        problems = index.passages.integrity_check(quick=True)
+    except sqlite3.DatabaseError as exc:
+        problems = [str(exc)]
+    if problems != ["ok"]:
+        index.close()
+        raise IndexCorrupt(f"the index at {out} is damaged: passages.sqlite fails SQLite's check: {'; '.join(problems[:5])}")
+    return index
 
 
 def verify_index(out: Path) -> list[str]:
     """The full check behind `semsearch verify`: every checksum, SQLite's own integrity check,
-    and row counts and ids agreeing across the parts. Lines describing what was checked; raises
+    and the passages agreeing across the parts. Lines describing what was checked; raises
     IndexCorrupt on the first failure."""
     index = open_index(out)
     try:
-        manifest, store = index.manifest, index.passages
-        checked = [f"{len(manifest.files)} files match their sizes and checksums"]
+        view, store = index.view, index.passages
+        checked = ["checkpoint and lexical files match their sizes and checksums"]
         try:
             integrity = store.integrity_check()
-            rows = store.all_int_ids()
-            documents = store.document_count()
+            rows = set(store.all_int_ids())
+            passages, documents = store.counts()
         except sqlite3.DatabaseError as exc:
             raise IndexCorrupt(f"passages.sqlite: {exc}") from exc
         if integrity != ["ok"]:
             raise IndexCorrupt("passages.sqlite fails SQLite's integrity check: " + "; ".join(integrity[:5]))
         checked.append("passages.sqlite passes SQLite's integrity check")
-        if len(rows) != manifest.passages or documents != manifest.documents:
-            raise IndexCorrupt(
-                f"passages.sqlite holds {len(rows)} passages of {documents} documents, "
-                f"the manifest says {manifest.passages} of {manifest.documents}"
-            )
-        if set(rows) != set(index.lexical.ids().tolist()):
+        if view.lexical_version == view.version and rows != set(index.lexical.ids().tolist()):
             raise IndexCorrupt("the lexical index and passages.sqlite hold different passage ids")
-        if set(rows) != set(index.vectors.ids().tolist()):
-            raise IndexCorrupt("the vector index and passages.sqlite hold different passage ids")
-        checked.append(f"{manifest.passages} passages of {manifest.documents} documents in every part, with the same ids")
+        in_checkpoint = {int(i) for i in view.checkpoint.ids() if view.catalog.is_live(int(i))}
+        if rows != in_checkpoint | {i for i in rows if i > view.checkpoint_last_id}:
+            raise IndexCorrupt("the vector checkpoint and passages.sqlite hold different passage ids")
+        checked.append(f"{passages} passages of {documents} documents in every part, with the same ids "
+                       f"(version {view.version})")
         return checked
     finally:
         index.close()
@@ -232,17 +208,23 @@ class _Siblings:
 
 
 @contextmanager
-def index_lock(out: Path) -> Iterator[None]:
-    """Held for a whole build-and-publish (and, later, a write): a second one fails at once."""
+def index_lock(out: Path, wait_seconds: float = 0.0) -> Iterator[None]:
+    """Held for a whole build-and-publish, or a write: one writer at a time. Another waits up to
+    `wait_seconds`, then fails with IndexBusy."""
     siblings = _Siblings(Path(out))
     siblings.parent.mkdir(parents=True, exist_ok=True)
+    deadline = time.monotonic() + wait_seconds
     with open(siblings.lock, "a+") as handle:
-        try:
-            fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except BlockingIOError:
-            handle.seek(0)
-            holder = handle.read().strip() or "?"
-            raise IndexBusy(f"another semsearch process (pid {holder}) is writing {out}; try again when it is done") from None
+        while True:
+            try:
+                fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+                break
+            except BlockingIOError:
+                if time.monotonic() >= deadline:
+                    handle.seek(0)
+                    holder = handle.read().strip() or "?"
+                    raise IndexBusy(f"another semsearch process (pid {holder}) is writing {out}; try again when it is done") from None
+                time.sleep(0.02)
         handle.seek(0)
         handle.truncate()
         handle.write(str(os.getpid()))
@@ -297,8 +279,31 @@ def staging_directory(out: Path) -> Iterator[Path]:
 
 
 def previous_version(out: Path) -> int:
-    manifest = read_manifest_if_any(out)
-    return manifest.version if manifest else 0
+    """The version of the index published at `out` (0 if none), so versions keep growing across builds."""
+    try:
+        index = open_index(out)
+    except IndexProblem:
+        return 0
+    try:
+        return index.view.version
+    finally:
+        index.close()
+
+
+@contextmanager
+def writing(out: Path, encoder=None, progress: bool = False, wait_seconds: float = 0.0) -> Iterator[IndexWriter]:
+    """The writer of the index published at `out`, holding its lock (waiting up to
+    `wait_seconds` for another writer or build to finish)."""
+    with index_lock(out, wait_seconds):
+        directory = Path(out).resolve()
+        manifest = Manifest.read(directory)
+        if encoder is not None and encoder.model_id != manifest.model:
+            raise ModelMismatch(f"the index at {out} was built with model {manifest.model!r}, not {encoder.model_id!r}")
+        writer = IndexWriter(directory, manifest, encoder, progress)
+        try:
+            yield writer
+        finally:
+            writer.close()
 
 
 def _publish(siblings: _Siblings, ledger: dict[str, list[str]], staging: Path, token: str) -> None:

@@ -1,5 +1,5 @@
-"""What an index's files must be: their sizes and checksums, recorded at build time and checked
-when the index is opened, so a damaged file is refused instead of served.
+"""What an index's files must be: their sizes and checksums, recorded when they are written and
+checked when the index is opened, so a damaged file is refused instead of served.
 
 xxh3-128 reads ~20 GB/s on one core (blake2b: ~1 GB/s), so every file can be checked at every
 open: a million-passage index (~2.5 GB) costs a fraction of a second, mostly reading the pages
@@ -28,14 +28,23 @@ def file_checksum(path: Path) -> str:
     return digest.hexdigest()
 
 
-def inventory(directory: Path, skip: tuple[str, ...] = ()) -> dict[str, dict]:
-    """{relative path: {"size", "xxh3"}} for every file under `directory` except `skip`."""
+def inventory(directory: Path, skip: tuple[str, ...] = (), skip_suffixes: tuple[str, ...] = (),
+              known: dict[str, dict] | None = None) -> dict[str, dict]:
+    """{relative path: {"size", "xxh3"}} for every file under `directory` except `skip` and names
+    ending in `skip_suffixes`. Checksums in `known` are reused for files of the same name and
+    size, except JSON files: engines rewrite those in place, while their data files never change."""
     directory = Path(directory)
+    known = known or {}
     files = {}
     for path in sorted(p for p in directory.rglob("*") if p.is_file()):
         name = path.relative_to(directory).as_posix()
-        if name not in skip:
-            files[name] = {"size": path.stat().st_size, "xxh3": file_checksum(path)}
+        if name in skip or name.endswith(skip_suffixes):
+            continue
+        size = path.stat().st_size
+        if name in known and known[name]["size"] == size and not name.endswith(".json"):
+            files[name] = known[name]
+        else:
+            files[name] = {"size": size, "xxh3": file_checksum(path)}
     return files
 
 

@@ -10,8 +10,8 @@ from typing import Protocol
 
 import numpy as np
 
-from .e5_build import DEFAULT_MODEL_ID, ensure_model
-from .text import normalize
+from index.encode.e5_build import DEFAULT_MODEL_ID, ensure_model
+from index.text import normalize
 
 log = logging.getLogger(__name__)
 
@@ -109,7 +109,7 @@ class SentenceTransformerEncoder:
         self.model = SentenceTransformer(resolve_model(model_id), device=device)
         self.precision = resolve_precision(precision)
         if self.precision == "int8":
-            from .openvino_int8 import use_int8_network
+            from index.encode.openvino_int8 import use_int8_network
 
             native_bf16 = bool(NATIVE_BF16 & cpu_flags())
             try:

@@ -1,0 +1,321 @@
+"""One index as a living thing: readers that follow every committed write, and the one writer.
+
+    generation/
+      manifest.json            settings fixed at build time (model, chunking, ...)
+      passages.sqlite          the source of truth: documents, passages, vectors, change log, state
+      lexical/                 tantivy, updated by the writer after each commit
+      checkpoint-<v>-<token>/  vectors.faiss and accents.json as of version v (written by compaction)
+      files.lock               shared by readers opening files, exclusive while the writer swaps them
+
+A reader (`LiveIndex`) holds a `View`: the checkpoint plus the exact delta of vectors added since,
+the catalog of live passages, and the accent vocabulary. `refresh` reads the change log past its
+version and makes a new View; a search keeps the View it started with. The writer (`IndexWriter`)
+commits to SQLite first (that is the durable point), then brings tantivy up to date and records
+the version it reached; replaying the log makes a crash between the two harmless.
+"""
+
+from __future__ import annotations
+
+import fcntl
+import os
+import secrets
+import shutil
+import threading
+import time
+from collections.abc import Iterable, Iterator, Sequence
+from contextlib import contextmanager
+from dataclasses import dataclass, replace
+from pathlib import Path
+
+import numpy as np
+from tqdm import tqdm
+
+from index.ingest.chunk import Passage, chunk_document
+from index.ingest.files import Document
+from index.store.accents import AccentVocabulary
+from index.store.filters import NO_FILTERS, Catalog, Filters
+from index.store.integrity import DamagedFiles, check_files, fsync_directory, fsync_tree, inventory
+from index.store.lexical import DIRECTORY as LEXICAL, LexicalEntry, LexicalIndex
+from index.store.passages import Commit, PassageStore
+from index.store.vectors import FaissBackend, IndexPlan, VectorDelta, merge_top
+
+FILES_LOCK = "files.lock"
+CHECKPOINT_PREFIX = "checkpoint-"
+# Compaction folds the delta into a new checkpoint once this many passages were added or removed
+# since the last one (or a tenth of the index, if more): the exact delta costs ~1 ms per 10k
+# passages per search.
+COMPACT_AFTER = 20_000
+EMBED_GROUP = 256
+
+
+class IndexFilesChanged(RuntimeError):
+    """Raised inside a reader's open when the files it needs are not (or no longer) the recorded ones."""
+
+
+@contextmanager
+def files_lock(directory: Path, exclusive: bool) -> Iterator[None]:
+    with open(Path(directory) / FILES_LOCK, "a+") as handle:
+        fcntl.flock(handle, fcntl.LOCK_EX if exclusive else fcntl.LOCK_SH)
+        try:
+            yield
+        finally:
+            fcntl.flock(handle, fcntl.LOCK_UN)
+
+
+@dataclass(frozen=True)
+class View:
+    version: int
+    lexical_version: int
+    checkpoint_name: str
+    checkpoint: FaissBackend
+    checkpoint_last_id: int
+    holes: int  # checkpoint passages deleted since
+    delta: VectorDelta
+    catalog: Catalog
+
+    @property
+    def passages(self) -> int:
+        return len(self.checkpoint) - self.holes + int(self.catalog.live[self.checkpoint_last_id + 1 :].sum())
+
+
+class LiveIndex:
+    """Reads one generation and follows its writes. Searches take `self.view` once."""
+
+    def __init__(self, directory: Path, manifest, store: PassageStore):
+        self.directory = Path(directory)
+        self.manifest = manifest
+        self.passages = store
+        self.dim = manifest.dimension
+        self._refreshing = threading.Lock()
+        with files_lock(self.directory, exclusive=False):
+            self.view, self.accents = self._open_view()  # checks the files first
+            self.lexical = LexicalIndex.load(self.directory)
+
+    # -- following writes --------------------------------------------------------------------------
+
+    def _open_view(self) -> tuple[View, AccentVocabulary]:
+        """Everything derived, from the checkpoint and the database (caller holds the files lock)."""
+        with self.passages.snapshot():
+            state = self.passages.state()
+            checkpoint = state["checkpoint"]
+            problems = []
+            for where, files in ((self.directory / checkpoint["name"], checkpoint["files"]),
+                                 (self.directory / LEXICAL, state["lexical_files"])):
+                try:
+                    check_files(where, files)
+                except DamagedFiles as exc:
+                    problems.append(f"{where.name}: {exc}")
+            if problems:
+                raise DamagedFiles("; ".join(problems))
+            last = checkpoint["last_int_id"]
+            vectors = FaissBackend.load(self.directory / checkpoint["name"], self.dim,
+                                        IndexPlan.from_description(checkpoint["backend"]))
+            accents = AccentVocabulary.load(self.directory / checkpoint["name"])
+            catalog = Catalog.of(self.passages.catalog())
+            recent = self.passages.rows(self.dim, after=last)
+            removed = [c.embedding_text for c in self.passages.changes_after(checkpoint["version"], state["version"])
+                       if not c.added and c.int_id <= last]
+        accents.add(recent.texts)
+        accents.remove(removed)
+        delta = VectorDelta(self.dim).appended(recent.ids, recent.vectors)
+        holes = len(vectors) - int(catalog.live[: last + 1].sum())
+        view = View(state["version"], state["lexical_version"], checkpoint["name"], vectors, last, holes, delta, catalog)
+        return view, accents
+
+    def refresh(self) -> bool:
+        """Catch up with writes committed since this view; True when something changed."""
+        with self._refreshing:
+            view = self.view
+            with self.passages.snapshot():
+                state = self.passages.state()
+                if state["version"] == view.version and state["lexical_version"] == view.lexical_version:
+                    return False
+                if state["checkpoint"]["name"] != view.checkpoint_name:
+                    changes, added = None, None
+                else:
+                    changes = self.passages.changes_after(view.version, state["version"])
+                    added = self.passages.rows(self.dim, int_ids=[c.int_id for c in changes if c.added])
+            if changes is None:  # compacted: start again from the new checkpoint
+                with files_lock(self.directory, exclusive=False):
+                    self.view, self.accents = self._open_view()
+                    self.lexical.reload()
+                return True
+            removed = [c for c in changes if not c.added and view.catalog.is_live(c.int_id)]
+            catalog = view.catalog.changed(added.catalog, [c.int_id for c in removed])
+            self.accents.add(added.texts)
+            self.accents.remove([c.embedding_text for c in removed])
+            if state["lexical_version"] != view.lexical_version:
+                with files_lock(self.directory, exclusive=False):
+                    self.lexical.reload()
+            self.view = replace(
+                view, version=state["version"], lexical_version=state["lexical_version"],
+                delta=view.delta.appended(added.ids, added.vectors), catalog=catalog,
+                holes=len(view.checkpoint) - int(catalog.live[: view.checkpoint_last_id + 1].sum()))
+            return True
+
+    # -- searching ---------------------------------------------------------------------------------
+
+    def dense(self, query: np.ndarray, k: int, filters: Filters = NO_FILTERS, view: View | None = None) -> tuple[np.ndarray, np.ndarray]:
+        view = view or self.view
+        allowed = view.catalog.allowed(filters)
+        in_checkpoint = view.checkpoint.search(query, k, allowed if filters or view.holes else None)
+        return merge_top(k, in_checkpoint, view.delta.search(query, k, allowed))
+
+    def lexical_search(self, query: str, k: int, filters: Filters = NO_FILTERS, view: View | None = None) -> tuple[np.ndarray, np.ndarray]:
+        view = view or self.view
+        scores, ids = self.lexical.search(query, k, filters)
+        # tantivy trails the database for the moment between a commit and its own
+        live = np.array([view.catalog.is_live(int(i)) for i in ids], bool)
+        return scores[live], ids[live]
+
+    def vector(self, int_id: int) -> np.ndarray:
+        return self.passages.vector(int_id, self.dim)
+
+    def state(self) -> dict:
+        view = self.view
+        return {"version": view.version, "lexical_version": view.lexical_version, "checkpoint": view.checkpoint_name,
+                "passages": view.passages, "delta": view.delta.count, "deleted_since_checkpoint": view.holes}
+
+    def close(self) -> None:
+        self.passages.close()
+
+
+# -- writing -----------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class WriteResult:
+    commit: Commit
+    embedded: int  # passages that needed the encoder (unchanged paragraphs keep their vectors)
+    compacted: bool
+
+
+class IndexWriter:
+    """The one writer of a generation; the caller holds the index's writer lock for its lifetime."""
+
+    def __init__(self, directory: Path, manifest, encoder=None, progress: bool = False):
+        self.directory = Path(directory)
+        self.manifest = manifest
+        self.encoder = encoder
+        self.progress = progress
+        self.store = PassageStore(self.directory)
+        self.dim = manifest.dimension
+
+    @classmethod
+    def create(cls, directory: Path, manifest, encoder=None, progress: bool = False, version: int = 0) -> IndexWriter:
+        """A new, empty generation in `directory`."""
+        store = PassageStore(directory, create=True)
+        store.set_state(version=version, lexical_version=version)
+        store.close()
+        LexicalIndex.create(directory)
+        manifest.write(directory)
+        writer = cls(directory, manifest, encoder, progress)
+        writer.compact(force=True)
+        return writer
+
+    def close(self) -> None:
+        self.store.close()
+
+    def write(self, documents: Sequence[Document] = (), delete: Iterable[str] = (), compact: bool = True) -> WriteResult:
+        """Add or replace `documents` and delete the documents `delete` names, as one commit."""
+        self.recover()
+        chunked = [(doc, self._chunk(doc)) for doc in documents]
+        vectors, embedded = self._vectors([p for _, passages in chunked for p in passages])
+        rows, start = [], 0
+        for doc, passages in chunked:
+            rows.append((doc, passages, vectors[start : start + len(passages)]))
+            start += len(passages)
+        commit = self.store.commit(delete, rows)
+        self._update_lexical()
+        compacted = compact and self.compact(force=False)
+        return WriteResult(commit, embedded, compacted)
+
+    def _chunk(self, doc: Document) -> list[Passage]:
+        chunking = self.manifest.chunking
+        return list(chunk_document(doc, self.encoder.count_tokens, chunking["max_tokens"], chunking["overlap_sentences"]))
+
+    def _vectors(self, passages: list[Passage]) -> tuple[np.ndarray, int]:
+        vectors = np.empty((len(passages), self.dim), np.float32)
+        known = self.store.existing_vectors(passages)
+        todo = []
+        for i, passage in enumerate(passages):
+            if passage.id in known:
+                vectors[i] = np.frombuffer(known[passage.id], np.float32)
+            else:
+                todo.append(i)
+        # longest first, so each batch pads to a similar length
+        todo.sort(key=lambda i: -len(passages[i].embedding_text))
+        with tqdm(total=len(todo), desc="embedding", unit="passage", disable=not self.progress or not todo) as bar:
+            for start in range(0, len(todo), EMBED_GROUP):
+                group = todo[start : start + EMBED_GROUP]
+                vectors[group] = self.encoder.encode_passages([passages[i].embedding_text for i in group])
+                bar.update(len(group))
+        return vectors, len(todo)
+
+    def recover(self) -> None:
+        """Finish what a writer killed after its commit left undone: the lexical index."""
+        state = self.store.state()
+        if state["lexical_version"] != state["version"]:
+            self._update_lexical()
+
+    def _update_lexical(self) -> None:
+        state = self.store.state()
+        changes = self.store.changes_after(state["lexical_version"], state["version"])
+        if not changes:
+            return
+        added = self.store.rows(self.dim, int_ids=sorted({c.int_id for c in changes if c.added}))
+        entries = [LexicalEntry(row.int_id, text, row.doc_id, row.source, row.day) for row, text in zip(added.catalog, added.texts)]
+        with files_lock(self.directory, exclusive=True):
+            LexicalIndex.apply(self.directory, {c.int_id for c in changes if not c.added}, entries, self.progress)
+            recorded = state["lexical_files"]
+            self.store.set_state(lexical_version=state["version"],
+                                 lexical_files=inventory(self.directory / LEXICAL, skip_suffixes=(".lock",), known=recorded))
+
+    def compact(self, force: bool = True) -> bool:
+        """Fold the delta and deletions into a new checkpoint (retraining IVF when the index
+        crossed a size step). Unless forced, only when they have grown past COMPACT_AFTER or the
+        index's size calls for another kind of FAISS index. Searches go on meanwhile."""
+        state = self.store.state()
+        checkpoint = state["checkpoint"]
+        passages, _ = self.store.counts()
+        plan = IndexPlan.for_size(passages, self.manifest.memory_saving)
+        if not force and checkpoint is not None:
+            changed = len(self.store.changes_after(checkpoint["version"], state["version"]))
+            same_plan = IndexPlan.from_description(checkpoint["backend"]) == plan
+            if same_plan and changed < max(COMPACT_AFTER, checkpoint["passages"] // 10):
+                return False
+        ids, vectors, texts = [], [], []
+        for rows in tqdm(self.store.all_rows(self.dim), desc="checkpoint", unit="batch", disable=not self.progress):
+            ids.append(rows.ids)
+            vectors.append(rows.vectors)
+            texts.extend(rows.texts)
+        ids_all = np.concatenate(ids) if ids else np.zeros(0, np.int64)
+        vectors_all = np.concatenate(vectors) if vectors else np.zeros((0, self.dim), np.float32)
+        previous = None
+        if checkpoint is not None and IndexPlan.from_description(checkpoint["backend"]) == plan and plan.nprobe:
+            previous = FaissBackend.load(self.directory / checkpoint["name"], self.dim, plan)
+        backend = FaissBackend.build(ids_all, vectors_all, plan, trained=previous)
+        token = secrets.token_hex(4)
+        name = f"{CHECKPOINT_PREFIX}{state['version']}-{token}"
+        staging = self.directory / f".{name}.staging"
+        staging.mkdir()
+        backend.save(staging)
+        AccentVocabulary.count(texts).save(staging)
+        fsync_tree(staging)
+        os.rename(staging, self.directory / name)
+        fsync_directory(self.directory)
+        record = {"name": name, "version": state["version"], "last_int_id": int(ids_all.max()) if len(ids_all) else 0,
+                  "passages": len(ids_all), "backend": backend.describe(), "files": inventory(self.directory / name)}
+        with files_lock(self.directory, exclusive=True):
+            self.store.set_state(checkpoint=record, previous_checkpoint=checkpoint)
+            # the checkpoint before the previous one: no reader can still be opening it
+            retired = state.get("previous_checkpoint")
+            if retired and (self.directory / retired["name"]).is_dir():
+                shutil.rmtree(self.directory / retired["name"])
+            if checkpoint is not None:
+                self.store.forget_changes_until(checkpoint["version"])
+        return True
+
+
+def open_live(directory: Path, manifest) -> LiveIndex:
+    return LiveIndex(directory, manifest, PassageStore(directory))

@@ -1,0 +1,339 @@
+"""The source of truth: documents, passages with their vectors, and the log of changes, in one
+SQLite database in WAL mode. A write is one transaction, durable (synchronous=FULL) when it
+returns; everything else in an index (the FAISS checkpoint, the lexical index, the accent
+vocabulary) can be rebuilt from this file, and readers follow it by reading the change log.
+
+Passages get an internal `int_id` that only grows (AUTOINCREMENT): it is never reused, so a
+reader still holding a deleted passage's id cannot mistake it for a new passage, and ids stay
+dense enough to address bitmaps."""
+
+from __future__ import annotations
+
+import datetime
+import json
+import sqlite3
+import threading
+from collections.abc import Iterable, Iterator, Sequence
+from contextlib import contextmanager
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from index.ingest.chunk import Passage
+from index.ingest.files import Document
+
+FILE = "passages.sqlite"
+_EPOCH = datetime.date(1970, 1, 1)
+
+_SCHEMA = """
+CREATE TABLE documents (
+    doc_id TEXT PRIMARY KEY, title TEXT NOT NULL, date TEXT, byline TEXT, source TEXT, original_name TEXT,
+    day INTEGER
+);
+CREATE TABLE passages (
+    int_id INTEGER PRIMARY KEY AUTOINCREMENT, id TEXT NOT NULL UNIQUE,
+    doc_id TEXT NOT NULL REFERENCES documents(doc_id), position INTEGER NOT NULL, heading TEXT,
+    context TEXT NOT NULL, text TEXT NOT NULL, vector BLOB NOT NULL
+);
+CREATE INDEX passages_by_document ON passages (doc_id, position);
+CREATE TABLE changes (version INTEGER NOT NULL, int_id INTEGER NOT NULL, added INTEGER NOT NULL, embedding_text TEXT);
+CREATE INDEX changes_by_version ON changes (version);
+CREATE TABLE state (key TEXT PRIMARY KEY, value TEXT NOT NULL);
+INSERT INTO state VALUES ('version', '0'), ('lexical_version', '0'), ('lexical_files', '{}'), ('checkpoint', 'null');
+"""
+_SELECT = """
+SELECT p.int_id, p.id, p.doc_id, p.position, p.heading, p.text, d.title, d.date, d.source, d.byline, p.context
+FROM passages p JOIN documents d ON d.doc_id = p.doc_id
+"""
+
+
+def day_number(date: str | None) -> int | None:
+    """Days since 1970-01-01 of an ISO date (its first ten characters), None for anything else."""
+    try:
+        return (datetime.date.fromisoformat((date or "")[:10]) - _EPOCH).days
+    except ValueError:
+        return None
+
+
+@dataclass(frozen=True)
+class StoredPassage:
+    int_id: int
+    id: str
+    doc_id: str
+    position: int
+    heading: str | None
+    text: str
+    title: str
+    date: str | None
+    source: str | None
+    byline: str | None
+    context: str = ""
+
+    @property
+    def embedding_text(self) -> str:
+        return f"{self.context}\n{self.text}" if self.context else self.text
+
+    def to_dict(self) -> dict:
+        return {
+            "id": self.id, "text": self.text, "doc_id": self.doc_id, "title": self.title, "date": self.date,
+            "source": self.source, "byline": self.byline, "position": self.position, "heading": self.heading,
+        }
+
+
+@dataclass(frozen=True)
+class Change:
+    """One passage added or removed by the write that made `version`."""
+
+    version: int
+    int_id: int
+    added: bool
+    embedding_text: str | None  # kept for removals: the accent vocabulary un-counts it
+
+
+@dataclass(frozen=True)
+class CatalogRow:
+    """What filters need to know about a passage."""
+
+    int_id: int
+    doc_id: str
+    source: str | None
+    day: int | None
+
+
+@dataclass(frozen=True)
+class IndexRows:
+    catalog: list[CatalogRow]
+    vectors: np.ndarray
+    texts: list[str]  # embedding texts
+
+    @property
+    def ids(self) -> np.ndarray:
+        return np.array([row.int_id for row in self.catalog], np.int64)
+
+
+@dataclass(frozen=True)
+class Commit:
+    version: int
+    added: int
+    removed: int
+    documents: tuple[str, ...]
+
+
+def connect(directory: Path, create: bool = False) -> sqlite3.Connection:
+    path = Path(directory) / FILE
+    if not create and not path.is_file():
+        raise FileNotFoundError(f"{path} is missing")
+    # autocommit off in Python's sense: transactions are opened explicitly
+    connection = sqlite3.connect(path, check_same_thread=False, isolation_level=None, timeout=30)
+    connection.execute("PRAGMA journal_mode=WAL")
+    connection.execute("PRAGMA synchronous=FULL")  # a commit is on disk when it returns
+    connection.execute("PRAGMA foreign_keys=ON")
+    if create:
+        connection.executescript(_SCHEMA)
+    return connection
+
+
+class PassageStore:
+    """Reads and writes one index's database; shared by a process's threads (one connection,
+    serialised by a lock, each method one consistent read)."""
+
+    def __init__(self, directory: Path, create: bool = False):
+        self._connection = connect(directory, create)
+        self._lock = threading.RLock()
+
+    @contextmanager
+    def snapshot(self) -> Iterator[None]:
+        """Every read inside the block sees the same committed state (and other threads wait)."""
+        with self._lock:
+            self._connection.execute("BEGIN")
+            try:
+                yield
+            finally:
+                self._connection.execute("COMMIT")
+
+    def _query(self, sql: str, params: Sequence = ()) -> list[tuple]:
+        with self._lock:
+            return self._connection.execute(sql, params).fetchall()
+
+    def _rows(self, where: str, params: Sequence) -> list[StoredPassage]:
+        return [StoredPassage(*row) for row in self._query(_SELECT + where, params)]
+
+    # -- reading ---------------------------------------------------------------------------------
+
+    def by_int_ids(self, int_ids: list[int]) -> dict[int, StoredPassage]:
+        if not int_ids:
+            return {}
+        marks = ",".join("?" * len(int_ids))
+        return {p.int_id: p for p in self._rows(f"WHERE p.int_id IN ({marks})", [int(i) for i in int_ids])}
+
+    def by_id(self, passage_id: str) -> StoredPassage | None:
+        rows = self._rows("WHERE p.id = ?", (passage_id,))
+        return rows[0] if rows else None
+
+    def in_document(self, doc_id: str, first: int, last: int) -> list[StoredPassage]:
+        return self._rows("WHERE p.doc_id = ? AND p.position BETWEEN ? AND ? ORDER BY p.position", (doc_id, first, last))
+
+    def document(self, doc_id: str) -> dict | None:
+        """A document's metadata and its passages' ids in reading order."""
+        with self._lock:
+            row = self._connection.execute(
+                "SELECT doc_id, title, date, byline, source, original_name FROM documents WHERE doc_id = ?", (doc_id,)
+            ).fetchone()
+            if row is None:
+                return None
+            ids = [r[0] for r in self._connection.execute(
+                "SELECT id FROM passages WHERE doc_id = ? ORDER BY position", (doc_id,))]
+        return {**dict(zip(("id", "title", "date", "byline", "source", "original_name"), row)), "passages": ids}
+
+    def vector(self, int_id: int, dim: int) -> np.ndarray:
+        rows = self._query("SELECT vector FROM passages WHERE int_id = ?", (int(int_id),))
+        if not rows:
+            raise KeyError(int_id)
+        return np.frombuffer(rows[0][0], dtype=np.float32, count=dim)
+
+    def rows(self, dim: int, int_ids: Sequence[int] | None = None, after: int = 0, limit: int = -1) -> IndexRows:
+        """What the derived parts of an index need of the passages with `int_ids` (those that
+        still exist), or of those with an int_id above `after`, in id order."""
+        sql = ("SELECT p.int_id, p.doc_id, d.source, d.day, p.vector, p.context, p.text"
+               " FROM passages p JOIN documents d ON d.doc_id = p.doc_id ")
+        if int_ids is None:
+            found = self._query(sql + "WHERE p.int_id > ? ORDER BY p.int_id LIMIT ?", (after, limit))
+        else:
+            found = []
+            for start in range(0, len(int_ids), 30_000):  # under SQLite's limit on bound parameters
+                part = [int(i) for i in int_ids[start : start + 30_000]]
+                found += self._query(sql + f"WHERE p.int_id IN ({','.join('?' * len(part))}) ORDER BY p.int_id", part)
+        vectors = np.frombuffer(b"".join(row[4] for row in found), dtype=np.float32).reshape(len(found), dim)
+        return IndexRows([CatalogRow(*row[:4]) for row in found], vectors,
+                         [f"{row[5]}\n{row[6]}" if row[5] else row[6] for row in found])
+
+    def all_rows(self, dim: int, batch: int = 50_000) -> Iterator[IndexRows]:
+        after = 0
+        while (rows := self.rows(dim, after=after, limit=batch)).catalog:
+            yield rows
+            after = rows.catalog[-1].int_id
+
+    def catalog(self) -> list[CatalogRow]:
+        """Filter metadata of every passage."""
+        return [CatalogRow(*row) for row in self._query(
+            "SELECT p.int_id, p.doc_id, d.source, d.day FROM passages p JOIN documents d ON d.doc_id = p.doc_id")]
+
+    def changes_after(self, version: int, until: int) -> list[Change]:
+        rows = self._query(
+            "SELECT version, int_id, added, embedding_text FROM changes WHERE version > ? AND version <= ? ORDER BY rowid",
+            (version, until))
+        return [Change(v, i, bool(a), t) for v, i, a, t in rows]
+
+    def state(self) -> dict:
+        return {key: json.loads(value) for key, value in self._query("SELECT key, value FROM state")}
+
+    def counts(self) -> tuple[int, int]:
+        """(passages, documents)."""
+        with self._lock:
+            passages = self._connection.execute("SELECT COUNT(*) FROM passages").fetchone()[0]
+            documents = self._connection.execute("SELECT COUNT(*) FROM documents").fetchone()[0]
+        return passages, documents
+
+    def sources(self) -> list[str]:
+        return [row[0] for row in self._query("SELECT DISTINCT source FROM documents WHERE source IS NOT NULL ORDER BY source")]
+
+    def all_int_ids(self) -> list[int]:
+        return [row[0] for row in self._query("SELECT int_id FROM passages")]
+
+    def first_int_id(self) -> int | None:
+        rows = self._query("SELECT int_id FROM passages LIMIT 1")
+        return rows[0][0] if rows else None
+
+    def existing_vectors(self, passages: Iterable[Passage]) -> dict[str, bytes]:
+        """Stored vectors of passages whose id and context are unchanged: a re-added document
+        only embeds the paragraphs that changed."""
+        wanted = {p.id: p.context for p in passages}
+        found: dict[str, bytes] = {}
+        ids = list(wanted)
+        for start in range(0, len(ids), 30_000):
+            part = ids[start : start + 30_000]
+            for id_, context, vector in self._query(
+                f"SELECT id, context, vector FROM passages WHERE id IN ({','.join('?' * len(part))})", part):
+                if wanted[id_] == context:
+                    found[id_] = vector
+        return found
+
+    @staticmethod
+    def probe(directory: Path) -> None:
+        """Read the file itself through a new connection: this process's cache of pages (kept
+        valid by the WAL index, not by the file) would not notice the file damaged under it."""
+        connection = connect(directory)
+        try:
+            connection.execute(_SELECT + "LIMIT 1").fetchall()
+        finally:
+            connection.close()
+
+    def integrity_check(self, quick: bool = False) -> list[str]:
+        """SQLite's own check of every page (and, unless quick, every index): ["ok"] when sound."""
+        return [row[0] for row in self._query("PRAGMA quick_check" if quick else "PRAGMA integrity_check")]
+
+    # -- writing: the caller holds the index's writer lock -----------------------------------------
+
+    def commit(self, removed_documents: Iterable[str], documents: Sequence[tuple[Document, Sequence[Passage], np.ndarray]]) -> Commit:
+        """In one transaction: remove `removed_documents` (absent ones are ignored) and every
+        document about to be replaced, insert `documents` with their passages and vectors, log
+        each passage added or removed, and advance the version."""
+        replaced = {doc.doc_id for doc, _, _ in documents}
+        gone = list(dict.fromkeys([*removed_documents, *replaced]))
+        with self._lock:
+            c = self._connection
+            c.execute("BEGIN IMMEDIATE")
+            try:
+                version = json.loads(c.execute("SELECT value FROM state WHERE key = 'version'").fetchone()[0]) + 1
+                removed = 0
+                for start in range(0, len(gone), 10_000):
+                    part = gone[start : start + 10_000]
+                    marks = ",".join("?" * len(part))
+                    removed += c.execute(
+                        f"INSERT INTO changes SELECT ?, int_id, 0, CASE WHEN context = '' THEN text ELSE context || char(10) || text END"
+                        f" FROM passages WHERE doc_id IN ({marks})", [version, *part]).rowcount
+                    c.execute(f"DELETE FROM passages WHERE doc_id IN ({marks})", part)
+                    c.execute(f"DELETE FROM documents WHERE doc_id IN ({marks})", part)
+                added = 0
+                for doc, passages, vectors in documents:
+                    c.execute("INSERT INTO documents VALUES (?, ?, ?, ?, ?, ?, ?)",
+                              (doc.doc_id, doc.title, doc.date, doc.byline, doc.source, doc.original_name, day_number(doc.date)))
+                    for passage, vector in zip(passages, vectors):
+                        cursor = c.execute(
+                            "INSERT INTO passages (id, doc_id, position, heading, context, text, vector) VALUES (?, ?, ?, ?, ?, ?, ?)",
+                            (passage.id, passage.doc_id, passage.position, passage.heading, passage.context, passage.text,
+                             np.ascontiguousarray(vector, dtype=np.float32).tobytes()))
+                        c.execute("INSERT INTO changes VALUES (?, ?, 1, NULL)", (version, cursor.lastrowid))
+                        added += 1
+                c.execute("UPDATE state SET value = ? WHERE key = 'version'", (json.dumps(version),))
+                c.execute("COMMIT")
+            except BaseException:
+                c.execute("ROLLBACK")
+                raise
+        return Commit(version, added, removed, tuple(gone))
+
+    def set_state(self, **values) -> None:
+        with self._lock:
+            self._connection.execute("BEGIN IMMEDIATE")
+            try:
+                for key, value in values.items():
+                    self._connection.execute("INSERT OR REPLACE INTO state VALUES (?, ?)", (key, json.dumps(value)))
+                self._connection.execute("COMMIT")
+            except BaseException:
+                self._connection.execute("ROLLBACK")
+                raise
+
+    def forget_changes_until(self, version: int) -> None:
+        """The log before a checkpoint that every reader has moved past is no longer read."""
+        with self._lock:
+            self._connection.execute("DELETE FROM changes WHERE version <= ?", (version,))
+
+    def checkpoint_wal(self) -> None:
+        with self._lock:
+            self._connection.execute("PRAGMA wal_checkpoint(TRUNCATE)")
+
+    def close(self) -> None:
+        with self._lock:
+            self._connection.close()
+

@@ -1,0 +1,171 @@
+"""Writes over HTTP: create, replace and delete documents while the service runs. Each route only
+translates HTTP into one IndexWriter commit (index/store/live.py) and its result back.
+
+Writing needs an API key (`Authorization: Bearer <key>`): keys come from SEMSEARCH_API_KEYS
+(comma-separated) and from the file named by SEMSEARCH_API_KEYS_FILE (one per line). With no key
+configured, writes are off. Keys are compared in constant time and never logged."""
+
+from __future__ import annotations
+
+import hmac
+import json
+import time
+from pathlib import Path
+
+from flask import Blueprint, current_app, jsonify, request
+from pydantic import TypeAdapter, ValidationError
+
+from index.ingest.files import document_from_record
+from index.retrieve.search import InvalidRequest
+from index.store.live import WriteResult
+from index.store.publish import IndexBusy, writing
+
+from . import error_response
+from .api import searcher
+from .observability import WRITE_PASSAGES, WRITE_SECONDS, WRITES
+from .openapi import (Committed, DocumentBatch, DocumentBody, DocumentItem, StoredDocument, json_answers, spec,
+                      validation_messages)
+
+bp = Blueprint("documents", __name__, url_prefix="/api/documents")
+
+_BATCH = TypeAdapter(list[DocumentItem])
+NDJSON = "application/x-ndjson"
+
+
+def configured_keys() -> list[bytes]:
+    keys = [k.strip() for k in str(current_app.config.get("API_KEYS") or "").split(",")]
+    if current_app.config.get("API_KEYS_FILE"):
+        keys += Path(current_app.config["API_KEYS_FILE"]).read_text(encoding="utf-8").splitlines()
+    return [k.strip().encode() for k in keys if k.strip()]
+
+
+def _authorized() -> tuple | None:
+    """None when the request carries a configured key; else the 403 or 401 answer."""
+    keys = configured_keys()
+    if not keys:
+        return error_response(403, "writes_disabled", "writing is off on this server: start it with "
+                              "SEMSEARCH_API_KEYS=<key>[,<key>...] or SEMSEARCH_API_KEYS_FILE=<file>")
+    scheme, _, given = request.headers.get("Authorization", "").partition(" ")
+    presented = given.strip().encode("utf-8", "replace")
+    # every key is compared, so the time taken says nothing about which one nearly matched
+    matched = False
+    for key in keys:
+        matched |= hmac.compare_digest(presented, key)
+    if scheme.lower() != "bearer" or not matched:
+        body, status = error_response(401, "unauthorized", "send a valid API key: Authorization: Bearer <key>")
+        return body, status, {"WWW-Authenticate": 'Bearer realm="semsearch"'}
+    return None
+
+
+@bp.before_request
+def _writes_need_a_key():
+    if request.method in ("PUT", "POST", "DELETE"):
+        refused = _authorized()
+        if refused is not None:
+            return refused
+        # a batch may be larger than a search request
+        request.max_content_length = current_app.config["DOCUMENTS_MAX_BYTES"]
+    return None
+
+
+@bp.errorhandler(InvalidRequest)
+def _invalid(error: InvalidRequest):
+    return error_response(400, "bad_request", str(error))
+
+
+@bp.errorhandler(IndexBusy)
+def _busy(error: IndexBusy):
+    body, status = error_response(503, "index_busy", str(error))
+    return body, status, {"Retry-After": "1"}
+
+
+def _commit(operation: str, documents=(), delete=()) -> dict:
+    started = time.perf_counter()
+    try:
+        with writing(searcher().index_dir, searcher().encoder, wait_seconds=current_app.config["WRITE_WAIT_SECONDS"]) as writer:
+            if operation == "delete" and writer.store.document(delete[0]) is None:
+                WRITES.labels(operation, "not_found").inc()
+                return None
+            result: WriteResult = writer.write(documents, delete)
+    except IndexBusy:
+        WRITES.labels(operation, "busy").inc()
+        raise
+    WRITES.labels(operation, "ok").inc()
+    WRITE_SECONDS.labels(operation).observe(time.perf_counter() - started)
+    WRITE_PASSAGES.labels("added").inc(result.commit.added)
+    WRITE_PASSAGES.labels("removed").inc(result.commit.removed)
+    searcher().reload_if_changed()  # this process answers with the write at once; others within a second
+    return {"version": result.commit.version, "documents": list(result.commit.documents),
+            "passages_added": result.commit.added, "passages_removed": result.commit.removed,
+            "passages_embedded": result.embedded, "compacted": result.compacted}
+
+
+@bp.put("/<doc_id>")
+@spec.validate(json=DocumentBody, resp=json_answers(Committed, 400, 401, 403, 413, 415), tags=["documents"])
+def put_document(doc_id: str):
+    """Create or replace a document (needs an API key)."""
+    _check_id(doc_id)
+    body = request.context.json
+    return jsonify(_commit("put", [document_from_record(doc_id, body.model_dump(), "api")]))
+
+
+@bp.post("")
+@spec.validate(json=DocumentBatch, resp=json_answers(Committed, 400, 401, 403, 413, 415), skip_validation=True,
+               tags=["documents"])
+def post_documents():
+    """Create or replace many documents in one atomic commit: a JSON array of documents with
+    their `id`, or NDJSON (`Content-Type: application/x-ndjson`, one document per line). Needs an API key."""
+    items = _batch()
+    ids = [item.id for item in items]
+    if len(set(ids)) != len(ids):
+        raise InvalidRequest("a document id appears twice in the batch")
+    if not items:
+        raise InvalidRequest("the batch is empty")
+    return jsonify(_commit("post", [document_from_record(item.id, item.model_dump(), "api") for item in items]))
+
+
+def _batch() -> list[DocumentItem]:
+    if request.mimetype == NDJSON:
+        try:
+            text = request.get_data().decode("utf-8")
+            records = [current_app.json.loads(line) for line in text.splitlines() if line.strip()]
+        except (UnicodeDecodeError, ValueError) as exc:
+            raise InvalidRequest(f"the NDJSON body is not valid: {exc}") from None
+    elif request.is_json:
+        records = request.get_json()
+    else:
+        raise InvalidRequest(f"send a JSON array (application/json) or NDJSON ({NDJSON})")
+    if isinstance(records, dict) and "documents" in records:
+        records = records["documents"]
+    try:
+        return _BATCH.validate_python(records)
+    except ValidationError as exc:
+        raise InvalidRequest(validation_messages(exc)) from None
+
+
+@bp.delete("/<doc_id>")
+@spec.validate(resp=json_answers(Committed, 401, 403, 404), tags=["documents"])
+def delete_document(doc_id: str):
+    """Delete a document and its passages (needs an API key)."""
+    _check_id(doc_id)
+    committed = _commit("delete", delete=[doc_id])
+    if committed is None:
+        return error_response(404, "not_found", f"no document with id {doc_id!r}")
+    return jsonify(committed)
+
+
+@bp.get("/<doc_id>")
+@spec.validate(resp=json_answers(StoredDocument, 404), tags=["documents"])
+def get_document(doc_id: str):
+    """A document's metadata and its passages' ids."""
+    found = searcher().index.passages.document(doc_id)
+    if found is None:
+        return error_response(404, "not_found", f"no document with id {doc_id!r}")
+    return jsonify(found)
+
+
+def _check_id(doc_id: str) -> None:
+    try:
+        DocumentItem.model_validate({"id": doc_id, "text": "x"})
+    except ValidationError:
+        raise InvalidRequest("a document id is 1 to 200 printable characters without '/'") from None
