@@ -1,0 +1,272 @@
+"""Writes to a published index (add, replace, delete, compact), readers following them, filters
+and paging, all checked against oracles; with the fake encoder (the real model: test_writes_real.py)."""
+
+from __future__ import annotations
+
+import datetime
+import itertools
+import os
+import signal
+import subprocess
+import sys
+import textwrap
+
+import numpy as np
+import pytest
+
+from index.build import build_index
+from index.ingest.files import document_from_record
+from index.retrieve.search import Searcher
+from index.store.filters import Filters
+from index.store.publish import IndexBusy, open_index, verify_index, writing
+from index.text import fold
+from tests.conftest import CORPUS, ROOT, FakeEncoder
+
+NEW_TEXT = "Chi bộ Zyxwv tổ chức hội thao truyền thống.\n\nGiải bóng chuyền Zyxwv có mười hai đội tham gia."
+
+
+def new_document(doc_id="new-1", text=NEW_TEXT, **meta):
+    return document_from_record(doc_id, {"text": text, "title": "Tin mới", **meta}, "test")
+
+
+def write(out, documents=(), delete=(), encoder=None):
+    with writing(out, encoder or FakeEncoder()) as writer:
+        return writer.write(documents, delete)
+
+
+def ids_of(results):
+    return [r.id for r in results]
+
+
+def test_add_replace_delete_are_seen_by_a_reader_that_refreshes(fake_index, fake_searcher):
+    before = fake_searcher.index.view.version
+    assert not fake_searcher.search("Zyxwv", 3, mode="lexical")
+
+    added = write(fake_index, [new_document()])
+    assert added.commit.version == before + 1 and added.commit.added == 2 and added.commit.removed == 0
+    assert fake_searcher.reload_if_changed()
+    hits = fake_searcher.search("Zyxwv bóng chuyền", 3)
+    assert hits[0].doc_id == "new-1" and "bóng chuyền" in hits[0].text
+    assert fake_searcher.search("Zyxwv", 5, mode="dense")[0].doc_id == "new-1"
+    assert "zyxwv" in fake_searcher.index.accents.unigrams  # the accent vocabulary followed
+
+    # replaced: the unchanged paragraph keeps its vector, the changed one is embedded
+    replaced = write(fake_index, [new_document(text=NEW_TEXT.replace("mười hai", "mười bốn"))])
+    assert (replaced.commit.added, replaced.commit.removed, replaced.embedded) == (2, 2, 1)
+    fake_searcher.reload_if_changed()
+    texts = [r.text for r in fake_searcher.search("Zyxwv bóng chuyền", 5) if r.doc_id == "new-1"]
+    assert any("mười bốn" in t for t in texts) and not any("mười hai" in t for t in texts)
+
+    deleted = write(fake_index, delete=["new-1"])
+    assert deleted.commit.removed == 2
+    fake_searcher.reload_if_changed()
+    for mode in ("hybrid", "dense", "lexical"):
+        assert "new-1" not in {r.doc_id for r in fake_searcher.search("Zyxwv bóng chuyền", 20, mode=mode)}
+    assert "zyxwv" not in fake_searcher.index.accents.unigrams
+    assert fake_searcher.index.passages.document("new-1") is None
+    assert verify_index(fake_index)
+
+
+def test_incremental_build_ranks_like_a_one_shot_build(tmp_path, fake_encoder):
+    """Five batches rank exactly as one build of the same files, in every mode, before and after
+    compaction. A document deleted and added again leaves dense rankings exact; BM25 moves a
+    little, since tantivy, like Lucene, counts deleted documents in its statistics until their
+    segment is merged (bench/living.py measures the effect on MRR@10)."""
+    from index.ingest.files import read_documents
+
+    files = sorted(CORPUS.glob("*.txt"))
+    one_shot = tmp_path / "one-shot"
+    build_index(files, one_shot, fake_encoder, progress=False)
+    grown = tmp_path / "grown"
+    build_index(files[:1], grown, fake_encoder, progress=False)
+    for path in files[1:]:
+        write(grown, list(read_documents([path])))
+    queries = ["đảng viên sinh hoạt chi bộ", "Fanpage Zalo", "dang vien moi", "Hồ Chí Minh", "thi đua khen thưởng"]
+
+    def rankings(out):
+        """Scores in order, and which passages beat the tenth (ties may come in any order)."""
+        searcher = Searcher.open(out, encoder=fake_encoder)
+        ranked = {(q, m): searcher.search(q, 10, mode=m) for q in queries for m in ("hybrid", "dense", "lexical")}
+        return {key: ([round(r.score, 3) for r in results], {r.id for r in results if r.score > results[-1].score + 1e-3})
+                for key, results in ranked.items()}
+
+    expected = rankings(one_shot)
+    assert rankings(grown) == expected
+    with writing(grown, fake_encoder) as writer:
+        assert writer.compact()
+    assert rankings(grown) == expected
+    assert open_index(grown).view.delta.count == 0 and verify_index(grown)
+
+    write(grown, delete=["002_0538a5d340dbff31"])
+    write(grown, list(read_documents([files[2]])))
+    again = rankings(grown)
+    for key, ranking in expected.items():
+        if key[1] == "dense":
+            assert again[key] == ranking
+        else:
+            assert len(again[key][1] ^ ranking[1]) <= 2, key
+
+
+def test_compaction_while_a_reader_holds_the_old_checkpoint(fake_index, fake_searcher):
+    write(fake_index, [new_document()])
+    old_view = fake_searcher.index.view
+    with writing(fake_index, FakeEncoder()) as writer:
+        writer.compact()
+    # the old view still answers, the reader moves to the new checkpoint on refresh
+    assert fake_searcher.index.dense(FakeEncoder().encode_queries(["Zyxwv"])[0], 3, view=old_view)[1].size
+    assert fake_searcher.reload_if_changed()
+    assert fake_searcher.index.view.checkpoint_name != old_view.checkpoint_name
+    assert fake_searcher.index.view.delta.count == 0
+    assert fake_searcher.search("Zyxwv bóng chuyền", 1)[0].doc_id == "new-1"
+
+
+@pytest.fixture
+def dated_index(tmp_path, fake_encoder):
+    """The seed corpus plus 60 short documents from three sources over three months."""
+    out = tmp_path / "index"
+    build_index([CORPUS], out, fake_encoder, progress=False)
+    rng = np.random.default_rng(0)
+    words = "đảng viên chi bộ sinh hoạt thi đua hội nghị tuyên truyền kinh tế nông nghiệp thanh niên phụ nữ".split()
+    documents = []
+    for n in range(60):
+        text = "\n\n".join(" ".join(rng.choice(words, 12)) for _ in range(3))
+        day = datetime.date(2024, 1, 1) + datetime.timedelta(days=int(rng.integers(0, 90)))
+        documents.append(new_document(f"doc-{n}", text, source=["Báo A", "Báo B", "Đài C"][n % 3], date=day.isoformat()))
+    write(out, documents)
+    return out
+
+
+FILTERS = [
+    Filters(sources=("Báo A",)),
+    Filters(sources=("Báo B", "Đài C")),
+    Filters(doc_ids=("doc-3", "doc-7", "000_3c2f5f3f6056e9aa")),
+    Filters(date_from=datetime.date(2024, 2, 1)),
+    Filters(date_to=datetime.date(2024, 1, 15)),
+    Filters(sources=("Báo A",), date_from=datetime.date(2024, 1, 10), date_to=datetime.date(2024, 2, 20)),
+    Filters(sources=("nowhere",)),
+]
+
+
+def passes(passage, filters: Filters) -> bool:
+    day = datetime.date.fromisoformat(passage.date[:10]) if passage.date else None
+    return ((not filters.sources or passage.source in filters.sources)
+            and (not filters.doc_ids or passage.doc_id in filters.doc_ids)
+            and (not filters.date_from or (day is not None and day >= filters.date_from))
+            and (not filters.date_to or (day is not None and day <= filters.date_to)))
+
+
+@pytest.mark.parametrize("filters", FILTERS, ids=lambda f: str(f.describe()))
+def test_filters_against_a_brute_force_oracle(dated_index, fake_encoder, filters):
+    searcher = Searcher.open(dated_index, encoder=fake_encoder)
+    store = searcher.index.passages
+    every = list(store.by_int_ids(store.all_int_ids()).values())
+    allowed = [p for p in every if passes(p, filters)]
+    matrix = np.stack([searcher.index.vector(p.int_id) for p in allowed]) if allowed else np.zeros((0, fake_encoder.dim))
+    for query in ("đảng viên chi bộ", "kinh tế nông nghiệp", "Zalo"):
+        k = 10
+        dense = searcher.search(query, k, mode="dense", filters=filters)
+        assert len(dense) == min(k, len(allowed))
+        scores = np.sort(matrix @ fake_encoder.encode_queries([query])[0])[::-1][:k]
+        assert [r.score for r in dense] == pytest.approx(list(scores), abs=1e-5)
+        lexical = searcher.search(query, k, mode="lexical", filters=filters)
+        by_id = {p.id: p for p in every}
+        assert all(passes(by_id[r.id], filters) for r in lexical)
+        # the oracle: the unfiltered ranking (all of it when it has under 100), then the filter
+        everything = searcher.search(query, 100, mode="lexical")
+        kept = [r for r in everything if passes(by_id[r.id], filters)]
+        shown = min(k, len(kept))
+        assert [r.score for r in lexical[:shown]] == pytest.approx([r.score for r in kept[:shown]], rel=1e-5)
+        if len(everything) < 100:
+            assert len(lexical) == shown
+        assert all(passes(by_id[r.id], filters) for r in searcher.search(query, k, filters=filters))
+    if allowed:
+        similar = searcher.similar_to_passage(every[0].id, 5, filters=filters)
+        assert all(passes(by_id[r.id], filters) for r in similar)
+
+
+def test_a_filter_keeping_few_passages_still_returns_all_of_them(dated_index, fake_encoder):
+    searcher = Searcher.open(dated_index, encoder=fake_encoder)
+    only = Filters(doc_ids=("doc-5",))
+    assert len(searcher.search("Zalo Fanpage", 10, mode="dense", filters=only)) == 3  # unrelated, yet all 3
+
+
+def test_pages_follow_on(dated_index, fake_encoder):
+    searcher = Searcher.open(dated_index, encoder=fake_encoder)
+    for mode in ("hybrid", "dense", "lexical"):
+        whole = ids_of(searcher.search("đảng viên chi bộ", 30, mode=mode))
+        pages = [ids_of(searcher.search("đảng viên chi bộ", 10, mode=mode, offset=o)) for o in (0, 10, 20)]
+        assert list(itertools.chain(*pages)) == whole
+
+
+def test_a_second_writer_waits_then_gets_a_clear_error(fake_index):
+    with writing(fake_index, FakeEncoder()):
+        with pytest.raises(IndexBusy, match="is writing"):
+            with writing(fake_index, FakeEncoder(), wait_seconds=0.2):
+                pass
+
+
+_KILLED_WRITER = textwrap.dedent("""
+    import os, signal, sys, time
+    sys.path.insert(0, {root!r})
+    from tests.conftest import FakeEncoder
+    from tests.test_living_index import new_document
+    from index.store.publish import writing
+    import index.store.lexical as lexical
+
+    where = sys.argv[2]
+    class Dying(FakeEncoder):
+        def encode_passages(self, texts, batch_size=32):
+            if where == "embedding" and self.encoded > 100:
+                os.kill(os.getpid(), signal.SIGKILL)
+            return super().encode_passages(texts, batch_size)
+    if where == "lexical":  # after the database committed, before tantivy did
+        lexical.LexicalIndex.apply = classmethod(lambda *a, **k: os.kill(os.getpid(), signal.SIGKILL))
+    documents = [new_document(f"batch-{{n}}", f"Đoạn số {{n}} nói về Zyxwv.\\n\\nĐoạn thứ hai {{n}}.") for n in range(300)]
+    with writing(sys.argv[1], Dying()) as writer:
+        writer.write(documents)
+""")
+
+
+def _snapshot(out, encoder):
+    searcher = Searcher.open(out, encoder=encoder)
+    index = searcher.index
+    return (index.view.version, index.passages.counts(), sorted(index.passages.all_int_ids()),
+            ids_of(searcher.search("Zyxwv đoạn", 10)), ids_of(searcher.search("đảng viên", 10)))
+
+
+def _run_killed_writer(out, where):
+    done = subprocess.run([sys.executable, "-c", _KILLED_WRITER.format(root=str(ROOT)), str(out), where],
+                          cwd=ROOT, capture_output=True, text=True, timeout=300)
+    assert done.returncode == -signal.SIGKILL, done.stderr
+
+
+def test_a_writer_killed_mid_batch_leaves_the_index_exactly_as_it_was(fake_index, fake_encoder):
+    before = _snapshot(fake_index, fake_encoder)
+    _run_killed_writer(fake_index, "embedding")
+    assert _snapshot(fake_index, fake_encoder) == before
+    assert verify_index(fake_index)
+    assert write(fake_index, [new_document()]).commit.version == before[0] + 1  # the lock was released
+
+
+def test_a_writer_killed_after_its_commit_is_completed_by_the_next_writer(fake_index, fake_encoder):
+    version = open_index(fake_index).view.version
+    _run_killed_writer(fake_index, "lexical")
+    searcher = Searcher.open(fake_index, encoder=fake_encoder)
+    assert searcher.index.view.version == version + 1
+    assert searcher.index.view.lexical_version == version  # tantivy did not get there
+    assert searcher.search("Zyxwv đoạn", 3, mode="dense")  # the vectors are already served
+    write(fake_index, [new_document()])  # the next writer replays the log into tantivy first
+    searcher.reload_if_changed()
+    assert searcher.index.view.lexical_version == version + 2
+    assert len({r.doc_id for r in searcher.search("Zyxwv đoạn", 50, mode="lexical")}) > 40
+    assert verify_index(fake_index)
+
+
+def test_unaccented_queries_restore_words_added_later(fake_index, fake_searcher):
+    assert fake_searcher.index.accents.restore("xuan quynh zyxwv") == "xuan quynh zyxwv"
+    write(fake_index, [new_document("poet", "Thơ Xuân Quỳnh Zyxwv được ngâm tại lễ hội.")])
+    fake_searcher.reload_if_changed()
+    assert fake_searcher.index.accents.restore("xuan quynh zyxwv") == "xuân quỳnh zyxwv"
+    write(fake_index, delete=["poet"])
+    fake_searcher.reload_if_changed()
+    assert fake_searcher.index.accents.restore("xuan quynh zyxwv") == "xuan quynh zyxwv"
