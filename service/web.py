@@ -2,11 +2,12 @@
 
 from __future__ import annotations
 
-from flask import Blueprint, abort, render_template, request
+from flask import Blueprint, abort, render_template, request, url_for
 from markupsafe import Markup, escape
 from pydantic import ValidationError
+from spectree.utils import get_multidict_items
 
-from index.retrieve.search import InvalidRequest, SearchResult, UnknownPassage
+from index.retrieve.search import MAX_DEPTH, InvalidRequest, SearchResult, UnknownPassage
 
 from .api import default_k, searcher
 from .openapi import PageQuery, page_answers, spec, validation_messages
@@ -42,25 +43,35 @@ bp.add_app_template_filter(passage_html)
 @bp.get("/")
 @spec.validate(query=PageQuery, resp=page_answers(200, 400), skip_validation=True, tags=["pages"])
 def search_page():
-    """The search form; with q, the results rendered on the server (HTML, works without JavaScript)."""
+    """The search form with source and date filters; with q, a page of results rendered on the
+    server (HTML, works without JavaScript) with links to the pages before and after."""
     query = request.args.get("q", "")
     results, error, status = [], None, 200
-    # checked against the same model as the document says, by hand: spectree's errors are JSON
+    # checked against the same model as the document says, by hand: spectree's errors are JSON;
+    # the form sends empty fields for filters left alone
+    given = {key: value for key, value in get_multidict_items(request.args, PageQuery).items() if value not in ("", [""])}
     try:
-        asked = PageQuery.model_validate(request.args.to_dict())
+        asked = PageQuery.model_validate(given)
     except ValidationError as exc:
         asked, error, status = PageQuery(), validation_messages(exc), 400
     k = default_k(asked.k)
     if error is None and query.strip():
         try:
-            results = searcher().search(query, k, asked.mode)
+            results = searcher().search(query, k, asked.mode, asked.filters(), asked.offset)
         except InvalidRequest as exc:
             error, status = str(exc), 400
     return (
         render_template("search.html", query=query, k=k, k_choices=K_CHOICES, mode=asked.mode, modes=MODE_LABELS,
-                        results=results, error=error, size=searcher().size),
+                        results=results, error=error, size=searcher().size, asked=asked,
+                        sources=searcher().index.passages.sources(),
+                        previous_page=_page_link(given, asked.offset - k) if asked.offset else None,
+                        next_page=_page_link(given, asked.offset + k) if len(results) == k and asked.offset + 2 * k <= MAX_DEPTH else None),
         status,
     )
+
+
+def _page_link(given: dict, offset: int) -> str:
+    return url_for("web.search_page", **{**given, "offset": max(offset, 0)})
 
 
 @bp.get("/passages/<passage_id>")

@@ -202,3 +202,138 @@ def test_results_carry_highlights_and_answer(client):
 def test_page_marks_the_answer_sentence_and_offers_modes(client):
     page = client.get("/?q=Fanpage+Zalo&k=5&mode=lexical").get_data(as_text=True)
     assert '<span class="answer">' in page and '<option value="lexical" selected>' in page
+
+
+# -- writes --------------------------------------------------------------------------------------
+
+KEY = "k-" + "s3cret" * 4
+
+
+@pytest.fixture
+def writable(fake_searcher):
+    from service import create_app
+
+    app = create_app({"TESTING": True, "SEARCHER": fake_searcher, "RATE_LIMIT": "off", "RELOAD_SECONDS": 0,
+                      "API_KEYS": f"other-key,{KEY}"})
+    return app.test_client()
+
+
+AUTH = {"Authorization": f"Bearer {KEY}"}
+DOC = {"title": "Hội thao Zyxwv", "text": "Chi bộ Zyxwv tổ chức hội thao.\n\nGiải bóng chuyền Zyxwv có mười hai đội.",
+       "date": "2024-05-01", "source": "Báo Mới"}
+
+
+def test_writes_are_off_without_configured_keys(client):
+    response = client.put("/api/documents/new-1", json=DOC)
+    assert response.status_code == 403 and "SEMSEARCH_API_KEYS" in response.get_json()["error"]["message"]
+    assert client.delete("/api/documents/new-1").status_code == 403
+
+
+@pytest.mark.parametrize("header", [None, "Bearer wrong", f"Basic {KEY}", f"Bearer {KEY}x", "Bearer"])
+def test_writes_need_a_valid_key(writable, header):
+    response = writable.put("/api/documents/new-1", json=DOC, headers={"Authorization": header} if header else {})
+    assert response.status_code == 401 and response.headers["WWW-Authenticate"].startswith("Bearer")
+    assert writable.get("/api/documents/new-1").status_code == 404  # nothing was written
+
+
+def test_put_get_search_delete(writable, caplog):
+    created = writable.put("/api/documents/new-1", json=DOC, headers=AUTH)
+    assert created.status_code == 200
+    body = created.get_json()
+    assert body["documents"] == ["new-1"] and body["passages_added"] == 2 and body["passages_removed"] == 0
+    top = writable.get("/api/search", query_string={"q": "Zyxwv bóng chuyền", "k": 1}).get_json()["results"][0]
+    assert top["doc_id"] == "new-1" and top["source"] == "Báo Mới" and top["date"] == "2024-05-01"
+    stored = writable.get("/api/documents/new-1").get_json()
+    assert stored["title"] == "Hội thao Zyxwv" and top["id"] in stored["passages"] and len(stored["passages"]) == 2
+
+    replaced = writable.put("/api/documents/new-1", json={**DOC, "text": "Chỉ còn một đoạn Zyxwv."}, headers=AUTH)
+    assert replaced.get_json()["passages_removed"] == 2 and replaced.get_json()["version"] == body["version"] + 1
+    deleted = writable.delete("/api/documents/new-1", headers=AUTH)
+    assert deleted.status_code == 200 and deleted.get_json()["passages_removed"] == 1
+    assert writable.delete("/api/documents/new-1", headers=AUTH).status_code == 404
+    assert writable.get("/api/documents/new-1").status_code == 404
+    results = writable.get("/api/search", query_string={"q": "Zyxwv", "k": 20}).get_json()["results"]
+    assert "new-1" not in {r["doc_id"] for r in results}
+    assert KEY not in caplog.text  # keys are never logged
+    metrics = writable.get("/metrics").get_data(as_text=True)
+    assert 'semsearch_writes_total{operation="put",result="ok"}' in metrics
+
+
+def test_post_a_batch_as_json_or_ndjson(writable):
+    import json
+
+    batch = [{**DOC, "id": f"batch-{n}", "text": f"Đoạn Zyxwv số {n}."} for n in range(3)]
+    answer = writable.post("/api/documents", json=batch, headers=AUTH).get_json()
+    assert answer["documents"] == ["batch-0", "batch-1", "batch-2"] and answer["passages_added"] == 3
+    ndjson = "\n".join(json.dumps({**item, "id": item["id"].replace("batch", "nd")}, ensure_ascii=False) for item in batch)
+    answer = writable.post("/api/documents", data=ndjson.encode(), headers={**AUTH, "Content-Type": "application/x-ndjson"})
+    assert answer.status_code == 200 and answer.get_json()["passages_added"] == 3
+    hits = writable.get("/api/search", query_string={"q": "Zyxwv số", "k": 10, "source": "Báo Mới"}).get_json()["results"]
+    assert {r["doc_id"] for r in hits} == {"batch-0", "batch-1", "batch-2", "nd-0", "nd-1", "nd-2"}
+
+
+@pytest.mark.parametrize("body, message", [
+    ([{**DOC, "id": "a"}, {**DOC, "id": "a"}], "appears twice"),
+    ([], "the batch is empty"),
+    ([{**DOC, "id": "a/b"}], "0.id"),
+    ([{**DOC, "id": "a", "date": "2024-02-30"}], "not a calendar date"),
+    ([{**DOC, "id": "a", "colour": "red"}], "colour"),
+    ([{"id": "a", "text": " "}], "text is empty"),
+    ({"not": "a list"}, "valid list"),
+])
+def test_bad_batches_commit_nothing(writable, body, message):
+    before = writable.get("/api/health").get_json()["index_version"]
+    response = writable.post("/api/documents", json=body, headers=AUTH)
+    assert response.status_code == 400 and message in response.get_json()["error"]["message"]
+    assert writable.get("/api/health").get_json()["index_version"] == before
+
+
+def test_bad_ndjson_is_a_clear_error(writable):
+    response = writable.post("/api/documents", data=b'{"id": "a", "text": "x"}\n{broken', headers={**AUTH, "Content-Type": "application/x-ndjson"})
+    assert response.status_code == 400 and "NDJSON" in response.get_json()["error"]["message"]
+
+
+def test_filters_and_offset_on_every_search_route(writable):
+    writable.post("/api/documents", headers=AUTH, json=[
+        {"id": f"f-{n}", "text": f"Hội nghị Zyxwv lần {n}.", "source": "Báo A" if n % 2 else "Báo B",
+         "date": f"2024-0{1 + n % 3}-15"} for n in range(6)])
+    def doc_ids(path, **params):
+        answer = writable.get(path, query_string={"k": 10, **params})
+        assert answer.status_code == 200, answer.get_json()
+        return [r["doc_id"] for r in answer.get_json()["results"]]
+
+    assert set(doc_ids("/api/search", q="Zyxwv hội nghị", source="Báo A")) == {"f-1", "f-3", "f-5"}
+    assert set(doc_ids("/api/search", q="Zyxwv hội nghị", doc_id=["f-0", "f-4"])) == {"f-0", "f-4"}
+    assert set(doc_ids("/api/search", q="Zyxwv hội nghị", date_from="2024-02-01", date_to="2024-02-28")) == {"f-1", "f-4"}
+    first = writable.get("/api/search", query_string={"q": "Zyxwv hội nghị", "k": 3, "source": ["Báo A", "Báo B"]}).get_json()
+    second = writable.get("/api/search", query_string={"q": "Zyxwv hội nghị", "k": 3, "offset": 3, "source": ["Báo A", "Báo B"]}).get_json()
+    assert second["offset"] == 3 and {r["doc_id"] for r in first["results"] + second["results"]} == {f"f-{n}" for n in range(6)}
+    passage = first["results"][0]["id"]
+    assert set(doc_ids(f"/api/passages/{passage}/similar", source="Báo B")) <= {"f-0", "f-2", "f-4"}
+    similar = writable.post("/api/similar", json={"text": "Hội nghị Zyxwv", "k": 5, "source": ["Báo A"]}).get_json()
+    assert {r["doc_id"] for r in similar["results"]} == {"f-1", "f-3", "f-5"}
+
+
+@pytest.mark.parametrize("params, message", [
+    ({"date_from": "15/01/2024"}, "date_from"),
+    ({"date_from": "2024-13-01"}, "not a calendar date"),
+    ({"date_from": "2024-03-01", "date_to": "2024-01-01"}, "date_from is after date_to"),
+    ({"offset": "-1"}, "offset"),
+    ({"offset": "995", "k": "10"}, "offset"),
+    ({"source": ""}, "source"),
+])
+def test_bad_filters_are_clear_400s(client, params, message):
+    response = client.get("/api/search", query_string={"q": "đảng", **params})
+    assert response.status_code == 400 and message in response.get_json()["error"]["message"]
+
+
+def test_the_page_filters_and_pages(writable):
+    writable.post("/api/documents", headers=AUTH, json=[
+        {"id": f"p-{n}", "text": f"Tin Zyxwv thứ {n}.", "source": "Báo A", "date": "2024-01-0%d" % (1 + n % 9)} for n in range(12)])
+    form = {"q": "Zyxwv", "k": 5, "source": "Báo A", "date_from": "", "date_to": ""}
+    page = writable.get("/", query_string=form).get_data(as_text=True)
+    assert page.count('<li class="result">') == 5 and 'rel="next"' in page and 'rel="prev"' not in page
+    assert '<option value="Báo A" selected>' in page
+    second = writable.get("/", query_string={**form, "offset": 5}).get_data(as_text=True)
+    assert 'start="6"' in second and 'rel="prev"' in second
+    assert writable.get("/?q=Zyxwv&date_from=hôm+qua").status_code == 400

@@ -48,6 +48,33 @@ def test_search_from_the_form_and_follow_similar(browser, live_server, tmp_path)
     page.close()
 
 
+def test_filters_and_next_page_from_the_form(browser, live_server):
+    page = browser.new_page()
+    page.goto(live_server + "/?q=đảng+viên+chi+bộ&k=5")
+    first_page = [page.locator("li.result .text").nth(i).inner_text() for i in range(5)]
+    page.click("a[rel=next]")
+    page.wait_for_selector("ol.results[start='6'] li.result")
+    assert "offset=5" in page.url and page.locator("a[rel=prev]").count() == 1
+    assert not set(first_page) & {page.locator("li.result .text").nth(i).inner_text() for i in range(5)}
+
+    page.fill("input[name=date_from]", "2023-05-01")
+    page.fill("input[name=date_to]", "2023-06-30")
+    page.click("button[type=submit]")
+    page.wait_for_selector("li.result")
+    dates = page.locator("li.result .date").all_inner_texts()
+    assert dates and all("2023-05-01" <= d <= "2023-06-30" for d in dates)
+    assert page.locator("li.result").count() == len(dates)  # undated documents are filtered out
+
+    page.select_option("select[name=source]", "Báo Nam Định")
+    page.fill("input[name=date_from]", "")
+    page.fill("input[name=date_to]", "")
+    page.click("button[type=submit]")
+    page.wait_for_selector("li.result")
+    assert set(page.locator("li.result .source").all_inner_texts()) == {"Báo Nam Định"}
+    assert page.locator("li.result").count() == page.locator("li.result .source").count()
+    page.close()
+
+
 def test_page_works_without_javascript(browser, live_server):
     context = browser.new_context(java_script_enabled=False)
     page = context.new_page()

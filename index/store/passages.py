@@ -279,7 +279,7 @@ class PassageStore:
         """In one transaction: remove `removed_documents` (absent ones are ignored) and every
         document about to be replaced, insert `documents` with their passages and vectors, log
         each passage added or removed, and advance the version."""
-        replaced = {doc.doc_id for doc, _, _ in documents}
+        replaced = [doc.doc_id for doc, _, _ in documents]
         gone = list(dict.fromkeys([*removed_documents, *replaced]))
         with self._lock:
             c = self._connection
