@@ -13,7 +13,7 @@ import time
 from pathlib import Path
 
 from flask import Blueprint, current_app, jsonify, request
-from pydantic import TypeAdapter, ValidationError
+from pydantic import ValidationError
 
 from index.ingest.files import document_from_record
 from index.retrieve.search import InvalidRequest
@@ -28,7 +28,6 @@ from .openapi import (Committed, DocumentBatch, DocumentBody, DocumentItem, Stor
 
 bp = Blueprint("documents", __name__, url_prefix="/api/documents")
 
-_BATCH = TypeAdapter(list[DocumentItem])
 NDJSON = "application/x-ndjson"
 
 
@@ -106,7 +105,7 @@ def put_document(doc_id: str):
     """Create or replace a document (needs an API key)."""
     _check_id(doc_id)
     body = request.context.json
-    return jsonify(_commit("put", [document_from_record(doc_id, body.model_dump(), "api")]))
+    return jsonify(_commit("put", [_document(doc_id, body)]))
 
 
 @bp.post("")
@@ -119,9 +118,14 @@ def post_documents():
     ids = [item.id for item in items]
     if len(set(ids)) != len(ids):
         raise InvalidRequest("a document id appears twice in the batch")
-    if not items:
-        raise InvalidRequest("the batch is empty")
-    return jsonify(_commit("post", [document_from_record(item.id, item.model_dump(), "api") for item in items]))
+    return jsonify(_commit("post", [_document(item.id, item) for item in items]))
+
+
+def _document(doc_id: str, body: DocumentBody):
+    document = document_from_record(doc_id, body.model_dump(), "api")
+    if not document.blocks:
+        raise InvalidRequest(f"document {doc_id!r} has no text left to index once cleaned")
+    return document
 
 
 def _batch() -> list[DocumentItem]:
@@ -135,10 +139,10 @@ def _batch() -> list[DocumentItem]:
         records = request.get_json()
     else:
         raise InvalidRequest(f"send a JSON array (application/json) or NDJSON ({NDJSON})")
-    if isinstance(records, dict) and "documents" in records:
-        records = records["documents"]
+    if isinstance(records, list):
+        records = {"documents": records}
     try:
-        return _BATCH.validate_python(records)
+        return DocumentBatch.model_validate(records).documents
     except ValidationError as exc:
         raise InvalidRequest(validation_messages(exc)) from None
 

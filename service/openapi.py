@@ -198,7 +198,7 @@ class DocumentItem(DocumentBody):
 class DocumentBatch(BaseModel):
     """POST /api/documents: a JSON array of documents, or NDJSON (one per line)."""
 
-    documents: list[DocumentItem]
+    documents: list[DocumentItem] = Field(min_length=1, max_length=10_000)
 
 
 class Committed(BaseModel):
@@ -237,6 +237,7 @@ _MESSAGES = {
     "greater_than_equal": "{where} must be a whole number from {ge} up",
     "less_than_equal": "{where} must be a whole number up to {le}",
     "too_long": "{where} has more than {max_length} values",
+    "too_short": "{where} has fewer than {min_length} values",
 }
 
 

@@ -116,8 +116,9 @@ def seed_queries() -> list[dict]:
     return [json.loads(line) for line in SEED_QUERIES.read_text(encoding="utf-8").splitlines() if line.strip()]
 
 
-def start_server(index: Path, *options: str):
+def start_server(index: Path, *options: str, env: dict | None = None):
     """`semsearch serve` on a free port of this machine; (process, base URL) once it answers."""
+    import os
     import socket
     import subprocess
     import sys
@@ -132,7 +133,7 @@ def start_server(index: Path, *options: str):
     output = tempfile.TemporaryFile("w+")
     process = subprocess.Popen(
         [sys.executable, "-m", "service.cli", "serve", "--index", str(index), "--port", str(port), *options],
-        cwd=ROOT, stdout=output, stderr=subprocess.STDOUT,
+        cwd=ROOT, stdout=output, stderr=subprocess.STDOUT, env={**os.environ, **(env or {})},
     )
     base = f"http://127.0.0.1:{port}"
     deadline = time.monotonic() + 180

@@ -274,12 +274,13 @@ def test_post_a_batch_as_json_or_ndjson(writable):
 
 @pytest.mark.parametrize("body, message", [
     ([{**DOC, "id": "a"}, {**DOC, "id": "a"}], "appears twice"),
-    ([], "the batch is empty"),
-    ([{**DOC, "id": "a/b"}], "0.id"),
+    ([], "documents has fewer than 1"),
+    ([{**DOC, "id": "a/b"}], "documents.0.id"),
     ([{**DOC, "id": "a", "date": "2024-02-30"}], "not a calendar date"),
     ([{**DOC, "id": "a", "colour": "red"}], "colour"),
     ([{"id": "a", "text": " "}], "text is empty"),
-    ({"not": "a list"}, "valid list"),
+    ({"not": "a list"}, "documents is required"),
+    ([{"id": "a", "text": "***"}], "no text left to index"),
 ])
 def test_bad_batches_commit_nothing(writable, body, message):
     before = writable.get("/api/health").get_json()["index_version"]
