@@ -112,6 +112,14 @@ def real_searcher(real_index: Path, real_encoder) -> Searcher:
     return Searcher.open(real_index, encoder=real_encoder)
 
 
+def copy_index(index: Path, where: Path) -> Path:
+    """A private copy of a published index (its link and generations), for tests that write."""
+    import shutil
+
+    shutil.copytree(index.parent, where, symlinks=True)
+    return where / index.name
+
+
 def seed_queries() -> list[dict]:
     return [json.loads(line) for line in SEED_QUERIES.read_text(encoding="utf-8").splitlines() if line.strip()]
 

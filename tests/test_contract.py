@@ -4,14 +4,13 @@ requests accepted, schema-violating ones refused), the stateful phase following 
 
 import os
 import re
-import shutil
 import subprocess
 import sys
 from pathlib import Path
 
 import pytest
 
-from tests.conftest import start_server
+from tests.conftest import copy_index, start_server
 
 pytestmark = pytest.mark.model
 
@@ -20,8 +19,7 @@ EXAMPLES_PER_OPERATION = 100
 
 def test_every_operation_keeps_its_contract(real_index, tmp_path):
     # a copy: the write routes are exercised too, with a key
-    index = tmp_path / "copy" / real_index.name
-    shutil.copytree(real_index.parent, index.parent, symlinks=True)
+    index = copy_index(real_index, tmp_path / "copy")
     key = "contract-test-key"
     process, base = start_server(index, "--workers", "2", "--rate-limit", "off", env={"SEMSEARCH_API_KEYS": key})
     try:

@@ -34,6 +34,9 @@ MAX_K_TIMES_QUERY_CHARS = 20_000
 # budget, 256 tokens by default) is read, as a passage that long would have been split when indexed.
 MAX_SIMILAR_TEXT_CHARS = 20_000
 MODES = ("hybrid", "dense", "lexical")
+# Candidates ranked beyond k: a passage deleted after the view a search ranks on was taken is
+# gone from the database by the time its text is read, and the next candidate takes its place.
+LATE_DELETES = 10
 QUERY_CACHE_SIZE = 1024
 
 
@@ -180,7 +183,7 @@ class Searcher:
             raise InvalidRequest(f"mode must be one of {', '.join(MODES)}")
         index = self.index
         view = index.view
-        scores, ids = self._rank(index, view, query, offset + k, mode, filters)
+        scores, ids = self._rank(index, view, query, offset + k + LATE_DELETES, mode, filters)
         return self._results(index, (scores[offset:], ids[offset:]), k, query)
 
     def rank(self, query: str, k: int, mode: str, fusion: FusionSettings = FUSION, filters: Filters = NO_FILTERS) -> Ranking:
@@ -262,7 +265,7 @@ class Searcher:
         return self._nearest(index, index.view, self.encoder.encode_passages([window])[0], offset + k, filters)[offset:]
 
     def _nearest(self, index: LiveIndex, view: View, vector: np.ndarray, k: int, filters: Filters) -> list[SearchResult]:
-        return self._results(index, index.dense(vector, k, filters, view), k)
+        return self._results(index, index.dense(vector, k + LATE_DELETES, filters, view), k)
 
     def health(self, index: LiveIndex | None = None) -> dict[str, str]:
         """Reads from every part a search depends on: {part: "ok" or what failed}."""
@@ -294,12 +297,14 @@ class Searcher:
 
     def _results(self, index: LiveIndex, ranking: Ranking, k: int, query: str | None = None) -> list[SearchResult]:
         """Stored passages for the ranked ids; with a query, also its highlights and answer sentence."""
-        hits = [(int(i), float(s)) for s, i in zip(*ranking) if i >= 0][:k]
+        hits = [(int(i), float(s)) for s, i in zip(*ranking) if i >= 0]
         stored = index.passages.by_int_ids([i for i, _ in hits])
         weight = idf_weight(index.accents.frequency, index.accents.total)
         annotated = MAX_K_TIMES_QUERY_CHARS // len(query) if query else 0
         results = []
         for int_id, score in hits:
+            if len(results) == k:
+                break
             if int_id not in stored:
                 continue
             p = stored[int_id]
