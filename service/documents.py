@@ -64,6 +64,8 @@ def _writes_need_a_key():
             return refused
         # a batch may be larger than a search request
         request.max_content_length = current_app.config["DOCUMENTS_MAX_BYTES"]
+    if request.method == "PUT" and not request.is_json or request.method == "POST" and not (request.is_json or request.mimetype == NDJSON):
+        return error_response(415, "unsupported_media_type", f"send JSON (application/json){' or NDJSON (' + NDJSON + ')' if request.method == 'POST' else ''}")
     return None
 
 
@@ -114,18 +116,13 @@ def put_document(doc_id: str):
 def post_documents():
     """Create or replace many documents in one atomic commit: a JSON array of documents with
     their `id`, or NDJSON (`Content-Type: application/x-ndjson`, one document per line). Needs an API key."""
-    items = _batch()
-    ids = [item.id for item in items]
-    if len(set(ids)) != len(ids):
-        raise InvalidRequest("a document id appears twice in the batch")
-    return jsonify(_commit("post", [_document(item.id, item) for item in items]))
+    latest = {item.id: item for item in _batch()}  # of two with the same id, the later one
+    return jsonify(_commit("post", [_document(doc_id, item) for doc_id, item in latest.items()]))
 
 
 def _document(doc_id: str, body: DocumentBody):
-    document = document_from_record(doc_id, body.model_dump(), "api")
-    if not document.blocks:
-        raise InvalidRequest(f"document {doc_id!r} has no text left to index once cleaned")
-    return document
+    """Cleaned and cut as files are; a document whose text is all boilerplate is kept without passages."""
+    return document_from_record(doc_id, body.model_dump(), "api")
 
 
 def _batch() -> list[DocumentItem]:

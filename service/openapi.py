@@ -15,7 +15,7 @@ import datetime
 from typing import Annotated, Literal
 
 from flask import Blueprint, jsonify, render_template, send_from_directory
-from pydantic import AfterValidator, BaseModel, BeforeValidator, ConfigDict, Field, ValidationError, model_validator
+from pydantic import AfterValidator, BaseModel, BeforeValidator, ConfigDict, Field, ValidationError
 from spectree import Response, SpecTree
 from spectree.utils import parse_code
 from swagger_ui_bundle import swagger_ui_path
@@ -28,7 +28,7 @@ NOT_BLANK = r"^[^\x00]*[^\s\x00][^\x00]*$"
 PASSAGE_ID = r"^[0-9a-f]{16}$"
 # A document id: printable, no slash (it is a path segment), at most 200 characters.
 DOCUMENT_ID = r"^[^\x00-\x1f\x7f/]{1,200}$"
-ISO_DATE = r"^[0-9]{4}-[0-9]{2}-[0-9]{2}$"
+ISO_DATE = r"^[1-9][0-9]{3}-(0[1-9]|1[0-2])-(0[1-9]|[12][0-9]|3[01])$"
 
 
 def _ascii_digits(value: object) -> object:
@@ -65,7 +65,10 @@ def _calendar_date(value: str) -> str:
     return value
 
 
-IsoDate = Annotated[str, Field(pattern=ISO_DATE), AfterValidator(_calendar_date)]
+IsoDate = Annotated[str, Field(pattern=ISO_DATE, json_schema_extra={"format": "date"}), AfterValidator(_calendar_date)]
+
+
+OFFSET_DESCRIPTION = f"results to skip: the next page; results are served to depth {MAX_DEPTH}, a page reaching past it is cut short"
 
 
 class Filtered(BaseModel):
@@ -76,17 +79,12 @@ class Filtered(BaseModel):
     doc_id: list[Annotated[str, Field(pattern=DOCUMENT_ID)]] = Field(
         [], max_length=50, description="only passages of these documents (repeatable)")
     date_from: IsoDate | None = Field(None, description="only documents dated on or after this day (YYYY-MM-DD)")
-    date_to: IsoDate | None = Field(None, description="only documents dated on or before this day (YYYY-MM-DD)")
-    offset: QueryK = Field(0, ge=0, le=MAX_DEPTH - 1, description=f"results to skip (offset + k at most {MAX_DEPTH})")
-
-    @model_validator(mode="after")
-    def _ordered_dates(self):
-        if self.date_from and self.date_to and self.date_from > self.date_to:
-            raise ValueError("date_from is after date_to")
-        return self
+    date_to: IsoDate | None = Field(None, description="only documents dated on or before this day (YYYY-MM-DD); "
+                                    "before date_from, nothing matches")
+    offset: QueryK = Field(0, ge=0, le=MAX_DEPTH - 1, description=OFFSET_DESCRIPTION)
 
     def filters(self) -> Filters:
-        return Filters(tuple(self.source), tuple(self.doc_id),
+        return Filters(tuple(s for s in self.source if s), tuple(self.doc_id),
                        datetime.date.fromisoformat(self.date_from) if self.date_from else None,
                        datetime.date.fromisoformat(self.date_to) if self.date_to else None)
 
@@ -102,6 +100,10 @@ class SimilarQuery(Filtered):
 
 
 class PageQuery(Filtered):
+    # the form sends its fields even when left empty: empty means no filter
+    source: list[Annotated[str, Field(max_length=200)]] = Field([], max_length=50, description="only this source; empty: any")
+    date_from: IsoDate | Literal[""] | None = Field(None, description="only documents dated on or after this day; empty: any")
+    date_to: IsoDate | Literal[""] | None = Field(None, description="only documents dated on or before this day; empty: any")
     q: str | None = Field(None, max_length=MAX_QUERY_CHARS, description="the question; without it, the empty form")
     k: QueryK = k_parameter()
     mode: Literal[MODES] = "hybrid"  # type: ignore[valid-type]
@@ -114,6 +116,8 @@ class SimilarTextBody(Filtered):
     k: Annotated[int, Field(strict=True, ge=1, le=MAX_K), BeforeValidator(_whole_number)] | None = Field(
         None, description="number of results; null or absent: the server's default"
     )
+    offset: Annotated[int, Field(strict=True, ge=0, le=MAX_DEPTH - 1), BeforeValidator(_whole_number)] = Field(
+        0, description=OFFSET_DESCRIPTION)
 
 
 class Answer(BaseModel):
@@ -196,9 +200,10 @@ class DocumentItem(DocumentBody):
 
 
 class DocumentBatch(BaseModel):
-    """POST /api/documents: a JSON array of documents, or NDJSON (one per line)."""
+    """POST /api/documents: a JSON array of documents, or NDJSON (one per line). Written in order,
+    so of two with the same id the later one stays."""
 
-    documents: list[DocumentItem] = Field(min_length=1, max_length=10_000)
+    documents: list[DocumentItem] = Field(min_length=1, description="as many as the body limit (16 MiB) holds")
 
 
 class Committed(BaseModel):
@@ -241,10 +246,16 @@ _MESSAGES = {
 }
 
 
+_PATTERN_MESSAGES = {ISO_DATE: "{where} is not a date (YYYY-MM-DD)",
+                     DOCUMENT_ID: "{where}: a document id is 1 to 200 printable characters without '/'"}
+
+
 def validation_message(item: dict) -> str:
     """One pydantic error as a sentence for the person who sent the request."""
     where = ".".join(str(part) for part in item.get("loc", ())) or "the body"
     template = _MESSAGES.get(item.get("type", ""))
+    if item.get("type") == "string_pattern_mismatch" and item.get("ctx", {}).get("pattern") in _PATTERN_MESSAGES:
+        template = _PATTERN_MESSAGES[item["ctx"]["pattern"]]
     if where == "k" and item.get("type") in ("greater_than_equal", "less_than_equal"):
         template = "{where} must be a whole number from 1 to " + str(MAX_K)
     if template:

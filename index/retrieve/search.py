@@ -99,10 +99,11 @@ def check_k(k: object) -> int:
     return k
 
 
-def check_offset(offset: object, k: int) -> int:
-    if isinstance(offset, bool) or not isinstance(offset, int) or not 0 <= offset <= MAX_DEPTH - k:
-        raise InvalidRequest(f"offset must be a whole number from 0 to {MAX_DEPTH} - k")
-    return offset
+def check_page(offset: object, k: int) -> tuple[int, int]:
+    """(offset, k) of a page: results are served to depth MAX_DEPTH, so a page reaching past it is cut short."""
+    if isinstance(offset, bool) or not isinstance(offset, int) or not 0 <= offset < MAX_DEPTH:
+        raise InvalidRequest(f"offset must be a whole number from 0 to {MAX_DEPTH - 1}")
+    return offset, min(k, MAX_DEPTH - offset)
 
 
 def check_text(text: object, what: str, limit: int) -> str:
@@ -178,7 +179,7 @@ class Searcher:
                offset: object = 0) -> list[SearchResult]:
         query = check_text(query, "query", MAX_QUERY_CHARS)
         k = check_k(k)
-        offset = check_offset(offset, k)
+        offset, k = check_page(offset, k)
         if mode not in MODES:
             raise InvalidRequest(f"mode must be one of {', '.join(MODES)}")
         index = self.index
@@ -240,7 +241,7 @@ class Searcher:
                            offset: object = 0) -> list[SearchResult]:
         """Passages nearest to a stored one, leaving out the passage itself and exact copies of it."""
         k = check_k(k)
-        offset = check_offset(offset, k)
+        offset, k = check_page(offset, k)
         index = self.index
         view = index.view
         source = self.passage(passage_id, index)
@@ -259,7 +260,7 @@ class Searcher:
         """Passages nearest to a pasted text, embedded as a passage (its first passage window)."""
         text = check_text(text, "text", MAX_SIMILAR_TEXT_CHARS)
         k = check_k(k)
-        offset = check_offset(offset, k)
+        offset, k = check_page(offset, k)
         index = self.index
         window = self.encoder.truncate(text, index.manifest.chunking.get("max_tokens", self.encoder.max_tokens))
         return self._nearest(index, index.view, self.encoder.encode_passages([window])[0], offset + k, filters)[offset:]
