@@ -23,8 +23,9 @@ from swagger_ui_bundle import swagger_ui_path
 from index.retrieve.search import MAX_DEPTH, MAX_K, MAX_QUERY_CHARS, MAX_SIMILAR_TEXT_CHARS, MODES
 from index.store.filters import Filters
 
-# Text with at least one non-space character and no NUL (ECMA and Python agree on these classes).
-NOT_BLANK = r"^[^\x00]*[^\s\x00][^\x00]*$"
+# Text with at least one character that is not white space to Python or to ECMA (whose \s lacks
+# Python's \x1c-\x1f and \x85, and has \ufeff), and no NUL.
+NOT_BLANK = r"^[^\x00]*[^\s\x00\x1c-\x1f\x85\ufeff][^\x00]*$"
 PASSAGE_ID = r"^[0-9a-f]{16}$"
 # A document id: printable, no slash (it is a path segment), at most 200 characters.
 DOCUMENT_ID = r"^[^\x00-\x1f\x7f/]{1,200}$"
@@ -74,7 +75,7 @@ OFFSET_DESCRIPTION = f"results to skip: the next page; results are served to dep
 class Filtered(BaseModel):
     """Filters and paging shared by every search."""
 
-    source: list[Annotated[str, Field(min_length=1, max_length=200)]] = Field(
+    source: list[Annotated[str, Field(min_length=1, max_length=200, pattern=NOT_BLANK)]] = Field(
         [], max_length=50, description="only passages from these sources (repeatable)")
     doc_id: list[Annotated[str, Field(pattern=DOCUMENT_ID)]] = Field(
         [], max_length=50, description="only passages of these documents (repeatable)")
@@ -101,7 +102,7 @@ class SimilarQuery(Filtered):
 
 class PageQuery(Filtered):
     # the form sends its fields even when left empty: empty means no filter
-    source: list[Annotated[str, Field(max_length=200)]] = Field([], max_length=50, description="only this source; empty: any")
+    source: list[Annotated[str, Field(max_length=200, pattern=r"^[^\x00]*$")]] = Field([], max_length=50, description="only this source; empty: any")
     date_from: IsoDate | Literal[""] | None = Field(None, description="only documents dated on or after this day; empty: any")
     date_to: IsoDate | Literal[""] | None = Field(None, description="only documents dated on or before this day; empty: any")
     q: str | None = Field(None, max_length=MAX_QUERY_CHARS, description="the question; without it, the empty form")
@@ -191,7 +192,7 @@ class DocumentBody(BaseModel):
     text: str = Field(min_length=1, pattern=NOT_BLANK, description="paragraphs separated by blank lines (or one per line)")
     title: str = Field("", max_length=1000)
     date: IsoDate | None = None
-    source: str | None = Field(None, min_length=1, max_length=200)
+    source: str | None = Field(None, min_length=1, max_length=200, pattern=NOT_BLANK)
     byline: str | None = Field(None, max_length=1000)
 
 
