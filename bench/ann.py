@@ -80,9 +80,9 @@ def measure(
         found = []
         for query in queries:
             started = time.perf_counter()
-            _, hit = mapped.search(query[None, :], 10)
+            _, hit = mapped.search(query, 10, None)
             latencies.append((time.perf_counter() - started) * 1000)
-            found.append(hit[0])
+            found.append(hit)
         p50s.append(statistics.median(latencies))
         p99s.append(p99(latencies))
     recall = np.mean([len(set(f.tolist()) & set(e.tolist())) / 10 for f, e in zip(found, exact_ids)])

@@ -116,6 +116,16 @@ def row(label: str, runs: list[tuple[list[float], float | None]]) -> str:
     return f"| {label} | {len(runs[0][0])} | {spread(p50s)} | {statistics.median(p99s):.1f} | {rate} |"
 
 
+def passage_count(index: Path) -> int:
+    from index.store.publish import open_index
+
+    opened = open_index(index)
+    try:
+        return opened.view.passages
+    finally:
+        opened.close()
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--index", type=Path, default=ROOT / "var" / "index")
@@ -131,7 +141,7 @@ def main() -> int:
     queries = questions(args.requests * (len(levels) + 1))
     # a slice of questions of its own per level, so no level is served from the query cache
     slices = [queries[i * args.requests : (i + 1) * args.requests] or queries[: args.requests] for i in range(len(levels) + 1)]
-    print(f"index {args.index} ({json.loads((args.index / 'manifest.json').read_text())['passages']} passages), mode {args.mode}, "
+    print(f"index {args.index} ({passage_count(args.index)} passages), mode {args.mode}, "
           f"{args.repeats} runs: p50 min / median / max, p99 and requests/s medians")
     print("| where | requests | p50 ms | p99 ms | requests/s |")
     print("|---|---|---|---|---|")

@@ -29,7 +29,7 @@ sys.path.insert(0, str(ROOT / "bench"))
 
 from figures import p99, spread  # noqa: E402
 from index.ingest.chunk import passage_context  # noqa: E402
-from index.store.lexical import B, K1, LexicalIndex, analyze  # noqa: E402
+from index.store.lexical import B, K1, LexicalEntry, LexicalIndex, analyze  # noqa: E402
 from index.text import normalize, split_sentences  # noqa: E402
 
 VIQUAD = ROOT.parent / "shared" / "eval" / "viquad"
@@ -85,7 +85,8 @@ def main() -> None:
     directory = Path(tempfile.mkdtemp(prefix="semsearch-lexical-"))
     try:
         started = time.perf_counter()
-        lexical = LexicalIndex.build(texts, np.arange(args.passages), directory, progress=True)
+        LexicalIndex.create(directory)
+        LexicalIndex.apply(directory, (), [LexicalEntry(n, text, f"s{n}", None, None) for n, text in enumerate(texts)], progress=True)
         built = time.perf_counter() - started
         size = sum(p.stat().st_size for p in (directory / "lexical").rglob("*") if p.is_file())
         lexical = LexicalIndex.load(directory)  # as a server would open it

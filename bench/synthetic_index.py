@@ -68,13 +68,13 @@ def main() -> int:
     vector_of_text: dict[str, np.ndarray] = {}
     openings: list[tuple[str, str]] = []
     first_passage = {}
-    for int_id, doc_id in real.passages.document_of_all().items():
-        first_passage.setdefault(doc_id, int_id)
+    for row in real.passages.catalog():
+        first_passage.setdefault(row.doc_id, row.int_id)
     for record in records:
         if record["id"] not in first_passage:
             continue
         opening = " ".join(split_sentences(normalize(record["text"]))[:2])
-        vector_of_text[opening] = real.vectors.vector(first_passage[record["id"]])
+        vector_of_text[opening] = real.vector(first_passage[record["id"]])
         openings.append((record.get("title", ""), opening))
 
     corpus = args.out.parent / f"{args.out.name}.jsonl"
@@ -86,8 +86,9 @@ def main() -> int:
 
     encoder = RecycledVectors(vector_of_text)
     started = time.perf_counter()
-    manifest = build_index([corpus], args.out, encoder, memory_saving=args.memory_saving, passage_tokens=10_000)
-    print(f"built {manifest.passages:,} passages in {time.perf_counter() - started:.0f} s: {manifest.backend}")
+    _, commit = build_index([corpus], args.out, encoder, memory_saving=args.memory_saving, passage_tokens=10_000)
+    passages = commit.added
+    print(f"built {passages:,} passages in {time.perf_counter() - started:.0f} s")
 
     # a fresh process, as a server starting on this index would be
     probe = (
@@ -103,7 +104,7 @@ def main() -> int:
     load_s, resident = float(loaded[0]), int(loaded[1]) - int(baseline[1])
     files = sum(p.stat().st_size for p in args.out.resolve().rglob("*") if p.is_file())
     print(f"open_index in a new process: {load_s:.2f} s, {resident / 2**20:.0f} MiB resident "
-          f"= {resident / manifest.passages:.0f} bytes/passage; on disk {files / manifest.passages:.0f} bytes/passage")
+          f"= {resident / passages:.0f} bytes/passage; on disk {files / passages:.0f} bytes/passage")
     return 0
 
 

@@ -2,13 +2,13 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
 from pathlib import Path
 
 from tqdm import tqdm
 
 from index.encode.embed import TextEncoder
-from index.ingest.files import IngestError, find_files, fingerprint, read_documents
+from index.ingest.files import Document, IngestError, find_files, fingerprint, read_documents
 from index.store.lexical import LexicalIndex
 from index.store.live import IndexWriter, WriteResult
 from index.store.passages import Commit
@@ -55,11 +55,24 @@ def build_index(
     if not files:
         raise IngestError(f"no .txt, .md, .html or .jsonl files under {', '.join(map(str, paths))}")
     documents = list(tqdm(read_documents(files), desc="reading", unit="doc", disable=not progress))
+    return build_from_documents(documents, out, encoder, fingerprint(files), passage_tokens, memory_saving, progress)
+
+
+def build_from_documents(
+    documents: Sequence[Document],
+    out: Path,
+    encoder: TextEncoder,
+    corpus_fingerprint: str = "",
+    passage_tokens: int = PASSAGE_TOKENS,
+    memory_saving: bool = False,
+    progress: bool = True,
+) -> tuple[Manifest, Commit]:
+    """A new generation at `out` holding `documents`, written as one commit."""
     manifest = Manifest(
         model=encoder.model_id,
         dimension=encoder.dim,
         prompts=dict(getattr(encoder, "prompts", {})),
-        corpus_fingerprint=fingerprint(files),
+        corpus_fingerprint=corpus_fingerprint,
         lexical=LexicalIndex.describe(),
         chunking={**_chunk_settings(passage_tokens), "max_tokens": min(passage_tokens, encoder.max_tokens)},
         encoder={"precision": getattr(encoder, "precision", None)},

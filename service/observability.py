@@ -44,7 +44,7 @@ WRITE_PASSAGES = Counter("semsearch_write_passages", "Passages added or removed 
 
 def record_index(index) -> None:
     INDEX_PASSAGES.set(index.view.passages)
-    INDEX_DOCUMENTS.set(index.passages.counts()[1])
+    INDEX_DOCUMENTS.set(index.documents())
     INDEX_VERSION.set(index.view.version)
 
 

@@ -64,6 +64,7 @@ def test_add_replace_delete_are_seen_by_a_reader_that_refreshes(fake_index, fake
         assert "new-1" not in {r.doc_id for r in fake_searcher.search("Zyxwv bóng chuyền", 20, mode=mode)}
     assert "zyxwv" not in fake_searcher.index.accents.unigrams
     assert fake_searcher.index.passages.document("new-1") is None
+    assert fake_searcher.index.documents() == fake_searcher.index.passages.counts()[1] == 5
     assert verify_index(fake_index)
 
 

@@ -91,7 +91,7 @@ def evaluate(
 ) -> dict[str, dict[str, float]]:
     """Mean metrics per mode. BEIR sets: Recall@k, MRR@10, nDCG@10 over documents (a document
     ranks at its best passage). Answer sets: Hit@k and MRR@10 over passages."""
-    doc_of = searcher.index.passages.document_of_all() if evalset.kind == "qrels" else {}
+    doc_of = {row.int_id: row.doc_id for row in searcher.index.passages.catalog()} if evalset.kind == "qrels" else {}
     report: dict[str, dict[str, float]] = {}
     for mode in modes:
         totals: dict[str, float] = {}

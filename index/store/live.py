@@ -21,7 +21,6 @@ import os
 import secrets
 import shutil
 import threading
-import time
 from collections.abc import Iterable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, replace
@@ -171,6 +170,9 @@ class LiveIndex:
     def vector(self, int_id: int) -> np.ndarray:
         return self.passages.vector(int_id, self.dim)
 
+    def documents(self) -> int:
+        return self.passages.state()["documents"]
+
     def state(self) -> dict:
         view = self.view
         return {"version": view.version, "lexical_version": view.lexical_version, "checkpoint": view.checkpoint_name,
@@ -277,12 +279,13 @@ class IndexWriter:
         index's size calls for another kind of FAISS index. Searches go on meanwhile."""
         state = self.store.state()
         checkpoint = state["checkpoint"]
-        passages, _ = self.store.counts()
-        plan = IndexPlan.for_size(passages, self.manifest.memory_saving)
         if not force and checkpoint is not None:
-            changed = len(self.store.changes_after(checkpoint["version"], state["version"]))
+            # counted from the log since the checkpoint: a COUNT(*) would grow with the index
+            changes = self.store.changes_after(checkpoint["version"], state["version"])
+            passages = checkpoint["passages"] + sum(1 if c.added else -1 for c in changes)
+            plan = IndexPlan.for_size(passages, self.manifest.memory_saving)
             same_plan = IndexPlan.from_description(checkpoint["backend"]) == plan
-            if same_plan and changed < max(COMPACT_AFTER, checkpoint["passages"] // 10):
+            if same_plan and len(changes) < max(COMPACT_AFTER, checkpoint["passages"] // 10):
                 return False
         ids, vectors, texts = [], [], []
         for rows in tqdm(self.store.all_rows(self.dim), desc="checkpoint", unit="batch", disable=not self.progress):
@@ -291,6 +294,7 @@ class IndexWriter:
             texts.extend(rows.texts)
         ids_all = np.concatenate(ids) if ids else np.zeros(0, np.int64)
         vectors_all = np.concatenate(vectors) if vectors else np.zeros((0, self.dim), np.float32)
+        plan = IndexPlan.for_size(len(ids_all), self.manifest.memory_saving)
         previous = None
         if checkpoint is not None and IndexPlan.from_description(checkpoint["backend"]) == plan and plan.nprobe:
             previous = FaissBackend.load(self.directory / checkpoint["name"], self.dim, plan)

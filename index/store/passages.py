@@ -40,7 +40,8 @@ CREATE INDEX passages_by_document ON passages (doc_id, position);
 CREATE TABLE changes (version INTEGER NOT NULL, int_id INTEGER NOT NULL, added INTEGER NOT NULL, embedding_text TEXT);
 CREATE INDEX changes_by_version ON changes (version);
 CREATE TABLE state (key TEXT PRIMARY KEY, value TEXT NOT NULL);
-INSERT INTO state VALUES ('version', '0'), ('lexical_version', '0'), ('lexical_files', '{}'), ('checkpoint', 'null');
+INSERT INTO state VALUES ('version', '0'), ('lexical_version', '0'), ('lexical_files', '{}'), ('checkpoint', 'null'),
+    ('documents', '0');
 """
 _SELECT = """
 SELECT p.int_id, p.id, p.doc_id, p.position, p.heading, p.text, d.title, d.date, d.source, d.byline, p.context
@@ -286,7 +287,7 @@ class PassageStore:
             c.execute("BEGIN IMMEDIATE")
             try:
                 version = json.loads(c.execute("SELECT value FROM state WHERE key = 'version'").fetchone()[0]) + 1
-                removed = 0
+                removed = documents_removed = 0
                 for start in range(0, len(gone), 10_000):
                     part = gone[start : start + 10_000]
                     marks = ",".join("?" * len(part))
@@ -294,7 +295,7 @@ class PassageStore:
                         f"INSERT INTO changes SELECT ?, int_id, 0, CASE WHEN context = '' THEN text ELSE context || char(10) || text END"
                         f" FROM passages WHERE doc_id IN ({marks})", [version, *part]).rowcount
                     c.execute(f"DELETE FROM passages WHERE doc_id IN ({marks})", part)
-                    c.execute(f"DELETE FROM documents WHERE doc_id IN ({marks})", part)
+                    documents_removed += c.execute(f"DELETE FROM documents WHERE doc_id IN ({marks})", part).rowcount
                 added = 0
                 for doc, passages, vectors in documents:
                     c.execute("INSERT INTO documents VALUES (?, ?, ?, ?, ?, ?, ?)",
@@ -307,6 +308,8 @@ class PassageStore:
                         c.execute("INSERT INTO changes VALUES (?, ?, 1, NULL)", (version, cursor.lastrowid))
                         added += 1
                 c.execute("UPDATE state SET value = ? WHERE key = 'version'", (json.dumps(version),))
+                # kept here so that serving the count costs nothing at any size
+                c.execute("UPDATE state SET value = value + ? WHERE key = 'documents'", (len(documents) - documents_removed,))
                 c.execute("COMMIT")
             except BaseException:
                 c.execute("ROLLBACK")

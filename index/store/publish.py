@@ -148,6 +148,8 @@ def verify_index(out: Path) -> list[str]:
         if integrity != ["ok"]:
             raise IndexCorrupt("passages.sqlite fails SQLite's integrity check: " + "; ".join(integrity[:5]))
         checked.append("passages.sqlite passes SQLite's integrity check")
+        if index.documents() != documents:
+            raise IndexCorrupt(f"passages.sqlite holds {documents} documents, its state says {index.documents()}")
         if view.lexical_version == view.version and rows != set(index.lexical.ids().tolist()):
             raise IndexCorrupt("the lexical index and passages.sqlite hold different passage ids")
         in_checkpoint = {int(i) for i in view.checkpoint.ids() if view.catalog.is_live(int(i))}

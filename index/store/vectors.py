@@ -79,11 +79,11 @@ class FaissBackend:
         return cls(index, plan)
 
     @classmethod
-    def load(cls, directory: Path, dim: int, plan: IndexPlan) -> FaissBackend:
-        """Memory-mapped, so start-up does not read the whole file."""
+    def load(cls, directory: Path, dim: int, plan: IndexPlan, mmap: bool = True) -> FaissBackend:
+        """Memory-mapped where FAISS allows it, so start-up does not read the whole file."""
         import faiss
 
-        index = faiss.read_index(str(Path(directory) / cls.FILE), faiss.IO_FLAG_MMAP | faiss.IO_FLAG_READ_ONLY)
+        index = faiss.read_index(str(Path(directory) / cls.FILE), faiss.IO_FLAG_MMAP | faiss.IO_FLAG_READ_ONLY if mmap else 0)
         # A loaded index answers one query per call, many calls at once in a server: OpenMP threads
         # within a search only spin against the other searches and the encoder (at a million
         # passages: the same latency on one thread, a third less CPU per search).

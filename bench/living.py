@@ -1,0 +1,287 @@
+"""The living index: what a write costs as the index grows, search while a big batch is added,
+and quality of an index built by writes against a one-shot build.
+
+    python bench/living.py add [--sizes 10000,100000,1000000]
+        adding 100 passages (100 documents) to a synthetic index of each size, embedding excluded;
+        at the largest size also the lexical leg's and hybrid search's p50 in process
+    python bench/living.py concurrent [--passages 100000]
+        search p50 / p99 idle, then while another process adds a 10,000-passage batch
+    python bench/living.py quality [--sets ViQuAD,ViNewsQA]
+        MRR@10 of a one-shot build against the same corpus written in 10 batches, then 5% of its
+        documents deleted and written again; every mode, accented and unaccented questions
+
+Synthetic passages are ViQuAD paragraph openings with their titles, cycled, each its own document
+with one of five sources and a date over two years. Their vectors are pseudo-random unit vectors
+(`HashVectors`): the cost of a write does not depend on what the vectors say. The quality runs
+reuse the one-shot index's real vectors for the written index (`StoredVectors`), so the two
+differ only in how the index was built; questions go through the real model.
+"""
+
+from __future__ import annotations
+
+import argparse
+import datetime
+import hashlib
+import json
+import statistics
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+from pathlib import Path
+
+import numpy as np
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
+sys.path.insert(0, str(ROOT / "bench"))
+
+from figures import p99  # noqa: E402
+from index.build import build_from_documents  # noqa: E402
+from index.ingest.files import document_from_record  # noqa: E402
+from index.retrieve.search import Searcher  # noqa: E402
+from index.store.publish import writing  # noqa: E402
+from index.text import normalize  # noqa: E402
+
+VIQUAD = ROOT.parent / "shared" / "eval" / "viquad"
+WORK = ROOT / "var" / "bench" / "living"
+SOURCES = ("Báo A", "Báo B", "Báo C", "Đài D", "Tạp chí E")
+ADDS = 7
+
+
+class HashVectors:
+    """Stands in for the encoder: a pseudo-random unit vector per text, at almost no cost."""
+
+    model_id = "bench/hash-vectors"
+    dim = 384
+    max_tokens = 10_000
+    prompts = {"query": "", "document": ""}
+    precision = "hash"
+
+    def count_tokens(self, text: str) -> int:
+        return len(text.split())
+
+    def _vectors(self, texts) -> np.ndarray:
+        out = np.empty((len(texts), self.dim), np.float32)
+        for row, text in enumerate(texts):
+            seed = int.from_bytes(hashlib.blake2b(text.encode(), digest_size=8).digest(), "little")
+            out[row] = np.random.default_rng(seed).standard_normal(self.dim, dtype=np.float32)
+        return out / np.linalg.norm(out, axis=1, keepdims=True)
+
+    def encode_passages(self, texts, batch_size: int = 32) -> np.ndarray:
+        return self._vectors(texts)
+
+    def encode_queries(self, texts) -> np.ndarray:
+        return self._vectors(texts)
+
+
+def viquad_openings() -> list[tuple[str, str]]:
+    from index.text import split_sentences
+
+    found = []
+    for line in (VIQUAD / "corpus.jsonl").read_text(encoding="utf-8").splitlines():
+        record = json.loads(line)
+        found.append((record.get("title", ""), " ".join(split_sentences(normalize(record["text"]))[:2])))
+    return list(dict.fromkeys(found))
+
+
+def synthetic_documents(first: int, count: int, openings: list[tuple[str, str]], tag: str = "s"):
+    start = datetime.date(2023, 1, 1)
+    for n in range(first, first + count):
+        title, text = openings[n % len(openings)]
+        yield document_from_record(f"{tag}{n}", {
+            "title": title, "text": text, "source": SOURCES[n % len(SOURCES)],
+            "date": (start + datetime.timedelta(days=n % 730)).isoformat()}, "bench")
+
+
+def questions(count: int) -> list[str]:
+    lines = (VIQUAD / "queries_dev.jsonl").read_text(encoding="utf-8").splitlines()
+    return [normalize(json.loads(line)["text"]) for line in lines[:count]]
+
+
+def synthetic_index(size: int, openings) -> Path:
+    out = WORK / f"synthetic-{size}"
+    if not out.exists():
+        started = time.perf_counter()
+        build_from_documents(list(synthetic_documents(0, size, openings)), out, HashVectors(), progress=True)
+        print(f"built {size:,} passages in {time.perf_counter() - started:.0f} s", file=sys.stderr)
+    return out
+
+
+def search_p50(searcher: Searcher, queries: list[str], mode: str) -> float:
+    times = []
+    for query in queries:
+        started = time.perf_counter()
+        searcher.search(query, 10, mode=mode)
+        times.append((time.perf_counter() - started) * 1000)
+    return statistics.median(times)
+
+
+def add(args) -> None:
+    openings = viquad_openings()
+    encoder = HashVectors()
+    print("| passages | add 100 passages ms, median of 7 (min / max) | of which embedding ms |")
+    print("|---|---|---|")
+    medians = {}
+    for size in [int(s) for s in args.sizes.split(",")]:
+        out = synthetic_index(size, openings)
+        times, embedding = [], []
+        for attempt in range(ADDS):
+            documents = list(synthetic_documents(10_000_000 + attempt * 100, 100, openings, tag=f"add{size}-"))
+            texts = [f"{d.title}\n{d.blocks[0].text}" for d in documents]
+            started = time.perf_counter()
+            encoder.encode_passages(texts)
+            embedded = time.perf_counter() - started
+            started = time.perf_counter()
+            with writing(out, encoder) as writer:
+                result = writer.write(documents)
+            assert result.commit.added == 100 and not result.compacted
+            times.append((time.perf_counter() - started - embedded) * 1000)
+            embedding.append(embedded * 1000)
+        medians[size] = statistics.median(times)
+        print(f"| {size:,} | {medians[size]:.0f} ({min(times):.0f} / {max(times):.0f}) | {statistics.median(embedding):.1f} |", flush=True)
+    sizes = sorted(medians)
+    print(f"\nlargest / smallest: {medians[sizes[-1]] / medians[sizes[0]]:.2f}x")
+
+    largest = WORK / f"synthetic-{sizes[-1]}"
+    searcher = Searcher.open(largest, encoder=encoder)
+    queries = questions(200)
+    for mode in ("lexical", "dense", "hybrid"):
+        search_p50(searcher, queries[:20], mode)  # warm the pages
+        runs = [search_p50(searcher, queries, mode) for _ in range(3)]
+        print(f"{sizes[-1]:,} passages, {mode}, in process, query embedding excluded: p50 {statistics.median(runs):.1f} ms "
+              f"(runs {', '.join(f'{r:.1f}' for r in runs)})")
+
+
+_BATCH_WRITER = """
+import sys
+sys.path.insert(0, sys.argv[1]); sys.path.insert(0, sys.argv[1] + "/bench")
+from living import HashVectors, synthetic_documents, viquad_openings
+from index.store.publish import writing
+documents = list(synthetic_documents(20_000_000, 10_000, viquad_openings(), tag="batch-"))
+with writing(sys.argv[2], HashVectors()) as writer:
+    print(writer.write(documents).commit.added)
+"""
+
+
+def concurrent(args) -> None:
+    out = synthetic_index(args.passages, viquad_openings())
+    searcher = Searcher.open(out, encoder=HashVectors())
+    queries = questions(400)
+    stop = threading.Event()
+
+    def follow() -> None:  # as the server's follower thread does
+        while not stop.wait(0.25):
+            searcher.reload_if_changed()
+
+    threading.Thread(target=follow, daemon=True).start()
+
+    def measure(until) -> tuple[list[float], int]:
+        times, errors, n = [], 0, 0
+        while until(len(times)):
+            started = time.perf_counter()
+            try:
+                searcher.search(queries[n % len(queries)], 10)
+            except Exception:  # counted: the target is zero
+                errors += 1
+            times.append((time.perf_counter() - started) * 1000)
+            n += 1
+        return times, errors
+
+    measure(lambda done: done < 50)
+    idle, idle_errors = measure(lambda done: done < 600)
+    before = searcher.index.view.version
+    writer = subprocess.Popen([sys.executable, "-c", _BATCH_WRITER, str(ROOT), str(out)], stdout=subprocess.PIPE, text=True)
+    busy, busy_errors = measure(lambda done: writer.poll() is None)
+    added = writer.stdout.read().strip()
+    time.sleep(0.5)
+    stop.set()
+    print(f"{args.passages:,} passages, hybrid, k=10, one searching thread (query embedding excluded); "
+          f"another process adds {added} passages in one batch")
+    print("| | searches | p50 ms | p99 ms | errors |")
+    print("|---|---|---|---|---|")
+    for label, times, errors in (("idle", idle, idle_errors), ("during the batch", busy, busy_errors)):
+        print(f"| {label} | {len(times)} | {statistics.median(times):.1f} | {p99(sorted(times)):.1f} | {errors} |")
+    print(f"p99 ratio {p99(sorted(busy)) / p99(sorted(idle)):.2f}x; version {before} -> {searcher.index.view.version}")
+
+
+class StoredVectors:
+    """The vectors a one-shot index already holds, looked up by passage text: the written index
+    gets exactly the embeddings the one-shot build computed."""
+
+    def __init__(self, index_dir: Path, real):
+        from index.store.publish import open_index
+
+        index = open_index(index_dir)
+        self.vectors = {}
+        for rows in index.passages.all_rows(index.dim):
+            self.vectors.update(zip(rows.texts, rows.vectors.copy()))
+        index.close()
+        self.real = real
+        self.model_id, self.dim, self.max_tokens = real.model_id, real.dim, real.max_tokens
+        self.prompts, self.precision = real.prompts, real.precision
+
+    def count_tokens(self, text: str) -> int:
+        return self.real.count_tokens(text)
+
+    def encode_passages(self, texts, batch_size: int = 32) -> np.ndarray:
+        return np.stack([self.vectors[t] for t in texts])
+
+
+def quality(args) -> None:
+    from quality import SETS
+    from index.build import is_current
+    from index.encode.embed import SentenceTransformerEncoder
+    from index.evaluate.quality import evaluate, load_eval_set
+    from index.ingest.files import read_documents
+    from index.retrieve.search import MODES
+    from index.build import build_index
+
+    real = SentenceTransformerEncoder()
+    print("| set | questions | mode | one-shot MRR@10 | written MRR@10 | difference |")
+    print("|---|---|---|---|---|---|")
+    for label in args.sets.split(","):
+        evalset = load_eval_set(SETS[label], ROOT / "data" / "corpus")
+        one_shot = ROOT / "var" / "eval" / evalset.name
+        if not is_current(evalset.corpus, one_shot, real.model_id, real.precision):
+            build_index(evalset.corpus, one_shot, real)
+        documents = list(read_documents(list(evalset.corpus)))
+        stored = StoredVectors(one_shot, real)
+        written = WORK / f"written-{evalset.name}"
+        batches = np.array_split(np.arange(len(documents)), 10)
+        build_from_documents([documents[i] for i in batches[0]], written, stored, progress=False)
+        with writing(written, stored) as writer:
+            for batch in batches[1:]:
+                writer.write([documents[i] for i in batch])
+            again = np.random.default_rng(0).choice(len(documents), max(1, len(documents) // 20), replace=False)
+            writer.write(delete=[documents[i].doc_id for i in again])
+            writer.write([documents[i] for i in again])
+        for unaccented in (False, True):
+            reports = [evaluate(Searcher.open(index, encoder=real), evalset, MODES, unaccented=unaccented)
+                       for index in (one_shot, written)]
+            for mode in MODES:
+                before, after = reports[0][mode]["MRR@10"], reports[1][mode]["MRR@10"]
+                print(f"| {label}{' unaccented' if unaccented else ''} | {len(evalset.queries)} | {mode} | {before:.4f} | "
+                      f"{after:.4f} | {after - before:+.4f} |", flush=True)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    commands = parser.add_subparsers(dest="command", required=True)
+    p = commands.add_parser("add")
+    p.add_argument("--sizes", default="10000,100000,1000000")
+    p.set_defaults(run=add)
+    p = commands.add_parser("concurrent")
+    p.add_argument("--passages", type=int, default=100_000)
+    p.set_defaults(run=concurrent)
+    p = commands.add_parser("quality")
+    p.add_argument("--sets", default="ViQuAD,ViNewsQA")
+    p.set_defaults(run=quality)
+    args = parser.parse_args()
+    WORK.mkdir(parents=True, exist_ok=True)
+    args.run(args)
+
+
+if __name__ == "__main__":
+    main()
