@@ -109,7 +109,9 @@ def test_a_damaged_index_stops_the_server_at_start(tmp_path, real_index):
     generation = tmp_path / ".index.gen-copy"
     shutil.copytree(real_index.resolve(), generation)
     os.symlink(generation.name, copy)
-    vectors = generation / "vectors.faiss"
+    from index.store.publish import open_index
+
+    vectors = generation / open_index(copy).view.checkpoint_name / "vectors.faiss"
     data = bytearray(vectors.read_bytes())
     data[len(data) // 2] ^= 0xFF
     vectors.write_bytes(bytes(data))
