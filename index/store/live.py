@@ -84,6 +84,9 @@ class LiveIndex:
         self.directory = Path(directory)
         self.manifest = manifest
         self.passages = store
+        # a connection of its own for following the log: reading a large change (or the whole
+        # catalogue after a compaction) does not hold up searches reading passages
+        self._log = PassageStore(directory)
         self.dim = manifest.dimension
         self._refreshing = threading.Lock()
         with files_lock(self.directory, exclusive=False):
@@ -94,8 +97,8 @@ class LiveIndex:
 
     def _open_view(self) -> tuple[View, AccentVocabulary]:
         """Everything derived, from the checkpoint and the database (caller holds the files lock)."""
-        with self.passages.snapshot():
-            state = self.passages.state()
+        with self._log.snapshot():
+            state = self._log.state()
             checkpoint = state["checkpoint"]
             problems = []
             for where, files in ((self.directory / checkpoint["name"], checkpoint["files"]),
@@ -110,9 +113,9 @@ class LiveIndex:
             vectors = FaissBackend.load(self.directory / checkpoint["name"], self.dim,
                                         IndexPlan.from_description(checkpoint["backend"]))
             accents = AccentVocabulary.load(self.directory / checkpoint["name"])
-            catalog = Catalog.of(self.passages.catalog())
-            recent = self.passages.rows(self.dim, after=last)
-            removed = [c.embedding_text for c in self.passages.changes_after(checkpoint["version"], state["version"])
+            catalog = Catalog.of(self._log.catalog())
+            recent = self._log.rows(self.dim, after=last)
+            removed = [c.embedding_text for c in self._log.changes_after(checkpoint["version"], state["version"])
                        if not c.added and c.int_id <= last]
         accents.add(recent.texts)
         accents.remove(removed)
@@ -125,15 +128,15 @@ class LiveIndex:
         """Catch up with writes committed since this view; True when something changed."""
         with self._refreshing:
             view = self.view
-            with self.passages.snapshot():
-                state = self.passages.state()
+            with self._log.snapshot():
+                state = self._log.state()
                 if state["version"] == view.version and state["lexical_version"] == view.lexical_version:
                     return False
                 if state["checkpoint"]["name"] != view.checkpoint_name:
                     changes, added = None, None
                 else:
-                    changes = self.passages.changes_after(view.version, state["version"])
-                    added = self.passages.rows(self.dim, int_ids=[c.int_id for c in changes if c.added])
+                    changes = self._log.changes_after(view.version, state["version"])
+                    added = self._log.rows(self.dim, int_ids=[c.int_id for c in changes if c.added])
             if changes is None:  # compacted: start again from the new checkpoint
                 with files_lock(self.directory, exclusive=False):
                     self.view, self.accents = self._open_view()
@@ -180,6 +183,7 @@ class LiveIndex:
 
     def close(self) -> None:
         self.passages.close()
+        self._log.close()
 
 
 # -- writing -----------------------------------------------------------------------------------------
