@@ -271,3 +271,21 @@ def test_unaccented_queries_restore_words_added_later(fake_index, fake_searcher)
     write(fake_index, delete=["poet"])
     fake_searcher.reload_if_changed()
     assert fake_searcher.index.accents.restore("xuan quynh zyxwv") == "xuan quynh zyxwv"
+
+
+def test_compaction_of_an_ivf_index_reuses_its_training(tmp_path, fake_encoder, monkeypatch):
+    """The size step is lowered so the seed corpus gets an IVF checkpoint; compacting it again
+    (memory-mapped lists cannot be cloned) keeps the trained quantiser and serves every passage."""
+    import index.store.vectors as vectors
+
+    monkeypatch.setattr(vectors, "EXACT_BELOW", 100)
+    out = tmp_path / "index"
+    build_index([CORPUS], out, fake_encoder, progress=False)
+    assert "IVF" in open_index(out).view.checkpoint.describe()["factory"]
+    write(out, [new_document()])
+    with writing(out, fake_encoder) as writer:
+        assert writer.compact() and writer.compact()
+    searcher = Searcher.open(out, encoder=fake_encoder)
+    assert searcher.index.view.delta.count == 0
+    assert searcher.search("Zyxwv bóng chuyền", 1, mode="dense")[0].doc_id == "new-1"
+    assert verify_index(out)

@@ -41,7 +41,7 @@ class AccentVocabulary:
     def __init__(self, unigrams: Table, bigrams: Table):
         self.unigrams = unigrams
         self.bigrams = bigrams
-        self.total = sum(sum(_top(forms).values()) for forms in unigrams.values())
+        self.total = sum(sum(forms.values()) for forms in unigrams.values())
 
     @classmethod
     def count(cls, texts: Iterable[str]) -> AccentVocabulary:
@@ -56,30 +56,34 @@ class AccentVocabulary:
         self._update(texts, -1)
 
     def _update(self, texts: Iterable[str], sign: int) -> None:
-        unigrams: dict[str, Counter] = {}
-        bigrams: dict[str, Counter] = {}
+        unigrams: dict[tuple[str, str], int] = {}
+        bigrams: dict[tuple[str, str], int] = {}
         for text in texts:
             written = syllables(text)
-            for word in written:
-                unigrams.setdefault(fold(word), Counter())[word] += sign
-            for a, b in zip(written, written[1:]):
-                bigrams.setdefault(f"{fold(a)} {fold(b)}", Counter())[f"{a} {b}"] += sign
+            folded = [fold(word) for word in written]
+            for key in zip(folded, written):
+                unigrams[key] = unigrams.get(key, 0) + sign
+            for a, b, fa, fb in zip(written, written[1:], folded, folded[1:]):
+                key = (f"{fa} {fb}", f"{a} {b}")
+                bigrams[key] = bigrams.get(key, 0) + sign
+        self.total += sum(unigrams.values())
         for table, changes in ((self.unigrams, unigrams), (self.bigrams, bigrams)):
-            for key, change in changes.items():
-                before = table.get(key, {})
-                after = Counter(before)
-                after.update(change)
-                kept = {form: n for form, n in after.items() if n > 0}
-                if table is self.unigrams:
-                    self.total += sum(_top(kept).values()) - sum(_top(before).values())
-                # a new dict per key: searches in other threads read the old one undisturbed
+            # a new dict per key: searches in other threads read the old one undisturbed
+            fresh: dict[str, dict[str, int]] = {}
+            for (key, form), change in changes.items():
+                forms = fresh.get(key)
+                if forms is None:
+                    forms = fresh[key] = dict(table.get(key, {}))
+                forms[form] = forms.get(form, 0) + change
+            for key, forms in fresh.items():
+                kept = {form: n for form, n in forms.items() if n > 0} if sign < 0 else forms
                 if kept:
                     table[key] = kept
                 else:
                     table.pop(key, None)
 
     def frequency(self, folded_word: str) -> int:
-        return sum(_top(self.unigrams.get(folded_word)).values())
+        return sum(self.unigrams.get(folded_word, {}).values())
 
     def coverage(self, query: str) -> float:
         """Share of the query's syllables that occur in the corpus: near 1 for a Vietnamese question

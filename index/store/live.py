@@ -17,6 +17,7 @@ the version it reached; replaying the log makes a crash between the two harmless
 from __future__ import annotations
 
 import fcntl
+import logging
 import os
 import secrets
 import shutil
@@ -37,6 +38,8 @@ from index.store.integrity import DamagedFiles, check_files, fsync_directory, fs
 from index.store.lexical import DIRECTORY as LEXICAL, LexicalEntry, LexicalIndex
 from index.store.passages import Commit, PassageStore
 from index.store.vectors import FaissBackend, IndexPlan, VectorDelta, merge_top
+
+log = logging.getLogger("semsearch")
 
 FILES_LOCK = "files.lock"
 CHECKPOINT_PREFIX = "checkpoint-"
@@ -233,7 +236,12 @@ class IndexWriter:
             start += len(passages)
         commit = self.store.commit(delete, rows)
         self._update_lexical()
-        compacted = compact and self.compact(force=False)
+        compacted = False
+        if compact:
+            try:
+                compacted = self.compact(force=False)
+            except Exception:  # the write is committed and served from the delta; the next one retries
+                log.exception("compaction after version %d failed", commit.version)
         return WriteResult(commit, embedded, compacted)
 
     def _chunk(self, doc: Document) -> list[Passage]:

@@ -64,8 +64,7 @@ class FaissBackend:
         faiss.omp_set_num_threads(os.cpu_count() or 1)  # training and adding use every core
         vectors = np.ascontiguousarray(vectors, dtype=np.float32)
         if trained is not None and trained.plan == plan and plan.nprobe:
-            inner = faiss.clone_index(faiss.downcast_index(trained.index.index))
-            inner.reset()
+            inner = _trained_copy(trained)
         else:
             inner = faiss.index_factory(vectors.shape[1], plan.factory, faiss.METRIC_INNER_PRODUCT)
         if not inner.is_trained:
@@ -131,6 +130,21 @@ class FaissBackend:
 
     def __len__(self) -> int:
         return int(self.index.ntotal)
+
+
+def _trained_copy(backend: FaissBackend):
+    """An empty index with `backend`'s training (coarse quantiser, scalar quantiser). Its lists
+    are swapped for empty in-memory ones first: FAISS cannot clone memory-mapped lists, and their
+    contents are not wanted. `backend` is spent afterwards."""
+    import faiss
+
+    inner = faiss.downcast_index(backend.index.index)
+    ivf = faiss.extract_index_ivf(inner)
+    lists = faiss.ArrayInvertedLists(ivf.nlist, ivf.code_size)
+    ivf.replace_invlists(lists, True)
+    lists.this.disown()  # the index owns its lists now
+    inner.ntotal = ivf.ntotal = 0
+    return faiss.clone_index(inner)
 
 
 class VectorDelta:
