@@ -46,6 +46,8 @@ bench: index
 	$(BIN)/python bench/embed.py
 	$(BIN)/python bench/ann.py
 	$(BIN)/python bench/lexical.py
+	$(BIN)/python bench/living.py add
+	$(BIN)/python bench/living.py concurrent
 	$(BIN)/python bench/http_load.py --index $(INDEX)
 	$(BIN)/python bench/request_cost.py --index $(INDEX)
 
