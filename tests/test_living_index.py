@@ -289,3 +289,25 @@ def test_compaction_of_an_ivf_index_reuses_its_training(tmp_path, fake_encoder, 
     assert searcher.index.view.delta.count == 0
     assert searcher.search("Zyxwv bóng chuyền", 1, mode="dense")[0].doc_id == "new-1"
     assert verify_index(out)
+
+
+def test_the_accent_vocabulary_stays_a_count_of_the_live_passages(fake_index, fake_searcher):
+    """Followed by a reader and carried through compactions (which count only what changed since
+    the last checkpoint), the counts equal a recount over the passages that exist."""
+    from index.store.accents import AccentVocabulary
+
+    def recount(index):
+        texts = [text for rows in index.passages.all_rows(index.dim) for text in rows.texts]
+        return AccentVocabulary.count(texts)
+
+    write(fake_index, [new_document(), new_document("poet", "Thơ Xuân Quỳnh được ngâm tại lễ hội.")])
+    write(fake_index, delete=["000_3c2f5f3f6056e9aa"])
+    with writing(fake_index, FakeEncoder()) as writer:
+        writer.compact()
+    write(fake_index, [new_document(text="Giải bóng chuyền Zyxwv hoãn.")], delete=["poet"])
+    fake_searcher.reload_if_changed()
+    for index in (fake_searcher.index, open_index(fake_index)):
+        expected = recount(index)
+        assert (index.accents.unigrams, index.accents.bigrams, index.accents.total) == (
+            expected.unigrams, expected.bigrams, expected.total)
+    assert "quỳnh" not in str(fake_searcher.index.accents.unigrams.get("quynh"))

@@ -56,25 +56,25 @@ class AccentVocabulary:
         self._update(texts, -1)
 
     def _update(self, texts: Iterable[str], sign: int) -> None:
-        unigrams: dict[tuple[str, str], int] = {}
-        bigrams: dict[tuple[str, str], int] = {}
+        # counted over tuples of the words themselves, joined into keys once per distinct pair:
+        # this runs in every reader for every write
+        unigrams: Counter[tuple[str, str]] = Counter()
+        bigrams: Counter[tuple[str, str, str, str]] = Counter()
         for text in texts:
             written = syllables(text)
-            folded = [fold(word) for word in written]
-            for key in zip(folded, written):
-                unigrams[key] = unigrams.get(key, 0) + sign
-            for a, b, fa, fb in zip(written, written[1:], folded, folded[1:]):
-                key = (f"{fa} {fb}", f"{a} {b}")
-                bigrams[key] = bigrams.get(key, 0) + sign
-        self.total += sum(unigrams.values())
-        for table, changes in ((self.unigrams, unigrams), (self.bigrams, bigrams)):
+            folded = fold(" ".join(written)).split(" ")
+            unigrams.update(zip(folded, written))
+            bigrams.update(zip(folded, folded[1:], written, written[1:]))
+        self.total += sign * unigrams.total()
+        pairs = ((f"{fa} {fb}", f"{a} {b}", n) for (fa, fb, a, b), n in bigrams.items())
+        for table, changes in ((self.unigrams, ((f, w, n) for (f, w), n in unigrams.items())), (self.bigrams, pairs)):
             # a new dict per key: searches in other threads read the old one undisturbed
             fresh: dict[str, dict[str, int]] = {}
-            for (key, form), change in changes.items():
+            for key, form, change in changes:
                 forms = fresh.get(key)
                 if forms is None:
                     forms = fresh[key] = dict(table.get(key, {}))
-                forms[form] = forms.get(form, 0) + change
+                forms[form] = forms.get(form, 0) + sign * change
             for key, forms in fresh.items():
                 kept = {form: n for form, n in forms.items() if n > 0} if sign < 0 else forms
                 if kept:

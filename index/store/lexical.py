@@ -100,15 +100,16 @@ class LexicalIndex:
         return cls(cls._open(directory))
 
     @classmethod
-    def apply(cls, directory: Path, removed: Iterable[int], added: Iterable[LexicalEntry], progress: bool = False) -> None:
-        """Delete `removed` and (re-)add `added`, as one tantivy commit. Deleting by id first makes
-        replaying the same changes harmless. Returns once merges are done, so every file the
-        commit leaves is final."""
+    def apply(cls, directory: Path, removed: Iterable[int], added: Iterable[LexicalEntry], progress: bool = False,
+              threads: int | None = None) -> None:
+        """Delete `removed` and (re-)add `added`, as one tantivy commit on `threads` indexing
+        threads (tantivy's choice when None). Deleting by id first makes replaying the same
+        changes harmless. Returns once merges are done, so every file the commit leaves is final."""
         import tantivy
         from tqdm import tqdm
 
         index = cls._open(directory)
-        writer = index.writer(heap_size=cls.WRITER_HEAP)
+        writer = index.writer(heap_size=cls.WRITER_HEAP, num_threads=threads or 0)
         try:
             added = list(added)
             for int_id in [*removed, *(entry.int_id for entry in added)]:

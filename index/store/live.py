@@ -64,6 +64,17 @@ def files_lock(directory: Path, exclusive: bool) -> Iterator[None]:
             fcntl.flock(handle, fcntl.LOCK_UN)
 
 
+def accents_as_of(store: PassageStore, directory: Path, state: dict, added_since_checkpoint: list[str]) -> AccentVocabulary:
+    """The accent vocabulary at `state`'s version: the checkpoint's, with the passages added since
+    (`added_since_checkpoint`, their texts) counted and the ones removed since un-counted."""
+    checkpoint = state["checkpoint"]
+    accents = AccentVocabulary.load(directory / checkpoint["name"])
+    accents.add(added_since_checkpoint)
+    accents.remove([c.embedding_text for c in store.changes_after(checkpoint["version"], state["version"])
+                    if not c.added and c.int_id <= checkpoint["last_int_id"]])
+    return accents
+
+
 @dataclass(frozen=True)
 class View:
     version: int
@@ -115,13 +126,9 @@ class LiveIndex:
             last = checkpoint["last_int_id"]
             vectors = FaissBackend.load(self.directory / checkpoint["name"], self.dim,
                                         IndexPlan.from_description(checkpoint["backend"]))
-            accents = AccentVocabulary.load(self.directory / checkpoint["name"])
             catalog = Catalog.of(self._log.catalog())
             recent = self._log.rows(self.dim, after=last)
-            removed = [c.embedding_text for c in self._log.changes_after(checkpoint["version"], state["version"])
-                       if not c.added and c.int_id <= last]
-        accents.add(recent.texts)
-        accents.remove(removed)
+            accents = accents_as_of(self._log, self.directory, state, recent.texts)
         delta = VectorDelta(self.dim).appended(recent.ids, recent.vectors)
         holes = len(vectors) - int(catalog.live[: last + 1].sum())
         view = View(state["version"], state["lexical_version"], checkpoint["name"], vectors, last, holes, delta, catalog)
@@ -200,25 +207,30 @@ class WriteResult:
 
 
 class IndexWriter:
-    """The one writer of a generation; the caller holds the index's writer lock for its lifetime."""
+    """The one writer of a generation; the caller holds the index's writer lock for its lifetime.
 
-    def __init__(self, directory: Path, manifest, encoder=None, progress: bool = False):
+    Beside a served index a writer keeps to one core (`threads=1`) for tantivy and FAISS, so
+    searches keep the others; a build nobody searches yet uses them all (`threads=None`)."""
+
+    def __init__(self, directory: Path, manifest, encoder=None, progress: bool = False, threads: int | None = 1):
         self.directory = Path(directory)
         self.manifest = manifest
         self.encoder = encoder
         self.progress = progress
+        self.threads = threads
         self.store = PassageStore(self.directory)
         self.dim = manifest.dimension
 
     @classmethod
-    def create(cls, directory: Path, manifest, encoder=None, progress: bool = False, version: int = 0) -> IndexWriter:
+    def create(cls, directory: Path, manifest, encoder=None, progress: bool = False, version: int = 0,
+               threads: int | None = None) -> IndexWriter:
         """A new, empty generation in `directory`."""
         store = PassageStore(directory, create=True)
         store.set_state(version=version, lexical_version=version)
         store.close()
         LexicalIndex.create(directory)
         manifest.write(directory)
-        writer = cls(directory, manifest, encoder, progress)
+        writer = cls(directory, manifest, encoder, progress, threads)
         writer.compact(force=True)
         return writer
 
@@ -280,7 +292,7 @@ class IndexWriter:
         added = self.store.rows(self.dim, int_ids=sorted({c.int_id for c in changes if c.added}))
         entries = [LexicalEntry(row.int_id, text, row.doc_id, row.source, row.day) for row, text in zip(added.catalog, added.texts)]
         with files_lock(self.directory, exclusive=True):
-            LexicalIndex.apply(self.directory, {c.int_id for c in changes if not c.added}, entries, self.progress)
+            LexicalIndex.apply(self.directory, {c.int_id for c in changes if not c.added}, entries, self.progress, self.threads)
             recorded = state["lexical_files"]
             self.store.set_state(lexical_version=state["version"],
                                  lexical_files=inventory(self.directory / LEXICAL, skip_suffixes=(".lock",), known=recorded))
@@ -300,23 +312,29 @@ class IndexWriter:
             if same_plan and len(changes) < max(COMPACT_AFTER, checkpoint["passages"] // 10):
                 return False
         ids, vectors, texts = [], [], []
-        for rows in tqdm(self.store.all_rows(self.dim), desc="checkpoint", unit="batch", disable=not self.progress):
-            ids.append(rows.ids)
-            vectors.append(rows.vectors)
-            texts.extend(rows.texts)
+        last = checkpoint["last_int_id"] if checkpoint is not None else -1
+        with self.store.snapshot():
+            for rows in tqdm(self.store.all_rows(self.dim), desc="checkpoint", unit="batch", disable=not self.progress):
+                ids.append(rows.ids)
+                vectors.append(rows.vectors)
+                texts.extend(text for int_id, text in zip(rows.ids, rows.texts) if int_id > last)
+            # counting only what changed since the last checkpoint: a recount of every passage
+            # would hold the interpreter for minutes at a million passages
+            accents = (accents_as_of(self.store, self.directory, state, texts) if checkpoint is not None
+                       else AccentVocabulary.count(texts))
         ids_all = np.concatenate(ids) if ids else np.zeros(0, np.int64)
         vectors_all = np.concatenate(vectors) if vectors else np.zeros((0, self.dim), np.float32)
         plan = IndexPlan.for_size(len(ids_all), self.manifest.memory_saving)
         previous = None
         if checkpoint is not None and IndexPlan.from_description(checkpoint["backend"]) == plan and plan.nprobe:
             previous = FaissBackend.load(self.directory / checkpoint["name"], self.dim, plan)
-        backend = FaissBackend.build(ids_all, vectors_all, plan, trained=previous)
+        backend = FaissBackend.build(ids_all, vectors_all, plan, trained=previous, threads=self.threads)
         token = secrets.token_hex(4)
         name = f"{CHECKPOINT_PREFIX}{state['version']}-{token}"
         staging = self.directory / f".{name}.staging"
         staging.mkdir()
         backend.save(staging)
-        AccentVocabulary.count(texts).save(staging)
+        accents.save(staging)
         fsync_tree(staging)
         os.rename(staging, self.directory / name)
         fsync_directory(self.directory)

@@ -56,12 +56,14 @@ class FaissBackend:
         self.plan = plan
 
     @classmethod
-    def build(cls, ids: np.ndarray, vectors: np.ndarray, plan: IndexPlan, trained: FaissBackend | None = None) -> FaissBackend:
-        """Index `vectors`; an IVF plan reuses `trained`'s coarse quantiser when it has the same
-        plan (the lists of a corpus that grew by less than a size step still fit it)."""
+    def build(cls, ids: np.ndarray, vectors: np.ndarray, plan: IndexPlan, trained: FaissBackend | None = None,
+              threads: int | None = None) -> FaissBackend:
+        """Index `vectors` on `threads` cores (all when None); an IVF plan reuses `trained`'s
+        coarse quantiser when it has the same plan (the lists of a corpus that grew by less than
+        a size step still fit it)."""
         import faiss
 
-        faiss.omp_set_num_threads(os.cpu_count() or 1)  # training and adding use every core
+        faiss.omp_set_num_threads(threads or os.cpu_count() or 1)
         vectors = np.ascontiguousarray(vectors, dtype=np.float32)
         if trained is not None and trained.plan == plan and plan.nprobe:
             inner = _trained_copy(trained)
