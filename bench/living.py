@@ -5,7 +5,9 @@ and quality of an index built by writes against a one-shot build.
         adding 100 passages (100 documents) to a synthetic index of each size, embedding excluded;
         at the largest size also the lexical leg's and hybrid search's p50 in process
     python bench/living.py concurrent [--passages 100000]
-        search p50 / p99 idle, then while another process adds a 10,000-passage batch
+        search p50 / p99 idle, then while another process adds a 10,000-passage batch (plainly,
+        and at the lowest CPU priority); for scale, the same beside a process spinning on one core
+        and one streaming memory on one core (what two cores sharing caches and memory allow)
     python bench/living.py quality [--sets ViQuAD,ViNewsQA]
         MRR@10 of a one-shot build against the same corpus written in 10 batches, then 5% of its
         documents deleted and written again; every mode, accented and unaccented questions
@@ -23,6 +25,7 @@ import argparse
 import datetime
 import hashlib
 import json
+import shutil
 import statistics
 import subprocess
 import sys
@@ -163,50 +166,72 @@ sys.path.insert(0, sys.argv[1]); sys.path.insert(0, sys.argv[1] + "/bench")
 from living import HashVectors, synthetic_documents, viquad_openings
 from index.store.publish import writing
 documents = list(synthetic_documents(20_000_000, 10_000, viquad_openings(), tag="batch-"))
+print("ready", flush=True)
 with writing(sys.argv[2], HashVectors()) as writer:
     print(writer.write(documents).commit.added)
 """
+_SPINNER = "import time\nend = time.time() + 15\nwhile time.time() < end: pass"
+_STREAMER = ("import time\nimport numpy as np\nsource = np.ones(50_000_000)\nend = time.time() + 15\n"
+             "while time.time() < end: source.copy()")
 
 
 def concurrent(args) -> None:
+    """Each case on a fresh copy of the index: searches idle, then while another process runs."""
     out = synthetic_index(args.passages, viquad_openings())
-    searcher = Searcher.open(out, encoder=HashVectors())
     queries = questions(400)
-    stop = threading.Event()
+    cases = (
+        ("a process spinning on one core for 15 s", ["-c", _SPINNER], []),
+        ("a process copying 400 MB arrays on one core for 15 s", ["-c", _STREAMER], []),
+        ("another process adds a 10,000-passage batch", ["-c", _BATCH_WRITER, str(ROOT)], []),
+        ("the same, the writer at `nice -n 19`", ["-c", _BATCH_WRITER, str(ROOT)], ["nice", "-n", "19"]),
+    )
+    print(f"{args.passages:,} passages, hybrid, k=10, one searching thread (query embedding excluded) following "
+          "the log every 0.25 s as a server process does")
+    print("| while | searches | p50 ms idle / busy | p99 ms idle / busy | p99 ratio | errors | visible after s |")
+    print("|---|---|---|---|---|---|---|")
+    for label, command, prefix in cases:
+        copy = WORK / "concurrent-copy"
+        shutil.rmtree(copy, ignore_errors=True)
+        shutil.copytree(out, copy, symlinks=True)
+        searcher = Searcher.open(copy, encoder=HashVectors())
+        stop = threading.Event()
 
-    def follow() -> None:  # as the server's follower thread does
-        while not stop.wait(0.25):
-            searcher.reload_if_changed()
+        def follow() -> None:  # as the server's follower thread does
+            while not stop.wait(0.25):
+                searcher.reload_if_changed()
 
-    threading.Thread(target=follow, daemon=True).start()
+        threading.Thread(target=follow, daemon=True).start()
 
-    def measure(until) -> tuple[list[float], int]:
-        times, errors, n = [], 0, 0
-        while until(len(times)):
-            started = time.perf_counter()
-            try:
-                searcher.search(queries[n % len(queries)], 10)
-            except Exception:  # counted: the target is zero
-                errors += 1
-            times.append((time.perf_counter() - started) * 1000)
-            n += 1
-        return times, errors
+        def measure(until) -> tuple[list[float], int]:
+            times, errors, n = [], 0, 0
+            while until(len(times)):
+                started = time.perf_counter()
+                try:
+                    searcher.search(queries[n % len(queries)], 10)
+                except Exception:  # counted: the target is zero
+                    errors += 1
+                times.append((time.perf_counter() - started) * 1000)
+                n += 1
+            return sorted(times), errors
 
-    measure(lambda done: done < 50)
-    idle, idle_errors = measure(lambda done: done < 600)
-    before = searcher.index.view.version
-    writer = subprocess.Popen([sys.executable, "-c", _BATCH_WRITER, str(ROOT), str(out)], stdout=subprocess.PIPE, text=True)
-    busy, busy_errors = measure(lambda done: writer.poll() is None)
-    added = writer.stdout.read().strip()
-    time.sleep(0.5)
-    stop.set()
-    print(f"{args.passages:,} passages, hybrid, k=10, one searching thread (query embedding excluded); "
-          f"another process adds {added} passages in one batch")
-    print("| | searches | p50 ms | p99 ms | errors |")
-    print("|---|---|---|---|---|")
-    for label, times, errors in (("idle", idle, idle_errors), ("during the batch", busy, busy_errors)):
-        print(f"| {label} | {len(times)} | {statistics.median(times):.1f} | {p99(sorted(times)):.1f} | {errors} |")
-    print(f"p99 ratio {p99(sorted(busy)) / p99(sorted(idle)):.2f}x; version {before} -> {searcher.index.view.version}")
+        measure(lambda done: done < 50)
+        idle, _ = measure(lambda done: done < 600)
+        before = searcher.index.view.version
+        process = subprocess.Popen([*prefix, sys.executable, *command, str(copy)], stdout=subprocess.PIPE, text=True)
+        if command[1] == _BATCH_WRITER:
+            assert process.stdout.readline().strip() == "ready"  # documents made: the write begins
+        busy, errors = measure(lambda done: process.poll() is None)
+        finished = time.perf_counter()
+        visible = "–"
+        if command[1] == _BATCH_WRITER:
+            while searcher.index.view.version == before:
+                time.sleep(0.01)
+            visible = f"{time.perf_counter() - finished:.2f}"
+        stop.set()
+        print(f"| {label} | {len(busy)} | {statistics.median(idle):.1f} / {statistics.median(busy):.1f} | "
+              f"{p99(idle):.1f} / {p99(busy):.1f} | {p99(busy) / p99(idle):.2f}x | {errors} | {visible} |", flush=True)
+        searcher.index.close()
+    shutil.rmtree(WORK / "concurrent-copy", ignore_errors=True)
 
 
 class StoredVectors:

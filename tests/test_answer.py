@@ -1,7 +1,10 @@
+from index.build import build_from_documents
+from index.ingest.files import document_from_record
 from index.retrieve.answer import answer_span, highlights
-from index.store.accents import AccentVocabulary
 from index.store.lexical import analyze
+from index.store.publish import open_index
 from index.text import sentence_spans
+from tests.conftest import FakeEncoder
 
 
 def flat(word: str) -> float:
@@ -38,10 +41,11 @@ def test_analyzer_terms():
     assert analyze("Đảng viên") == ["đảng", "viên", "~dang", "~vien", "~dang_vien"]
 
 
-def test_accent_restoration_uses_the_corpus():
-    vocabulary = AccentVocabulary.count(
-        ["Tỷ lệ đảng viên tham gia sinh hoạt chi bộ.", "Đảng viên đang học.", "Cái bàn đang ở đây."] * 3
-    )
+def test_accent_restoration_uses_the_corpus(tmp_path):
+    texts = ["Tỷ lệ đảng viên tham gia sinh hoạt chi bộ.", "Đảng viên đang học.", "Cái bàn đang ở đây."] * 3
+    documents = [document_from_record(f"d{n}", {"text": text}, "test") for n, text in enumerate(texts)]
+    build_from_documents(documents, tmp_path / "index", FakeEncoder(), progress=False)
+    vocabulary = open_index(tmp_path / "index").accents
     assert vocabulary.restore("ty le dang vien tham gia sinh hoat chi bo") == "tỷ lệ đảng viên tham gia sinh hoạt chi bộ"
     assert vocabulary.restore("ban dang o day") == "bàn đang ở đây"
     assert vocabulary.restore("bao nhieu dang vien") == "bao nhiêu đảng viên"  # question words built in

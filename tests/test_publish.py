@@ -124,7 +124,7 @@ def test_versions_count_up(tmp_path, fake_encoder):
 
 def test_every_immutable_file_is_recorded_with_size_and_checksum(fake_index):
     state = open_index(fake_index).passages.state()
-    assert set(state["checkpoint"]["files"]) == {"vectors.faiss", "accents.json"}
+    assert set(state["checkpoint"]["files"]) == {"vectors.faiss"}
     lexical = state["lexical_files"]
     assert "meta.json" in lexical and any(name.endswith(".idx") for name in lexical)  # tantivy's postings
     assert all(set(entry) == {"size", "xxh3"} for entry in [*lexical.values(), *state["checkpoint"]["files"].values()])

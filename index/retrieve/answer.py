@@ -4,6 +4,7 @@ Computed only for the results returned, from the text alone, so it costs microse
 from __future__ import annotations
 
 import math
+from functools import lru_cache
 from collections.abc import Callable
 
 from index.text import folded_words, query_terms, sentence_spans, term_spans
@@ -36,4 +37,10 @@ def answer_span(text: str, query: str, weight: Callable[[str], float]) -> Span |
 
 
 def idf_weight(frequency: Callable[[str], int], total: int) -> Callable[[str], float]:
-    return lambda word: math.log(1 + total / (1 + frequency(word)))
+    """Made per request: each word's frequency is looked up once however many passages ask."""
+
+    @lru_cache(maxsize=None)
+    def weight(word: str) -> float:
+        return math.log(1 + total / (1 + frequency(word)))
+
+    return weight

@@ -1,14 +1,14 @@
 """How often each written form of an unaccented syllable and syllable pair occurs in the corpus:
-what restoring diacritics to a query typed without them draws on. The counts are exact, so adding
-and removing passages keeps them equal to a count over the corpus as it stands."""
+what restoring diacritics to a query typed without them draws on. The counts are exact: each
+write adds its passages' counts and subtracts those of the passages it removes, so they stay equal
+to a count over the corpus as it stands."""
 
 from __future__ import annotations
 
-import json
 import math
 from collections import Counter
 from collections.abc import Iterable
-from pathlib import Path
+from typing import Protocol
 
 from index.text import fold, syllables
 
@@ -19,77 +19,64 @@ _BIGRAM_WEIGHT = 0.7
 _FORMS_KEPT = 8
 # Questions ask with words that statements seldom use; counted once each as if seen in the corpus
 # so "bao nhieu" becomes "bao nhiêu" even where no passage says it.
-_QUESTION_PHRASES = (
+QUESTION_PHRASES = (
     "bao nhiêu", "bao giờ", "khi nào", "ở đâu", "như thế nào", "thế nào", "tại sao", "vì sao", "là gì",
     "là ai", "những gì", "cái gì", "có phải", "mấy", "nào", "gì", "ai", "đâu",
 )
 
-Table = dict[str, dict[str, int]]
+
+def form_counts(texts: Iterable[str]) -> Counter[tuple[str, str]]:
+    """(unaccented key, written form) -> occurrences, for syllables ("dang", "đảng") and syllable
+    pairs ("dang vien", "đảng viên") of `texts`."""
+    counts: Counter[tuple[str, str]] = Counter()
+    pairs: Counter[tuple[str, str, str, str]] = Counter()
+    # counted over tuples of the words themselves, joined into keys once per distinct pair
+    for text in texts:
+        written = syllables(text)
+        folded = fold(" ".join(written)).split(" ")
+        counts.update(zip(folded, written))
+        pairs.update(zip(folded, folded[1:], written, written[1:]))
+    for (fa, fb, a, b), n in pairs.items():
+        counts[(f"{fa} {fb}", f"{a} {b}")] += n
+    return counts
 
 
-def _top(counts: dict[str, int] | None) -> dict[str, int]:
-    if not counts:
-        return {}
-    if len(counts) <= _FORMS_KEPT:
-        return counts
-    return dict(Counter(counts).most_common(_FORMS_KEPT))
+class FormCounts(Protocol):
+    """Where the counts live: the index's database, kept by the writer in each commit."""
+
+    def accent_forms(self, key: str, limit: int) -> dict[str, int]: ...
+
+    def accent_frequency(self, key: str) -> int: ...
+
+    def accent_known(self, keys: set[str]) -> set[str]: ...
+
+    def accent_total(self) -> int: ...
 
 
 class AccentVocabulary:
-    FILE = "accents.json"
+    """Reads the counts where the writer keeps them, so a reader does no work when the index
+    changes and holds none of the vocabulary in memory; each restoration costs a few indexed
+    lookups. The counts may be a write ahead of the view a search holds, which only matters for
+    the words that write brought."""
 
-    def __init__(self, unigrams: Table, bigrams: Table):
-        self.unigrams = unigrams
-        self.bigrams = bigrams
-        self.total = sum(sum(forms.values()) for forms in unigrams.values())
+    def __init__(self, counts: FormCounts):
+        self.counts = counts
 
-    @classmethod
-    def count(cls, texts: Iterable[str]) -> AccentVocabulary:
-        vocabulary = cls({}, {})
-        vocabulary.add([*_QUESTION_PHRASES, *texts])
-        return vocabulary
-
-    def add(self, texts: Iterable[str]) -> None:
-        self._update(texts, +1)
-
-    def remove(self, texts: Iterable[str]) -> None:
-        self._update(texts, -1)
-
-    def _update(self, texts: Iterable[str], sign: int) -> None:
-        # counted over tuples of the words themselves, joined into keys once per distinct pair:
-        # this runs in every reader for every write
-        unigrams: Counter[tuple[str, str]] = Counter()
-        bigrams: Counter[tuple[str, str, str, str]] = Counter()
-        for text in texts:
-            written = syllables(text)
-            folded = fold(" ".join(written)).split(" ")
-            unigrams.update(zip(folded, written))
-            bigrams.update(zip(folded, folded[1:], written, written[1:]))
-        self.total += sign * unigrams.total()
-        pairs = ((f"{fa} {fb}", f"{a} {b}", n) for (fa, fb, a, b), n in bigrams.items())
-        for table, changes in ((self.unigrams, ((f, w, n) for (f, w), n in unigrams.items())), (self.bigrams, pairs)):
-            # a new dict per key: searches in other threads read the old one undisturbed
-            fresh: dict[str, dict[str, int]] = {}
-            for key, form, change in changes:
-                forms = fresh.get(key)
-                if forms is None:
-                    forms = fresh[key] = dict(table.get(key, {}))
-                forms[form] = forms.get(form, 0) + sign * change
-            for key, forms in fresh.items():
-                kept = {form: n for form, n in forms.items() if n > 0} if sign < 0 else forms
-                if kept:
-                    table[key] = kept
-                else:
-                    table.pop(key, None)
+    @property
+    def total(self) -> int:
+        return self.counts.accent_total()
 
     def frequency(self, folded_word: str) -> int:
-        return sum(self.unigrams.get(folded_word, {}).values())
+        return self.counts.accent_frequency(folded_word)
 
     def coverage(self, query: str) -> float:
         """Share of the query's syllables that occur in the corpus: near 1 for a Vietnamese question
         about it, near 0 for an English one, whose few lexical matches are accidents."""
         words = syllables(query)
-        return sum(fold(w) in self.unigrams for w in words) / len(words) if words else 0.0
+        if not words:
+            return 0.0
+        known = self.counts.accent_known({fold(w) for w in words})
+        return sum(fold(w) in known for w in words) / len(words)
 
     def restore(self, query: str) -> str:
         """`query` with diacritics put back where it was typed without any, choosing for each
@@ -107,10 +94,11 @@ class AccentVocabulary:
             {form: (math.log(p), None) for form, p in options[0].items()}
         ]
         for i in range(1, len(words)):
+            pairs = self._shares(self.counts.accent_forms(f"{words[i - 1]} {words[i]}", _FORMS_KEPT))
             step: dict[str, tuple[float, str | None]] = {}
             for form, p_unigram in options[i].items():
                 step[form] = max(
-                    (score + math.log(_BIGRAM_WEIGHT * self._pair(prev, form) + (1 - _BIGRAM_WEIGHT) * p_unigram), prev)
+                    (score + math.log(_BIGRAM_WEIGHT * pairs.get(f"{prev} {form}", 0.0) + (1 - _BIGRAM_WEIGHT) * p_unigram), prev)
                     for prev, (score, _) in best[-1].items()
                 )
             best.append(step)
@@ -122,22 +110,9 @@ class AccentVocabulary:
         return " ".join(reversed(restored))
 
     def _forms(self, word: str) -> dict[str, float]:
-        counts = _top(self.unigrams.get(word))
-        if not counts:
-            return {word: 1.0}
+        return self._shares(self.counts.accent_forms(word, _FORMS_KEPT)) or {word: 1.0}
+
+    @staticmethod
+    def _shares(counts: dict[str, int]) -> dict[str, float]:
         total = sum(counts.values())
         return {form: n / total for form, n in counts.items()}
-
-    def _pair(self, first: str, second: str) -> float:
-        counts = _top(self.bigrams.get(f"{fold(first)} {fold(second)}"))
-        if not counts:
-            return 0.0
-        return counts.get(f"{first} {second}", 0) / sum(counts.values())
-
-    def save(self, directory: Path) -> None:
-        (Path(directory) / self.FILE).write_text(json.dumps({"unigrams": self.unigrams, "bigrams": self.bigrams}, ensure_ascii=False))
-
-    @classmethod
-    def load(cls, directory: Path) -> AccentVocabulary:
-        data = json.loads((Path(directory) / cls.FILE).read_text())
-        return cls(data["unigrams"], data["bigrams"])

@@ -108,19 +108,24 @@ class LexicalIndex:
         import tantivy
         from tqdm import tqdm
 
+        added = list(added)
+        documents = []
+        # analysed before tantivy's indexing threads start: with one thread asked for, the
+        # writer then takes one core, not this loop's plus tantivy's
+        for entry in tqdm(added, desc="lexical index", unit="passage", disable=not progress):
+            fields = {cls.TERMS: " ".join(analyze(entry.text)), cls.ID: entry.int_id, cls.DOC: entry.doc_id}
+            if entry.source is not None:
+                fields[cls.SOURCE] = entry.source
+            if entry.day is not None:
+                fields[cls.DAY] = entry.day
+            documents.append(tantivy.Document(**fields))
         index = cls._open(directory)
         writer = index.writer(heap_size=cls.WRITER_HEAP, num_threads=threads or 0)
         try:
-            added = list(added)
             for int_id in [*removed, *(entry.int_id for entry in added)]:
                 writer.delete_documents_by_term(cls.ID, int(int_id))
-            for entry in tqdm(added, desc="lexical index", unit="passage", disable=not progress):
-                fields = {cls.TERMS: " ".join(analyze(entry.text)), cls.ID: entry.int_id, cls.DOC: entry.doc_id}
-                if entry.source is not None:
-                    fields[cls.SOURCE] = entry.source
-                if entry.day is not None:
-                    fields[cls.DAY] = entry.day
-                writer.add_document(tantivy.Document(**fields))
+            for document in documents:
+                writer.add_document(document)
             writer.commit()
         except BaseException:
             writer.rollback()

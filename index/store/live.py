@@ -4,11 +4,11 @@
       manifest.json            settings fixed at build time (model, chunking, ...)
       passages.sqlite          the source of truth: documents, passages, vectors, change log, state
       lexical/                 tantivy, updated by the writer after each commit
-      checkpoint-<v>-<token>/  vectors.faiss and accents.json as of version v (written by compaction)
+      checkpoint-<v>-<token>/  vectors.faiss as of version v (written by compaction)
       files.lock               shared by readers opening files, exclusive while the writer swaps them
 
 A reader (`LiveIndex`) holds a `View`: the checkpoint plus the exact delta of vectors added since,
-the catalog of live passages, and the accent vocabulary. `refresh` reads the change log past its
+and the catalog of live passages. `refresh` reads the change log past its
 version and makes a new View; a search keeps the View it started with. The writer (`IndexWriter`)
 commits to SQLite first (that is the durable point), then brings tantivy up to date and records
 the version it reached; replaying the log makes a crash between the two harmless.
@@ -64,17 +64,6 @@ def files_lock(directory: Path, exclusive: bool) -> Iterator[None]:
             fcntl.flock(handle, fcntl.LOCK_UN)
 
 
-def accents_as_of(store: PassageStore, directory: Path, state: dict, added_since_checkpoint: list[str]) -> AccentVocabulary:
-    """The accent vocabulary at `state`'s version: the checkpoint's, with the passages added since
-    (`added_since_checkpoint`, their texts) counted and the ones removed since un-counted."""
-    checkpoint = state["checkpoint"]
-    accents = AccentVocabulary.load(directory / checkpoint["name"])
-    accents.add(added_since_checkpoint)
-    accents.remove([c.embedding_text for c in store.changes_after(checkpoint["version"], state["version"])
-                    if not c.added and c.int_id <= checkpoint["last_int_id"]])
-    return accents
-
-
 @dataclass(frozen=True)
 class View:
     version: int
@@ -104,12 +93,13 @@ class LiveIndex:
         self.dim = manifest.dimension
         self._refreshing = threading.Lock()
         with files_lock(self.directory, exclusive=False):
-            self.view, self.accents = self._open_view()  # checks the files first
+            self.view = self._open_view()  # checks the files first
             self.lexical = LexicalIndex.load(self.directory)
+        self.accents = AccentVocabulary(store)
 
     # -- following writes --------------------------------------------------------------------------
 
-    def _open_view(self) -> tuple[View, AccentVocabulary]:
+    def _open_view(self) -> View:
         """Everything derived, from the checkpoint and the database (caller holds the files lock)."""
         with self._log.snapshot():
             state = self._log.state()
@@ -124,45 +114,56 @@ class LiveIndex:
             if problems:
                 raise DamagedFiles("; ".join(problems))
             last = checkpoint["last_int_id"]
-            vectors = FaissBackend.load(self.directory / checkpoint["name"], self.dim,
-                                        IndexPlan.from_description(checkpoint["backend"]))
+            vectors = self._load_checkpoint(checkpoint, checked=True)
             catalog = Catalog.of(self._log.catalog())
             recent = self._log.rows(self.dim, after=last)
-            accents = accents_as_of(self._log, self.directory, state, recent.texts)
         delta = VectorDelta(self.dim).appended(recent.ids, recent.vectors)
         holes = len(vectors) - int(catalog.live[: last + 1].sum())
-        view = View(state["version"], state["lexical_version"], checkpoint["name"], vectors, last, holes, delta, catalog)
-        return view, accents
+        return View(state["version"], state["lexical_version"], checkpoint["name"], vectors, last, holes, delta, catalog)
+
+    def _load_checkpoint(self, checkpoint: dict, checked: bool = False) -> FaissBackend:
+        """The checkpoint's FAISS index (caller holds the files lock)."""
+        if not checked:
+            check_files(self.directory / checkpoint["name"], checkpoint["files"])
+        return FaissBackend.load(self.directory / checkpoint["name"], self.dim, IndexPlan.from_description(checkpoint["backend"]))
 
     def refresh(self) -> bool:
-        """Catch up with writes committed since this view; True when something changed."""
+        """Catch up with writes committed since this view; True when something changed.
+
+        Only what changed is read: after a compaction too, the catalogue is carried forward and
+        just the new checkpoint is opened, so a server at a million passages does not spend
+        seconds of interpreter time (which its searches wait for) re-reading what it holds."""
         with self._refreshing:
             view = self.view
             with self._log.snapshot():
                 state = self._log.state()
                 if state["version"] == view.version and state["lexical_version"] == view.lexical_version:
                     return False
-                if state["checkpoint"]["name"] != view.checkpoint_name:
-                    changes, added = None, None
+                checkpoint, previous = state["checkpoint"], state.get("previous_checkpoint")
+                compacted = checkpoint["name"] != view.checkpoint_name
+                if compacted and (previous is None or previous["name"] != view.checkpoint_name):
+                    changes, added = None, None  # compacted twice since: the log no longer reaches this view
                 else:
                     changes = self._log.changes_after(view.version, state["version"])
                     added = self._log.rows(self.dim, int_ids=[c.int_id for c in changes if c.added])
-            if changes is None:  # compacted: start again from the new checkpoint
+            if changes is None:
                 with files_lock(self.directory, exclusive=False):
-                    self.view, self.accents = self._open_view()
+                    self.view = self._open_view()
                     self.lexical.reload()
                 return True
             removed = [c for c in changes if not c.added and view.catalog.is_live(c.int_id)]
             catalog = view.catalog.changed(added.catalog, [c.int_id for c in removed])
-            self.accents.add(added.texts)
-            self.accents.remove([c.embedding_text for c in removed])
-            if state["lexical_version"] != view.lexical_version:
+            vectors, last, delta = view.checkpoint, view.checkpoint_last_id, view.delta.appended(added.ids, added.vectors)
+            lexical_moved = state["lexical_version"] != view.lexical_version
+            if compacted or lexical_moved:
                 with files_lock(self.directory, exclusive=False):
-                    self.lexical.reload()
-            self.view = replace(
-                view, version=state["version"], lexical_version=state["lexical_version"],
-                delta=view.delta.appended(added.ids, added.vectors), catalog=catalog,
-                holes=len(view.checkpoint) - int(catalog.live[: view.checkpoint_last_id + 1].sum()))
+                    if compacted:
+                        vectors, last = self._load_checkpoint(checkpoint), checkpoint["last_int_id"]
+                        delta = delta.after(last)
+                    if lexical_moved:
+                        self.lexical.reload()
+            self.view = View(state["version"], state["lexical_version"], checkpoint["name"], vectors, last,
+                             len(vectors) - int(catalog.live[: last + 1].sum()), delta, catalog)
             return True
 
     # -- searching ---------------------------------------------------------------------------------
@@ -311,17 +312,10 @@ class IndexWriter:
             same_plan = IndexPlan.from_description(checkpoint["backend"]) == plan
             if same_plan and len(changes) < max(COMPACT_AFTER, checkpoint["passages"] // 10):
                 return False
-        ids, vectors, texts = [], [], []
-        last = checkpoint["last_int_id"] if checkpoint is not None else -1
-        with self.store.snapshot():
-            for rows in tqdm(self.store.all_rows(self.dim), desc="checkpoint", unit="batch", disable=not self.progress):
-                ids.append(rows.ids)
-                vectors.append(rows.vectors)
-                texts.extend(text for int_id, text in zip(rows.ids, rows.texts) if int_id > last)
-            # counting only what changed since the last checkpoint: a recount of every passage
-            # would hold the interpreter for minutes at a million passages
-            accents = (accents_as_of(self.store, self.directory, state, texts) if checkpoint is not None
-                       else AccentVocabulary.count(texts))
+        ids, vectors = [], []
+        for rows in tqdm(self.store.all_rows(self.dim), desc="checkpoint", unit="batch", disable=not self.progress):
+            ids.append(rows.ids)
+            vectors.append(rows.vectors)
         ids_all = np.concatenate(ids) if ids else np.zeros(0, np.int64)
         vectors_all = np.concatenate(vectors) if vectors else np.zeros((0, self.dim), np.float32)
         plan = IndexPlan.for_size(len(ids_all), self.manifest.memory_saving)
@@ -334,7 +328,6 @@ class IndexWriter:
         staging = self.directory / f".{name}.staging"
         staging.mkdir()
         backend.save(staging)
-        accents.save(staging)
         fsync_tree(staging)
         os.rename(staging, self.directory / name)
         fsync_directory(self.directory)

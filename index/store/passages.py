@@ -1,7 +1,8 @@
 """The source of truth: documents, passages with their vectors, and the log of changes, in one
 SQLite database in WAL mode. A write is one transaction, durable (synchronous=FULL) when it
-returns; everything else in an index (the FAISS checkpoint, the lexical index, the accent
-vocabulary) can be rebuilt from this file, and readers follow it by reading the change log.
+returns; everything else in an index (the FAISS checkpoint, the lexical index) can be rebuilt
+from this file, and readers follow it by reading the change log. The accent vocabulary's counts
+live here too, kept by each commit, so readers do nothing to follow them.
 
 Passages get an internal `int_id` that only grows (AUTOINCREMENT): it is never reused, so a
 reader still holding a deleted passage's id cannot mistake it for a new passage, and ids stay
@@ -22,6 +23,7 @@ import numpy as np
 
 from index.ingest.chunk import Passage
 from index.ingest.files import Document
+from index.store.accents import QUESTION_PHRASES, form_counts
 
 FILE = "passages.sqlite"
 _EPOCH = datetime.date(1970, 1, 1)
@@ -37,12 +39,16 @@ CREATE TABLE passages (
     context TEXT NOT NULL, text TEXT NOT NULL, vector BLOB NOT NULL
 );
 CREATE INDEX passages_by_document ON passages (doc_id, position);
-CREATE TABLE changes (version INTEGER NOT NULL, int_id INTEGER NOT NULL, added INTEGER NOT NULL, embedding_text TEXT);
+CREATE TABLE changes (version INTEGER NOT NULL, int_id INTEGER NOT NULL, added INTEGER NOT NULL);
 CREATE INDEX changes_by_version ON changes (version);
+-- the accent vocabulary: key is an unaccented syllable ("dang") or pair ("dang vien")
+CREATE TABLE accent_forms (key TEXT NOT NULL, written TEXT NOT NULL, count INTEGER NOT NULL,
+    PRIMARY KEY (key, written)) WITHOUT ROWID;
 CREATE TABLE state (key TEXT PRIMARY KEY, value TEXT NOT NULL);
 INSERT INTO state VALUES ('version', '0'), ('lexical_version', '0'), ('lexical_files', '{}'), ('checkpoint', 'null'),
-    ('documents', '0');
+    ('documents', '0'), ('accent_total', '0');
 """
+_EMBEDDING_TEXT = "CASE WHEN context = '' THEN text ELSE context || char(10) || text END"
 _SELECT = """
 SELECT p.int_id, p.id, p.doc_id, p.position, p.heading, p.text, d.title, d.date, d.source, d.byline, p.context
 FROM passages p JOIN documents d ON d.doc_id = p.doc_id
@@ -89,7 +95,6 @@ class Change:
     version: int
     int_id: int
     added: bool
-    embedding_text: str | None  # kept for removals: the accent vocabulary un-counts it
 
 
 @dataclass(frozen=True)
@@ -132,7 +137,21 @@ def connect(directory: Path, create: bool = False) -> sqlite3.Connection:
     connection.execute("PRAGMA foreign_keys=ON")
     if create:
         connection.executescript(_SCHEMA)
+        _count_accents(connection, QUESTION_PHRASES, ())
     return connection
+
+
+def _count_accents(connection: sqlite3.Connection, added: Iterable[str], removed: Iterable[str]) -> None:
+    """Within the caller's transaction: the accent counts of `added` texts in, of `removed` out."""
+    changes = form_counts(added)
+    changes.subtract(form_counts(removed))
+    rows = [(key, written, n) for (key, written), n in changes.items() if n]
+    connection.executemany("INSERT INTO accent_forms VALUES (?, ?, ?)"
+                           " ON CONFLICT (key, written) DO UPDATE SET count = count + excluded.count", rows)
+    connection.executemany("DELETE FROM accent_forms WHERE key = ? AND written = ? AND count <= 0",
+                           [(key, written) for key, written, n in rows if n < 0])
+    connection.execute("UPDATE state SET value = value + ? WHERE key = 'accent_total'",
+                       (sum(n for key, _, n in rows if " " not in key),))
 
 
 class PassageStore:
@@ -222,9 +241,9 @@ class PassageStore:
 
     def changes_after(self, version: int, until: int) -> list[Change]:
         rows = self._query(
-            "SELECT version, int_id, added, embedding_text FROM changes WHERE version > ? AND version <= ? ORDER BY rowid",
+            "SELECT version, int_id, added FROM changes WHERE version > ? AND version <= ? ORDER BY rowid",
             (version, until))
-        return [Change(v, i, bool(a), t) for v, i, a, t in rows]
+        return [Change(v, i, bool(a)) for v, i, a in rows]
 
     def state(self) -> dict:
         return {key: json.loads(value) for key, value in self._query("SELECT key, value FROM state")}
@@ -245,6 +264,22 @@ class PassageStore:
     def first_int_id(self) -> int | None:
         rows = self._query("SELECT int_id FROM passages LIMIT 1")
         return rows[0][0] if rows else None
+
+    def accent_forms(self, key: str, limit: int) -> dict[str, int]:
+        """The `limit` commonest written forms of an unaccented syllable or pair, with their counts."""
+        return dict(self._query("SELECT written, count FROM accent_forms WHERE key = ? ORDER BY count DESC, written LIMIT ?",
+                                (key, limit)))
+
+    def accent_frequency(self, key: str) -> int:
+        return self._query("SELECT COALESCE(SUM(count), 0) FROM accent_forms WHERE key = ?", (key,))[0][0]
+
+    def accent_known(self, keys: set[str]) -> set[str]:
+        keys = list(keys)
+        return {row[0] for row in self._query(
+            f"SELECT DISTINCT key FROM accent_forms WHERE key IN ({','.join('?' * len(keys))})", keys)} if keys else set()
+
+    def accent_total(self) -> int:
+        return int(self._query("SELECT value FROM state WHERE key = 'accent_total'")[0][0])
 
     def existing_vectors(self, passages: Iterable[Passage]) -> dict[str, bytes]:
         """Stored vectors of passages whose id and context are unchanged: a re-added document
@@ -288,12 +323,14 @@ class PassageStore:
             try:
                 version = json.loads(c.execute("SELECT value FROM state WHERE key = 'version'").fetchone()[0]) + 1
                 removed = documents_removed = 0
+                removed_texts: list[str] = []
                 for start in range(0, len(gone), 10_000):
                     part = gone[start : start + 10_000]
                     marks = ",".join("?" * len(part))
+                    removed_texts += [row[0] for row in c.execute(
+                        f"SELECT {_EMBEDDING_TEXT} FROM passages WHERE doc_id IN ({marks})", part)]
                     removed += c.execute(
-                        f"INSERT INTO changes SELECT ?, int_id, 0, CASE WHEN context = '' THEN text ELSE context || char(10) || text END"
-                        f" FROM passages WHERE doc_id IN ({marks})", [version, *part]).rowcount
+                        f"INSERT INTO changes SELECT ?, int_id, 0 FROM passages WHERE doc_id IN ({marks})", [version, *part]).rowcount
                     c.execute(f"DELETE FROM passages WHERE doc_id IN ({marks})", part)
                     documents_removed += c.execute(f"DELETE FROM documents WHERE doc_id IN ({marks})", part).rowcount
                 added = 0
@@ -305,8 +342,9 @@ class PassageStore:
                             "INSERT INTO passages (id, doc_id, position, heading, context, text, vector) VALUES (?, ?, ?, ?, ?, ?, ?)",
                             (passage.id, passage.doc_id, passage.position, passage.heading, passage.context, passage.text,
                              np.ascontiguousarray(vector, dtype=np.float32).tobytes()))
-                        c.execute("INSERT INTO changes VALUES (?, ?, 1, NULL)", (version, cursor.lastrowid))
+                        c.execute("INSERT INTO changes VALUES (?, ?, 1)", (version, cursor.lastrowid))
                         added += 1
+                _count_accents(c, (p.embedding_text for _, passages, _ in documents for p in passages), removed_texts)
                 c.execute("UPDATE state SET value = ? WHERE key = 'version'", (json.dumps(version),))
                 # kept here so that serving the count costs nothing at any size
                 c.execute("UPDATE state SET value = value + ? WHERE key = 'documents'", (len(documents) - documents_removed,))

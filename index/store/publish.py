@@ -34,7 +34,7 @@ from pathlib import Path
 from index.store.integrity import DamagedFiles, fsync_directory, fsync_tree
 from index.store.live import IndexWriter, LiveIndex, open_live
 
-FORMAT_VERSION = 5
+FORMAT_VERSION = 6  # 6: accent counts in passages.sqlite
 MANIFEST = "manifest.json"
 
 

@@ -175,6 +175,11 @@ class VectorDelta:
         store_vectors[self.count : end] = vectors
         return VectorDelta(self.dim, store_ids, store_vectors, end)
 
+    def after(self, last_id: int) -> VectorDelta:
+        """A new delta of the vectors with ids above `last_id` (those a new checkpoint lacks)."""
+        keep = self._ids[: self.count] > last_id
+        return VectorDelta(self.dim).appended(self._ids[: self.count][keep], self._vectors[: self.count][keep])
+
     def search(self, query: np.ndarray, k: int, allowed: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         ids = self._ids[: self.count]
         keep = allowed[ids]
