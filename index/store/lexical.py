@@ -141,7 +141,7 @@ class LexicalIndex:
         """(scores, ids) of up to k passages sharing terms with `query` and passing `filters`, best first."""
         import tantivy
 
-        terms = analyze(query)
+        terms = self.query_terms(query)
         if not terms:
             return np.zeros(0, np.float32), np.zeros(0, np.int64)
         should = [(tantivy.Occur.Should, tantivy.Query.term_query(self.schema, self.TERMS, term)) for term in terms]
@@ -155,6 +155,11 @@ class LexicalIndex:
         hits = searcher.search(text, k, count=False).hits
         ids = searcher.fast_field_values(self.ID, [address for _, address in hits])
         return np.array([score for score, _ in hits], np.float32), np.array(ids, np.int64)
+
+    def query_terms(self, query: str) -> list[str]:
+        """Every term of the query: dropping common ones would make tantivy several times faster
+        at a million passages and cost .006-.06 MRR@10 (bench/lexical_pruning.py)."""
+        return analyze(query)
 
     def _filter_clauses(self, filters: Filters) -> list:
         import tantivy
