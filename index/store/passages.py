@@ -145,7 +145,7 @@ def _count_accents(connection: sqlite3.Connection, added: Iterable[str], removed
     """Within the caller's transaction: the accent counts of `added` texts in, of `removed` out."""
     changes = form_counts(added)
     changes.subtract(form_counts(removed))
-    rows = [(key, written, n) for (key, written), n in changes.items() if n]
+    rows = sorted((key, written, n) for (key, written), n in changes.items() if n)  # in key order: B-tree pages touched once
     connection.executemany("INSERT INTO accent_forms VALUES (?, ?, ?)"
                            " ON CONFLICT (key, written) DO UPDATE SET count = count + excluded.count", rows)
     connection.executemany("DELETE FROM accent_forms WHERE key = ? AND written = ? AND count <= 0",
