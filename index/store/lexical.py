@@ -46,7 +46,8 @@ class LexicalIndex:
     """BM25 over analysed passages in tantivy (the Rust engine behind Quickwit), answering with the
     passages' int64 ids. tantivy receives this module's own terms, joined by spaces and split by a
     whitespace tokenizer, so the Vietnamese analysis is unchanged; it brings segments, deletes,
-    atomic commits, block-max WAND top-k and keyword and integer fields for filters. Its BM25 is
+    atomic commits and keyword and integer fields for filters (not block-max WAND: the binding's
+    search wraps the top-k collector in a MultiCollector, which tantivy never prunes). Its BM25 is
     Lucene's (k1 1.2, b 0.75, the values used here before): on ViQuAD dev it ranked within .002
     MRR@10 of bm25s, with 97% of the top ten alike (its scores are bm25s's times k1 + 1, which
     min-max fusion does not see).
