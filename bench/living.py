@@ -25,6 +25,7 @@ import argparse
 import datetime
 import hashlib
 import json
+import os
 import shutil
 import statistics
 import subprocess
@@ -193,6 +194,7 @@ def concurrent(args) -> None:
         copy = WORK / "concurrent-copy"
         shutil.rmtree(copy, ignore_errors=True)
         shutil.copytree(out, copy, symlinks=True)
+        os.sync()  # the copy's writeback would otherwise land in the measurement
         searcher = Searcher.open(copy, encoder=HashVectors())
         stop = threading.Event()
 
