@@ -50,6 +50,7 @@ bench: index
 	$(BIN)/python bench/living.py concurrent
 	$(BIN)/python bench/http_load.py --index $(INDEX)
 	$(BIN)/python bench/request_cost.py --index $(INDEX)
+	$(BIN)/python bench/search_cpu.py --index $(INDEX)
 
 # Ten minutes of mixed load with 300 idle connections held open: errors and memory growth.
 soak: index

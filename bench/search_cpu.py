@@ -1,0 +1,94 @@
+"""CPU per search, in process, and where it goes: hybrid, k=10, distinct questions (the query
+cache never hits), one calling thread; the process's CPU, so the encoder's own threads count.
+
+Each step is timed by wrapping the method that does it; "other" is what is left (checks, fusion,
+building results). Prints min / median / max over repeated passes of the mean CPU per search.
+
+    python bench/search_cpu.py [--index var/eval/viquad] [--queries 200] [--passes 5]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import statistics
+import sys
+import time
+from collections import defaultdict
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
+sys.path.insert(0, str(ROOT / "bench"))
+
+from figures import spread  # noqa: E402
+from index.retrieve.search import Searcher  # noqa: E402
+from index.text import normalize  # noqa: E402
+
+VIQUAD = ROOT.parent / "shared" / "eval" / "viquad"
+
+
+def timed(owner, name: str, step: str, spent: dict[str, float]) -> None:
+    """Replace owner.name with a wrapper adding its process CPU to spent[step]."""
+    original = getattr(owner, name)
+
+    def wrapper(*args, **kwargs):
+        started = time.process_time()
+        try:
+            return original(*args, **kwargs)
+        finally:
+            spent[step] += time.process_time() - started
+
+    setattr(owner, name, wrapper)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--index", type=Path, default=ROOT / "var" / "eval" / "viquad")
+    parser.add_argument("--queries", type=int, default=200)
+    parser.add_argument("--passes", type=int, default=5)
+    args = parser.parse_args()
+
+    searcher = Searcher.open(args.index)
+    lines = (VIQUAD / "queries_dev.jsonl").read_text(encoding="utf-8").splitlines()
+    questions = list(dict.fromkeys(normalize(json.loads(line)["text"]) for line in lines))
+    needed = args.queries * (args.passes + 1)
+    questions = (questions * (needed // len(questions) + 1))[:needed]
+
+    spent: dict[str, float] = defaultdict(float)
+    index = searcher.index
+    timed(searcher.encoder, "encode_queries", "embed the query", spent)
+    timed(index, "dense", "dense leg (FAISS)", spent)
+    timed(index, "lexical_search", "lexical leg (tantivy)", spent)
+    timed(index.accents, "restore", "accents and coverage", spent)
+    timed(index.accents, "coverage", "accents and coverage", spent)
+    timed(index.passages, "by_int_ids", "read passages (SQLite)", spent)
+    timed(searcher, "_results", "results, highlights, answers", spent)
+
+    def run(batch: list[str]) -> float:
+        # distinct questions: a cached query vector would hide the encoder
+        searcher._query_vector.cache_clear()
+        started = time.process_time()
+        for question in batch:
+            searcher.search(question, 10, mode="hybrid")
+        return (time.process_time() - started) / len(batch) * 1000
+
+    run(questions[: args.queries])  # warm-up: pages, compiled shapes
+    spent.clear()
+    per_pass = [run(questions[(p + 1) * args.queries : (p + 2) * args.queries]) for p in range(args.passes)]
+    searches = args.queries * args.passes
+    steps = {step: seconds / searches * 1000 for step, seconds in spent.items()}
+    # results time includes reading passages; show it without
+    steps["results, highlights, answers"] -= steps.get("read passages (SQLite)", 0.0)
+    total = statistics.mean(per_pass)
+    print(f"{searcher.size:,} passages, {args.queries} distinct questions x {args.passes} passes, hybrid, k=10")
+    print(f"CPU per search ms (min / median / max of passes): {spread(per_pass)}")
+    print("| step | CPU ms per search |")
+    print("|---|---|")
+    for step, ms in sorted(steps.items(), key=lambda item: -item[1]):
+        print(f"| {step} | {ms:.2f} |")
+    print(f"| other (checks, fusion, Python around the steps) | {total - sum(steps.values()):.2f} |")
+
+
+if __name__ == "__main__":
+    main()
