@@ -28,9 +28,10 @@ sys.path.insert(0, str(ROOT))
 sys.path.insert(0, str(ROOT / "bench"))
 
 from figures import p99, spread  # noqa: E402
+from living import viquad_openings  # noqa: E402
 from index.ingest.chunk import passage_context  # noqa: E402
 from index.store.lexical import B, K1, LexicalEntry, LexicalIndex, analyze  # noqa: E402
-from index.text import normalize, split_sentences  # noqa: E402
+from index.text import normalize  # noqa: E402
 
 VIQUAD = ROOT.parent / "shared" / "eval" / "viquad"
 DEPTH = 100
@@ -38,13 +39,10 @@ PASSES = 3
 
 
 def openings() -> list[str]:
-    texts = []
-    for line in (VIQUAD / "corpus.jsonl").read_text(encoding="utf-8").splitlines():
-        record = json.loads(line)
-        opening = " ".join(split_sentences(normalize(record["text"]))[:2])
-        context = passage_context(record.get("title", ""), None)
-        texts.append(f"{context}\n{opening}" if context else opening)
-    return list(dict.fromkeys(texts))
+    """The openings as their passages are embedded: the title's context line, then the text."""
+    joined = (f"{context}\n{opening}" if (context := passage_context(title, None)) else opening
+              for title, opening in viquad_openings())
+    return list(dict.fromkeys(joined))
 
 
 class ExactBM25:

@@ -245,7 +245,7 @@ class StoredVectors:
 
         index = open_index(index_dir)
         self.vectors = {}
-        for rows in index.passages.all_rows(index.dim):
+        for rows in index.passages.all_rows(index.dim, texts=True):
             self.vectors.update(zip(rows.texts, rows.vectors.copy()))
         index.close()
         self.real = real

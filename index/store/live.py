@@ -24,7 +24,7 @@ import shutil
 import threading
 from collections.abc import Iterable, Iterator, Sequence
 from contextlib import contextmanager
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
@@ -114,17 +114,15 @@ class LiveIndex:
             if problems:
                 raise DamagedFiles("; ".join(problems))
             last = checkpoint["last_int_id"]
-            vectors = self._load_checkpoint(checkpoint, checked=True)
+            vectors = self._load_checkpoint(checkpoint)
             catalog = Catalog.of(self._log.catalog())
             recent = self._log.rows(self.dim, after=last)
         delta = VectorDelta(self.dim).appended(recent.ids, recent.vectors)
         holes = len(vectors) - int(catalog.live[: last + 1].sum())
         return View(state["version"], state["lexical_version"], checkpoint["name"], vectors, last, holes, delta, catalog)
 
-    def _load_checkpoint(self, checkpoint: dict, checked: bool = False) -> FaissBackend:
-        """The checkpoint's FAISS index (caller holds the files lock)."""
-        if not checked:
-            check_files(self.directory / checkpoint["name"], checkpoint["files"])
+    def _load_checkpoint(self, checkpoint: dict) -> FaissBackend:
+        """The checkpoint's FAISS index (caller holds the files lock and has checked its files)."""
         return FaissBackend.load(self.directory / checkpoint["name"], self.dim, IndexPlan.from_description(checkpoint["backend"]))
 
     def refresh(self) -> bool:
@@ -158,6 +156,7 @@ class LiveIndex:
             if compacted or lexical_moved:
                 with files_lock(self.directory, exclusive=False):
                     if compacted:
+                        check_files(self.directory / checkpoint["name"], checkpoint["files"])
                         vectors, last = self._load_checkpoint(checkpoint), checkpoint["last_int_id"]
                         delta = delta.after(last)
                     if lexical_moved:
@@ -290,7 +289,7 @@ class IndexWriter:
         changes = self.store.changes_after(state["lexical_version"], state["version"])
         if not changes:
             return
-        added = self.store.rows(self.dim, int_ids=sorted({c.int_id for c in changes if c.added}))
+        added = self.store.rows(self.dim, int_ids=sorted({c.int_id for c in changes if c.added}), texts=True)
         entries = [LexicalEntry(row.int_id, text, row.doc_id, row.source, row.day) for row, text in zip(added.catalog, added.texts)]
         with files_lock(self.directory, exclusive=True):
             LexicalIndex.apply(self.directory, {c.int_id for c in changes if not c.added}, entries, self.progress, self.threads)

@@ -111,7 +111,7 @@ class CatalogRow:
 class IndexRows:
     catalog: list[CatalogRow]
     vectors: np.ndarray
-    texts: list[str]  # embedding texts
+    texts: list[str]  # embedding texts, when asked for
 
     @property
     def ids(self) -> np.ndarray:
@@ -212,10 +212,12 @@ class PassageStore:
             raise KeyError(int_id)
         return np.frombuffer(rows[0][0], dtype=np.float32, count=dim)
 
-    def rows(self, dim: int, int_ids: Sequence[int] | None = None, after: int = 0, limit: int = -1) -> IndexRows:
+    def rows(self, dim: int, int_ids: Sequence[int] | None = None, after: int = 0, limit: int = -1,
+             texts: bool = False) -> IndexRows:
         """What the derived parts of an index need of the passages with `int_ids` (those that
-        still exist), or of those with an int_id above `after`, in id order."""
-        sql = ("SELECT p.int_id, p.doc_id, d.source, d.day, p.vector, p.context, p.text"
+        still exist), or of those with an int_id above `after`, in id order. Texts only when
+        asked for: readers and compaction need vectors alone, and texts are as large again."""
+        sql = (f"SELECT p.int_id, p.doc_id, d.source, d.day, p.vector{', ' + _EMBEDDING_TEXT if texts else ''}"
                " FROM passages p JOIN documents d ON d.doc_id = p.doc_id ")
         if int_ids is None:
             found = self._query(sql + "WHERE p.int_id > ? ORDER BY p.int_id LIMIT ?", (after, limit))
@@ -225,12 +227,11 @@ class PassageStore:
                 part = [int(i) for i in int_ids[start : start + 30_000]]
                 found += self._query(sql + f"WHERE p.int_id IN ({','.join('?' * len(part))}) ORDER BY p.int_id", part)
         vectors = np.frombuffer(b"".join(row[4] for row in found), dtype=np.float32).reshape(len(found), dim)
-        return IndexRows([CatalogRow(*row[:4]) for row in found], vectors,
-                         [f"{row[5]}\n{row[6]}" if row[5] else row[6] for row in found])
+        return IndexRows([CatalogRow(*row[:4]) for row in found], vectors, [row[5] for row in found] if texts else [])
 
-    def all_rows(self, dim: int, batch: int = 50_000) -> Iterator[IndexRows]:
+    def all_rows(self, dim: int, batch: int = 50_000, texts: bool = False) -> Iterator[IndexRows]:
         after = 0
-        while (rows := self.rows(dim, after=after, limit=batch)).catalog:
+        while (rows := self.rows(dim, after=after, limit=batch, texts=texts)).catalog:
             yield rows
             after = rows.catalog[-1].int_id
 
