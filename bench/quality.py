@@ -18,7 +18,7 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
 from index.build import build_index, is_current  # noqa: E402
-from index.encode.embed import SentenceTransformerEncoder  # noqa: E402
+from index.encode.embed import load_encoder  # noqa: E402
 from index.evaluate.quality import EvalSet, evaluate, format_table, load_eval_set  # noqa: E402
 from index.retrieve.search import MODES, Searcher  # noqa: E402
 
@@ -51,7 +51,7 @@ def main() -> int:
     parser.add_argument("--json", type=Path, help="also write the numbers as JSON")
     args = parser.parse_args()
 
-    encoder = SentenceTransformerEncoder()
+    encoder = load_encoder()
     tables, numbers = [], {}
     for label in args.sets.split(","):
         evalset = load_eval_set(SETS[label], ROOT / "data" / "corpus")

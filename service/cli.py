@@ -121,13 +121,13 @@ def main(argv: list[str] | None = None) -> int:
 
 def _index(args) -> int:
     from index.build import PASSAGE_TOKENS, build_index, is_current
-    from index.encode.embed import SentenceTransformerEncoder, resolve_precision
+    from index.encode.embed import load_encoder, resolve_precision
 
     passage_tokens = args.passage_tokens or PASSAGE_TOKENS
     if args.if_stale and is_current(args.paths, args.out, args.model, resolve_precision(args.precision), passage_tokens):
         print(f"{args.out} is up to date", file=sys.stderr)
         return 0
-    encoder = SentenceTransformerEncoder(args.model, precision=args.precision)
+    encoder = load_encoder(args.model, precision=args.precision)
     started = time.perf_counter()
     _, commit = build_index(args.paths, args.out, encoder, passage_tokens=passage_tokens,
                             memory_saving=args.memory_saving, progress=not args.quiet)
@@ -146,11 +146,11 @@ def _iso_date(text: str):
 
 
 def _writer_encoder(index: Path):
-    from index.encode.embed import SentenceTransformerEncoder
+    from index.encode.embed import load_encoder
     from index.store.publish import Manifest
 
     manifest = Manifest.read(index.resolve())
-    return SentenceTransformerEncoder(manifest.model, precision=manifest.encoder.get("precision"))
+    return load_encoder(manifest.model, precision=manifest.encoder.get("precision"))
 
 
 def _report(result, index: Path) -> None:
@@ -242,7 +242,7 @@ def _similar(args) -> int:
 
 def _eval(args) -> int:
     from index.build import build_index, is_current
-    from index.encode.embed import SentenceTransformerEncoder
+    from index.encode.embed import load_encoder
     from index.evaluate.quality import evaluate, format_table, load_eval_set, subset
     from index.retrieve.search import Searcher
 
@@ -250,7 +250,7 @@ def _eval(args) -> int:
     if args.queries:
         evalset = subset(evalset, args.queries, args.distractors, Path("var/eval") / f"{evalset.name}-subset-{args.queries}-{args.distractors}")
     out = args.index or Path("var/eval") / evalset.name
-    encoder = SentenceTransformerEncoder(args.model)
+    encoder = load_encoder(args.model)
     if not is_current(evalset.corpus, out, args.model, encoder.precision):
         build_index(evalset.corpus, out, encoder)
     searcher = Searcher.open(out, encoder=encoder)
@@ -271,7 +271,8 @@ def _serve(args) -> int:
     from .workers import Limits, default_workers, serve
 
     workers = args.workers or int(_env("WORKERS", str(default_workers())))
-    config = {"INDEX_DIR": str(args.index)}
+    # a worker per core runs each query batch on one core; fewer workers split it across several
+    config = {"INDEX_DIR": str(args.index), "ENCODER_STREAMS": max(1, (os.cpu_count() or 1) // workers)}
     if args.rate_limit is not None:
         config["RATE_LIMIT"] = args.rate_limit
     limits = Limits(connection_limit=args.connection_limit, idle_seconds=args.idle_timeout)
@@ -280,12 +281,18 @@ def _serve(args) -> int:
 
 def _model_build(args) -> int:
     from index.encode.e5_build import build_model, ensure_model
-    from index.encode.embed import default_model_dir
+    from index.encode.embed import default_model_dir, resolve_precision, semsearch_home
+    from index.encode.openvino_int8 import ensure_int8_encoder
 
     started = time.perf_counter()
     target = default_model_dir()
     (build_model if args.force else ensure_model)(target)
     print(f"{DEFAULT_MODEL_ID} ready at {target} ({time.perf_counter() - started:.1f} s)", file=sys.stderr)
+    # so that serving never needs torch to build it; keyed by the model's files, so a rebuilt
+    # model that differs gets a new one
+    if resolve_precision() == "int8":
+        built = ensure_int8_encoder(semsearch_home() / "openvino", target)
+        print(f"int8 encoder ready at {built} ({time.perf_counter() - started:.1f} s)", file=sys.stderr)
     return 0
 
 

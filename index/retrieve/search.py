@@ -12,7 +12,7 @@ from typing import Protocol
 import numpy as np
 
 from index.retrieve.answer import Span, answer_span, highlights, idf_weight
-from index.encode.embed import SentenceTransformerEncoder, TextEncoder
+from index.encode.embed import TextEncoder, load_encoder
 from index.retrieve.fusion import Ranking, normalized_score_fusion, reciprocal_rank_fusion
 from index.store.filters import NO_FILTERS, Filters
 from index.store.live import LiveIndex, View
@@ -153,10 +153,13 @@ class Searcher:
         self._encoding = threading.local()
 
     @classmethod
-    def open(cls, index_dir: Path, model: str | None = None, encoder: TextEncoder | None = None) -> Searcher:
-        """Load the index and the model that built it (`model` must agree with the manifest)."""
+    def open(
+        cls, index_dir: Path, model: str | None = None, encoder: TextEncoder | None = None, streams: int | None = None
+    ) -> Searcher:
+        """Load the index and the model that built it (`model` must agree with the manifest);
+        `streams` as in load_encoder."""
         index = open_index(index_dir, model=model or (encoder.model_id if encoder else None))
-        return cls(index, encoder or SentenceTransformerEncoder(index.manifest.model), index_dir)
+        return cls(index, encoder or load_encoder(index.manifest.model, streams=streams), index_dir)
 
     def reload_if_changed(self) -> bool:
         """Catch up with writes to the current index, or switch to the index now published at

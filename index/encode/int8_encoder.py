@@ -1,0 +1,222 @@
+"""Passages and queries -> unit vectors through a built int8 encoder, without torch.
+
+A built encoder (see `index.encode.openvino_int8`) is a directory holding the model's tokenizer, its
+word-embedding table quantised to int8 with one scale per row, an int8 OpenVINO network that takes
+those rows (`inputs_embeds`) and returns the last hidden state, and `encoder.json` (prompts,
+pooling, sequence length). Tokenising runs in `tokenizers`, the table lookup and mean pooling in
+numpy: a serving process carries no torch, no sentence-transformers and no f32 copy of the table
+(250k x 384 rows, memory-mapped, so only the rows queries touch are ever read).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import threading
+from collections.abc import Sequence
+from pathlib import Path
+
+import numpy as np
+
+from index.text import normalize
+
+SPEC_FILE = "encoder.json"
+NETWORK_FILE = "network.xml"
+TOKENIZER_FILE = "tokenizer.json"
+TABLE_FILE = "word_embeddings.npy"
+SCALES_FILE = "word_embedding_scales.npy"
+# OpenVINO prepares its kernels for each new input shape, which costs more than a short query's
+# inference: sequence lengths are padded up to a multiple of this so few shapes ever occur.
+SHAPE_STEP = 16
+
+
+def quantize_rows(table: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Symmetric int8 per row: the scale is the row's largest magnitude / 127."""
+    scales = np.maximum(np.abs(table).max(axis=1), 1e-12).astype(np.float32) / 127.0
+    return np.round(table / scales[:, None]).astype(np.int8), scales
+
+
+def lookup_rows(table: np.ndarray, scales: np.ndarray, ids: np.ndarray) -> np.ndarray:
+    """The f32 embedding of every id in `ids` (any shape), from the int8 table."""
+    return table[ids].astype(np.float32) * scales[ids][..., None]
+
+
+def mean_pool(hidden: np.ndarray, mask: np.ndarray) -> np.ndarray:
+    """Mean of each row's unmasked token states, scaled to unit length."""
+    summed = np.einsum("btd,bt->bd", hidden, mask.astype(np.float32))
+    pooled = summed / np.maximum(mask.sum(axis=1, keepdims=True), 1)
+    return pooled / np.maximum(np.linalg.norm(pooled, axis=1, keepdims=True), 1e-12)
+
+
+def padded_batch(sequences: Sequence[Sequence[int]], pad_id: int) -> tuple[np.ndarray, np.ndarray]:
+    """Token ids and attention mask, right-padded to a multiple of SHAPE_STEP."""
+    width = max(len(s) for s in sequences)
+    width += -width % SHAPE_STEP
+    ids = np.full((len(sequences), width), pad_id, dtype=np.int64)
+    mask = np.zeros((len(sequences), width), dtype=np.int64)
+    for row, sequence in enumerate(sequences):
+        ids[row, : len(sequence)] = sequence
+        mask[row, : len(sequence)] = 1
+    return ids, mask
+
+
+class EncoderTokenizer:
+    """The model's tokenizer as sentence-transformers applies it: stripped text, the prompt in front,
+    truncated to the model's sequence length with its special tokens."""
+
+    def __init__(self, tokenizer_file: Path, max_seq_length: int, lower_case: bool, pad_id: int):
+        from tokenizers import Tokenizer
+
+        self.lower_case = lower_case
+        self.pad_id = pad_id
+        self.counter = Tokenizer.from_file(str(tokenizer_file))
+        self.counter.no_truncation()
+        self.counter.no_padding()
+        self.inputs = Tokenizer.from_str(self.counter.to_str())
+        self.inputs.enable_truncation(max_seq_length)
+
+    def _text(self, text: str) -> str:
+        return text.lower() if self.lower_case else text
+
+    def model_inputs(self, prompt: str, texts: Sequence[str]) -> list[list[int]]:
+        return [e.ids for e in self.inputs.encode_batch([self._text((prompt + normalize(t)).strip()) for t in texts])]
+
+    def count(self, text: str) -> int:
+        return len(self.counter.encode(self._text(normalize(text)), add_special_tokens=False).ids)
+
+    def truncate(self, text: str, max_tokens: int) -> str:
+        text = normalize(text)
+        offsets = self.counter.encode(self._text(text), add_special_tokens=False).offsets[:max_tokens]
+        return text[: offsets[-1][1]] if offsets else ""
+
+
+class _Coalescer:
+    """Callers on several threads share network runs: whoever arrives while a run is in flight
+    waits and goes in the next run with everyone else who arrived meanwhile. A lone caller runs at
+    once; under load, each run reads the network's weights once for several queries, which is where
+    a short query's time goes."""
+
+    class _Slot:
+        def __init__(self, texts: Sequence[str]):
+            self.texts = texts
+            self.ready = threading.Event()
+            self.lead = False
+            self.result: np.ndarray | None = None
+            self.error: BaseException | None = None
+
+    def __init__(self, run):
+        self._run = run
+        self._lock = threading.Lock()
+        self._waiting: list[_Coalescer._Slot] = []
+        self._busy = False
+
+    def __call__(self, texts: Sequence[str]) -> np.ndarray:
+        slot = self._Slot(texts)
+        with self._lock:
+            self._waiting.append(slot)
+            slot.lead = not self._busy
+            self._busy = True
+        if not slot.lead:
+            slot.ready.wait()
+        if slot.lead:
+            self._lead()
+        if slot.error is not None:
+            raise slot.error
+        return slot.result
+
+    def _lead(self) -> None:
+        with self._lock:
+            group, self._waiting = self._waiting, []
+        try:
+            vectors = self._run([text for slot in group for text in slot.texts])
+            start = 0
+            for slot in group:
+                slot.result = vectors[start : start + len(slot.texts)]
+                start += len(slot.texts)
+        except BaseException as exc:  # every caller in the run hears of its failure
+            for slot in group:
+                slot.error = exc
+        with self._lock:
+            if self._waiting:
+                self._waiting[0].lead = True
+                self._waiting[0].ready.set()
+            else:
+                self._busy = False
+        for slot in group:
+            slot.ready.set()
+
+
+class Int8Encoder:
+    """A TextEncoder over a built int8 encoder directory."""
+
+    precision = "int8"
+
+    def __init__(self, directory: Path, model_id: str, streams: int | None = None, inference_precision: str = "f32"):
+        import openvino as ov
+
+        spec = json.loads((directory / SPEC_FILE).read_text())
+        self.model_id = model_id
+        self.dim = int(spec["dim"])
+        self.prompts = dict(spec["prompts"])
+        self.tokenizer = EncoderTokenizer(
+            directory / TOKENIZER_FILE, spec["max_seq_length"], spec["lower_case"], spec["pad_id"]
+        )
+        self.table = np.load(directory / TABLE_FILE, mmap_mode="r")
+        self.scales = np.load(directory / SCALES_FILE)
+        document_prompt = self.prompts.get("document", self.prompts.get("passage", ""))
+        specials = len(self.tokenizer.inputs.encode("").ids)
+        self.max_tokens = int(spec["max_seq_length"]) - specials - self.tokenizer.count(document_prompt)
+        # One stream per core by default, one thread each: a query runs on one core, a batch of
+        # passages is split across all of them. A server with a worker per core asks for one.
+        self.streams = streams or os.cpu_count() or 1
+        self.network = ov.Core().compile_model(
+            str(directory / NETWORK_FILE), "CPU",
+            {"PERFORMANCE_HINT": "THROUGHPUT", "NUM_STREAMS": self.streams,
+             "INFERENCE_NUM_THREADS": self.streams, "INFERENCE_PRECISION_HINT": inference_precision},
+        )
+        self._requests = threading.local()  # a writer's passages and the queries may run at once
+        self._queries = _Coalescer(lambda texts: self._encode(self.prompts.get("query", ""), texts))
+        # The first use of OpenVINO's Python tensors initialises C++ statics that call back into
+        # Python; two threads making that first call at once deadlock (a server's first concurrent
+        # queries did), so the first call is made here, on one thread.
+        self._encode("", ["."])
+
+    def _thread_requests(self) -> list:
+        requests = getattr(self._requests, "list", None)
+        if requests is None:
+            requests = self._requests.list = [self.network.create_infer_request() for _ in range(self.streams)]
+        return requests
+
+    def count_tokens(self, text: str) -> int:
+        return self.tokenizer.count(text)
+
+    def truncate(self, text: str, max_tokens: int) -> str:
+        return self.tokenizer.truncate(text, max_tokens)
+
+    def encode_queries(self, texts: Sequence[str]) -> np.ndarray:
+        return self._queries(texts)
+
+    def encode_passages(self, texts: Sequence[str], batch_size: int = 32) -> np.ndarray:
+        prompt = self.prompts.get("document", self.prompts.get("passage", ""))
+        return self._encode(prompt, texts, batch_size)
+
+    def _encode(self, prompt: str, texts: Sequence[str], batch_size: int = 32) -> np.ndarray:
+        """Batches of similar length, each split across the streams, `batch_size` rows per stream."""
+        vectors = np.empty((len(texts), self.dim), np.float32)
+        if not len(texts):
+            return vectors
+        sequences = self.tokenizer.model_inputs(prompt, texts)
+        order = sorted(range(len(sequences)), key=lambda i: -len(sequences[i]))
+        per_run = batch_size * self.streams
+        for start in range(0, len(order), per_run):
+            rows = order[start : start + per_run]
+            parts = [part for part in np.array_split(np.array(rows), self.streams) if len(part)]
+            running = []
+            for request, part in zip(self._thread_requests(), parts):
+                ids, mask = padded_batch([sequences[i] for i in part], self.tokenizer.pad_id)
+                request.start_async({"inputs_embeds": lookup_rows(self.table, self.scales, ids), "attention_mask": mask})
+                running.append((request, part, mask))
+            for request, part, mask in running:
+                request.wait()
+                vectors[part] = mean_pool(request.get_output_tensor(0).data, mask)
+        return vectors
