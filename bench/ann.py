@@ -57,7 +57,7 @@ def measure(
 ) -> dict:
     ids = np.arange(n, dtype=np.int64)
     started = time.perf_counter()
-    backend = FaissBackend.build(ids, vectors, plan)
+    backend = FaissBackend.build(lambda: [(ids, vectors)], n, vectors.shape[1], plan)
     build_s = time.perf_counter() - started
     backend.save(work)
     file_bytes = (work / FaissBackend.FILE).stat().st_size

@@ -2,13 +2,14 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Iterator
+from itertools import islice
 from pathlib import Path
 
 from tqdm import tqdm
 
 from index.encode.embed import TextEncoder
-from index.ingest.files import Document, IngestError, find_files, fingerprint, read_documents
+from index.ingest.files import Document, IngestError, count_documents, find_files, fingerprint, read_documents
 from index.store.lexical import LexicalIndex
 from index.store.live import IndexWriter, WriteResult
 from index.store.passages import Commit
@@ -20,6 +21,9 @@ OVERLAP_SENTENCES = 1
 PASSAGE_TOKENS = 256
 # Bumped when cleaning or chunking changes what passages a corpus yields, so old indexes count as stale.
 PIPELINE_VERSION = 2
+# A build reads, embeds and commits this many documents at a time, so its memory does not grow
+# with the corpus (a million passages: the vectors alone are 1.5 GB).
+BUILD_GROUP = 2_000
 
 
 def is_current(
@@ -54,20 +58,23 @@ def build_index(
     files = find_files(paths)
     if not files:
         raise IngestError(f"no .txt, .md, .html or .jsonl files under {', '.join(map(str, paths))}")
-    documents = list(tqdm(read_documents(files), desc="reading", unit="doc", disable=not progress))
-    return build_from_documents(documents, out, encoder, fingerprint(files), passage_tokens, memory_saving, progress)
+    return build_from_documents(read_documents(files), out, encoder, fingerprint(files), passage_tokens, memory_saving,
+                                progress, total=count_documents(files) if progress else None)
 
 
 def build_from_documents(
-    documents: Sequence[Document],
+    documents: Iterable[Document],
     out: Path,
     encoder: TextEncoder,
     corpus_fingerprint: str = "",
     passage_tokens: int = PASSAGE_TOKENS,
     memory_saving: bool = False,
     progress: bool = True,
+    total: int | None = None,
 ) -> tuple[Manifest, Commit]:
-    """A new generation at `out` holding `documents`, written as one commit."""
+    """A new generation at `out` holding `documents` (read as they come, BUILD_GROUP at a time,
+    each group one commit; `total`, when known, gives the progress bar its end and an ETA).
+    Returns the manifest and a commit summing the build's."""
     manifest = Manifest(
         model=encoder.model_id,
         dimension=encoder.dim,
@@ -80,15 +87,31 @@ def build_from_documents(
     )
     version = previous_version(out)
     with staging_directory(out) as staging:
-        writer = IndexWriter.create(staging, manifest, encoder, progress, version=version)
+        # one bar for the whole build rather than one per group
+        writer = IndexWriter.create(staging, manifest, encoder, progress=False, version=version)
+        commits: list[Commit] = []
         try:
-            result = writer.write(documents, compact=False)
-            if not result.commit.added:
+            with tqdm(total=total, desc="indexing", unit="doc", disable=not progress, smoothing=0.05) as bar:
+                for group in _groups(documents, BUILD_GROUP):
+                    commits.append(writer.write(group, compact=False).commit)
+                    bar.update(len(group))
+                    bar.set_postfix(passages=sum(c.added for c in commits), refresh=False)
+                bar.total = bar.n  # documents without text were counted but never came
+            if not sum(c.added for c in commits):
                 raise IngestError("the input has no text to index")
+            writer.progress = progress
             writer.compact()
         finally:
             writer.close()
-    return manifest, result.commit
+    summary = Commit(version=commits[-1].version, added=sum(c.added for c in commits),
+                     removed=sum(c.removed for c in commits), documents=tuple(d for c in commits for d in c.documents))
+    return manifest, summary
+
+
+def _groups(items: Iterable[Document], size: int) -> Iterator[list[Document]]:
+    iterator = iter(items)
+    while group := list(islice(iterator, size)):
+        yield group
 
 
 def add_files(paths: Iterable[Path], out: Path, encoder: TextEncoder, progress: bool = True) -> WriteResult:

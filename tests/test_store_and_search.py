@@ -51,6 +51,31 @@ def _ties(scores, ids, threshold):
     return ids[scores >= threshold - 1e-6].tolist()
 
 
+def test_a_build_in_groups_equals_a_build_in_one(tmp_path, fake_encoder, monkeypatch):
+    """Builds read, embed and commit a few documents at a time; the result is the one-commit build's."""
+    import index.build
+
+    whole = tmp_path / "whole"
+    build_index([CORPUS], whole, fake_encoder, progress=False)
+    monkeypatch.setattr(index.build, "BUILD_GROUP", 2)
+    grouped = tmp_path / "grouped"
+    _, commit = build_index([CORPUS], grouped, fake_encoder, progress=False)
+    assert commit.version == 3 and len(commit.documents) == 5  # 5 documents in groups of 2
+    built = [open_index(whole), open_index(grouped)]
+    try:
+        rows = [list(b.passages.by_int_ids(b.passages.all_int_ids()).values()) for b in built]
+        assert [(p.int_id, p.id, p.text) for p in rows[0]] == [(p.int_id, p.id, p.text) for p in rows[1]]
+        assert commit.added == len(rows[1])
+        for b in built:
+            assert b.view.delta.count == 0 and len(b.view.checkpoint) == len(rows[0])
+        for query in ["đảng viên sinh hoạt chi bộ", "Hồ Chí Minh"]:
+            found = [[(r.id, round(r.score, 5)) for r in Searcher(b, fake_encoder, b.directory).search(query, 10)] for b in built]
+            assert found[0] == found[1]
+    finally:
+        for b in built:
+            b.close()
+
+
 def test_crash_while_indexing_keeps_the_previous_index(tmp_path, fake_index):
     before = (fake_index / "manifest.json").read_text()
     target_before = os.path.realpath(fake_index)

@@ -1,4 +1,4 @@
-from index.text import fold, normalize, query_terms, split_sentences, term_spans
+from index.text import fold, folded_word_spans, normalize, query_terms, split_sentences
 
 
 def test_normalize_composes_and_folds_whitespace():
@@ -16,12 +16,11 @@ def test_split_sentences():
     assert split_sentences("Tỷ lệ 97,08%. đoạn thường") == ["Tỷ lệ 97,08%. đoạn thường"]
 
 
-def test_term_spans_match_without_diacritics_and_skip_stopwords():
-    text = "Đảng viên và tỷ lệ đảng viên"
-    terms = query_terms("ty le dang vien va")
-    assert "va" not in terms
-    spans = term_spans(text, terms)
-    assert [text[a:b] for a, b in spans] == ["Đảng", "viên", "tỷ", "lệ", "đảng", "viên"]
+def test_query_terms_skip_stopwords_and_word_spans_keep_offsets():
+    text = "Đảng viên và tỷ lệ"
+    assert query_terms("ty le dang vien va") == ["ty", "le", "dang", "vien"]
+    assert [(text[a:b], word) for a, b, word in folded_word_spans(text)] == [
+        ("Đảng", "dang"), ("viên", "vien"), ("và", "va"), ("tỷ", "ty"), ("lệ", "le")]
 
 
 def test_fold_table_agrees_with_fold_char():

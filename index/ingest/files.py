@@ -66,15 +66,30 @@ def read_documents(files: list[Path]) -> Iterator[Document]:
                 yield doc
 
 
+def count_documents(files: list[Path]) -> int:
+    """How many documents `files` hold at most (a file without text yields none): one per file,
+    one per non-blank line of JSON Lines. Reads no more than line ends, for a progress bar's total."""
+    total = 0
+    for path in files:
+        if path.suffix.lower() == ".jsonl":
+            with open(path, "rb") as f:
+                total += sum(1 for line in f if line.strip())
+        else:
+            total += 1
+    return total
+
+
 def _read_file(path: Path) -> Iterator[Document]:
     suffix = path.suffix.lower()
     try:
+        if suffix == ".jsonl":  # line by line: a corpus of a million records is one file
+            with open(path, encoding="utf-8") as lines:
+                yield from _read_jsonl(path, lines)
+            return
         raw = path.read_text(encoding="utf-8")
     except UnicodeDecodeError as exc:
         raise IngestError(f"{path}: not UTF-8 text ({exc.reason} at byte {exc.start})") from exc
-    if suffix == ".jsonl":
-        yield from _read_jsonl(path, raw)
-    elif suffix in (".html", ".htm"):
+    if suffix in (".html", ".htm"):
         yield _read_html(path, raw)
     elif suffix in (".md", ".markdown"):
         yield _read_markdown(path, raw)
@@ -98,8 +113,8 @@ def _document(
     )
 
 
-def _read_jsonl(path: Path, raw: str) -> Iterator[Document]:
-    for number, line in enumerate(raw.splitlines(), 1):
+def _read_jsonl(path: Path, lines: Iterable[str]) -> Iterator[Document]:
+    for number, line in enumerate(lines, 1):
         if not line.strip():
             continue
         try:

@@ -11,7 +11,7 @@ from typing import Protocol
 
 import numpy as np
 
-from index.retrieve.answer import Span, answer_span, highlights, idf_weight
+from index.retrieve.answer import Annotator, Span, idf_weight
 from index.encode.embed import TextEncoder, load_encoder
 from index.retrieve.fusion import Ranking, normalized_score_fusion, reciprocal_rank_fusion
 from index.store.filters import NO_FILTERS, Filters
@@ -303,7 +303,7 @@ class Searcher:
         """Stored passages for the ranked ids; with a query, also its highlights and answer sentence."""
         hits = [(int(i), float(s)) for s, i in zip(*ranking) if i >= 0]
         stored = index.passages.by_int_ids([i for i, _ in hits])
-        weight = idf_weight(index.accents.frequency, index.accents.total)
+        annotate = Annotator(query, idf_weight(index.accents.frequency, index.accents.total)) if query else None
         annotated = MAX_K_TIMES_QUERY_CHARS // len(query) if query else 0
         results = []
         for int_id, score in hits:
@@ -313,8 +313,7 @@ class Searcher:
                 continue
             p = stored[int_id]
             explain = len(results) < annotated
-            marks = tuple(highlights(p.text, query)) if explain else ()
-            answer = answer_span(p.text, query, weight) if explain else None
+            marks, answer = annotate(p.text) if explain else ((), None)
             results.append(SearchResult(p.id, score, p.text, p.doc_id, p.title, p.date, p.source, p.position,
-                                        p.heading, marks, answer))
+                                        p.heading, tuple(marks), answer))
         return results

@@ -311,17 +311,20 @@ class IndexWriter:
             same_plan = IndexPlan.from_description(checkpoint["backend"]) == plan
             if same_plan and len(changes) < max(COMPACT_AFTER, checkpoint["passages"] // 10):
                 return False
-        ids, vectors = [], []
-        for rows in tqdm(self.store.all_rows(self.dim), desc="checkpoint", unit="batch", disable=not self.progress):
-            ids.append(rows.ids)
-            vectors.append(rows.vectors)
-        ids_all = np.concatenate(ids) if ids else np.zeros(0, np.int64)
-        vectors_all = np.concatenate(vectors) if vectors else np.zeros((0, self.dim), np.float32)
-        plan = IndexPlan.for_size(len(ids_all), self.manifest.memory_saving)
+        count = self.store.counts()[0]
+        plan = IndexPlan.for_size(count, self.manifest.memory_saving)
         previous = None
         if checkpoint is not None and IndexPlan.from_description(checkpoint["backend"]) == plan and plan.nprobe:
             previous = FaissBackend.load(self.directory / checkpoint["name"], self.dim, plan)
-        backend = FaissBackend.build(ids_all, vectors_all, plan, trained=previous, threads=self.threads)
+
+        def batches():
+            with tqdm(total=count, desc="checkpoint", unit="passage", disable=not self.progress) as bar:
+                for rows in self.store.all_rows(self.dim):
+                    yield rows.ids, rows.vectors
+                    bar.update(len(rows.ids))
+
+        backend = FaissBackend.build(batches, count, self.dim, plan, trained=previous, threads=self.threads)
+        ids = backend.ids()
         token = secrets.token_hex(4)
         name = f"{CHECKPOINT_PREFIX}{state['version']}-{token}"
         staging = self.directory / f".{name}.staging"
@@ -330,8 +333,8 @@ class IndexWriter:
         fsync_tree(staging)
         os.rename(staging, self.directory / name)
         fsync_directory(self.directory)
-        record = {"name": name, "version": state["version"], "last_int_id": int(ids_all.max()) if len(ids_all) else 0,
-                  "passages": len(ids_all), "backend": backend.describe(), "files": inventory(self.directory / name)}
+        record = {"name": name, "version": state["version"], "last_int_id": int(ids.max()) if len(ids) else 0,
+                  "passages": len(ids), "backend": backend.describe(), "files": inventory(self.directory / name)}
         with files_lock(self.directory, exclusive=True):
             self.store.set_state(checkpoint=record, previous_checkpoint=checkpoint)
             # the checkpoint before the previous one: no reader can still be opening it

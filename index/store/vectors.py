@@ -10,10 +10,13 @@ from __future__ import annotations
 
 import math
 import os
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
+
+Batch = tuple[np.ndarray, np.ndarray]  # (int ids, vectors)
 
 # Exact search below this many passages; an inverted-file (IVF) index above.
 EXACT_BELOW = 50_000
@@ -56,26 +59,26 @@ class FaissBackend:
         self.plan = plan
 
     @classmethod
-    def build(cls, ids: np.ndarray, vectors: np.ndarray, plan: IndexPlan, trained: FaissBackend | None = None,
-              threads: int | None = None) -> FaissBackend:
-        """Index `vectors` on `threads` cores (all when None); an IVF plan reuses `trained`'s
-        coarse quantiser when it has the same plan (the lists of a corpus that grew by less than
-        a size step still fit it)."""
+    def build(cls, batches: Callable[[], Iterable[Batch]], count: int, dim: int, plan: IndexPlan,
+              trained: FaissBackend | None = None, threads: int | None = None) -> FaissBackend:
+        """Index the `count` (ids, vectors) rows `batches()` yields, on `threads` cores (all when
+        None). Only the index and one batch are in memory at a time: an untrained IVF plan reads
+        the batches twice, once for its training sample and once to add them. An IVF plan reuses
+        `trained`'s coarse quantiser when it has the same plan (the lists of a corpus that grew
+        by less than a size step still fit it)."""
         import faiss
 
         faiss.omp_set_num_threads(threads or os.cpu_count() or 1)
-        vectors = np.ascontiguousarray(vectors, dtype=np.float32)
         if trained is not None and trained.plan == plan and plan.nprobe:
             inner = _trained_copy(trained)
         else:
-            inner = faiss.index_factory(vectors.shape[1], plan.factory, faiss.METRIC_INNER_PRODUCT)
+            inner = faiss.index_factory(dim, plan.factory, faiss.METRIC_INNER_PRODUCT)
         if not inner.is_trained:
             lists = faiss.extract_index_ivf(inner).nlist
-            rng = np.random.default_rng(0)
-            sample = vectors[rng.choice(len(vectors), min(len(vectors), lists * TRAIN_POINTS_PER_LIST), replace=False)]
-            inner.train(sample)
+            inner.train(training_sample(batches(), count, dim, lists * TRAIN_POINTS_PER_LIST))
         index = faiss.IndexIDMap(inner)
-        index.add_with_ids(vectors, np.ascontiguousarray(ids, dtype=np.int64))
+        for ids, vectors in batches():
+            index.add_with_ids(np.ascontiguousarray(vectors, dtype=np.float32), np.ascontiguousarray(ids, dtype=np.int64))
         faiss.omp_set_num_threads(1)
         return cls(index, plan)
 
@@ -132,6 +135,24 @@ class FaissBackend:
 
     def __len__(self) -> int:
         return int(self.index.ntotal)
+
+
+def training_sample(batches: Iterable[Batch], count: int, dim: int, size: int) -> np.ndarray:
+    """`size` rows drawn at random (fixed seed) from the `count` rows of `batches`, in the order
+    drawn: the same sample as drawing from all the rows held in one array."""
+    positions = np.random.default_rng(0).choice(count, min(count, size), replace=False)
+    slot_of = np.full(count, -1, dtype=np.int64)
+    slot_of[positions] = np.arange(len(positions))
+    sample = np.empty((len(positions), dim), np.float32)
+    start = 0
+    for _, vectors in batches:
+        slots = slot_of[start : start + len(vectors)]
+        taken = slots >= 0
+        sample[slots[taken]] = vectors[taken]
+        start += len(vectors)
+    if start != count:
+        raise ValueError(f"expected {count} vectors, read {start}")
+    return sample
 
 
 def _trained_copy(backend: FaissBackend):
