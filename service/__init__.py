@@ -22,7 +22,6 @@ log = logging.getLogger("semsearch")
 DEFAULTS: dict[str, Any] = {
     "INDEX_DIR": "var/index",
     "MODEL": None,  # None: the model recorded in the index's manifest
-    "ENCODER_STREAMS": 0,  # int8 inference streams per process; 0: one per core
     "DEFAULT_K": 10,
     "MAX_CONTENT_LENGTH": 256 * 1024,
     # per client address; "off" for loopback benchmarks (see service/guard.py)
@@ -58,9 +57,7 @@ def create_app(config: Mapping[str, Any] | None = None) -> Flask:
 
     from . import api, documents, guard, observability, openapi, web
 
-    searcher = app.config.get("SEARCHER") or Searcher.open(
-        Path(app.config["INDEX_DIR"]), model=app.config["MODEL"], streams=app.config["ENCODER_STREAMS"] or None
-    )
+    searcher = app.config.get("SEARCHER") or Searcher.open(Path(app.config["INDEX_DIR"]), model=app.config["MODEL"])
     searcher.observer = observability.SearchMetrics()
     app.extensions["searcher"] = searcher
     app.extensions["index_state"] = IndexState()

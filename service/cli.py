@@ -271,8 +271,7 @@ def _serve(args) -> int:
     from .workers import Limits, default_workers, serve
 
     workers = args.workers or int(_env("WORKERS", str(default_workers())))
-    # a worker per core runs each query batch on one core; fewer workers split it across several
-    config = {"INDEX_DIR": str(args.index), "ENCODER_STREAMS": max(1, (os.cpu_count() or 1) // workers)}
+    config = {"INDEX_DIR": str(args.index)}
     if args.rate_limit is not None:
         config["RATE_LIMIT"] = args.rate_limit
     limits = Limits(connection_limit=args.connection_limit, idle_seconds=args.idle_timeout)

@@ -51,7 +51,7 @@ def test_int8_table_rows_are_within_half_a_step_of_the_f32_rows():
 
 def test_mean_pool_and_padding_against_a_loop():
     sequences = [[5, 6, 7], [8]]
-    ids, mask = padded_batch(sequences, pad_id=1)
+    ids, mask = padded_batch(sequences, pad_id=1, step=16)
     assert ids.shape == (2, 16) and ids[1, 1] == 1 and mask.sum() == 4
     hidden = np.random.default_rng(1).normal(size=(2, 16, 4)).astype(np.float32)
     pooled = mean_pool(hidden, mask)

@@ -99,12 +99,10 @@ def unit_rows(vectors: np.ndarray) -> np.ndarray:
     return vectors / np.maximum(norms, 1e-12)
 
 
-def load_encoder(
-    model_id: str = DEFAULT_MODEL_ID, precision: str | None = None, device: str = "cpu", streams: int | None = None
-) -> TextEncoder:
+def load_encoder(model_id: str = DEFAULT_MODEL_ID, precision: str | None = None, device: str = "cpu") -> TextEncoder:
     """The encoder for `model_id` at `precision` (see resolve_precision). int8 runs the built
     int8 network without torch (built on first use); fp32 and bf16, and any device but the CPU, run
-    sentence-transformers on torch. `streams`: int8 inference streams (default one per core)."""
+    sentence-transformers on torch."""
     chosen = resolve_precision(precision)
     if chosen == "int8" and device == "cpu":
         from index.encode.int8_encoder import Int8Encoder
@@ -113,7 +111,7 @@ def load_encoder(
         native_bf16 = bool(NATIVE_BF16 & cpu_flags())
         try:
             directory = ensure_int8_encoder(semsearch_home() / "openvino", model_directory(model_id))
-            return Int8Encoder(directory, model_id, streams, "bf16" if native_bf16 else "f32")
+            return Int8Encoder(directory, model_id, "bf16" if native_bf16 else "f32")
         except Exception as exc:
             # a model OpenVINO cannot convert still runs, on torch, unless int8 was asked for
             if requested_precision(precision) != "auto":

@@ -25,9 +25,10 @@ NETWORK_FILE = "network.xml"
 TOKENIZER_FILE = "tokenizer.json"
 TABLE_FILE = "word_embeddings.npy"
 SCALES_FILE = "word_embedding_scales.npy"
-# OpenVINO prepares its kernels for each new input shape, which costs more than a short query's
-# inference: sequence lengths are padded up to a multiple of this so few shapes ever occur.
-SHAPE_STEP = 16
+# Inputs are padded to a multiple of this many tokens (see _Network): queries (~20 tokens) to
+# a few short lengths, batches of passages (sorted by length) to a few dozen.
+QUERY_SHAPE_STEP = 8
+PASSAGE_SHAPE_STEP = 16
 
 
 def quantize_rows(table: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
@@ -48,10 +49,10 @@ def mean_pool(hidden: np.ndarray, mask: np.ndarray) -> np.ndarray:
     return pooled / np.maximum(np.linalg.norm(pooled, axis=1, keepdims=True), 1e-12)
 
 
-def padded_batch(sequences: Sequence[Sequence[int]], pad_id: int) -> tuple[np.ndarray, np.ndarray]:
-    """Token ids and attention mask, right-padded to a multiple of SHAPE_STEP."""
+def padded_batch(sequences: Sequence[Sequence[int]], pad_id: int, step: int) -> tuple[np.ndarray, np.ndarray]:
+    """Token ids and attention mask, right-padded to a multiple of `step`."""
     width = max(len(s) for s in sequences)
-    width += -width % SHAPE_STEP
+    width += -width % step
     ids = np.full((len(sequences), width), pad_id, dtype=np.int64)
     mask = np.zeros((len(sequences), width), dtype=np.int64)
     for row, sequence in enumerate(sequences):
@@ -146,12 +147,52 @@ class _Coalescer:
             slot.ready.set()
 
 
+class _Network:
+    """One compilation of the network: `streams` inference streams of one thread each, inputs
+    padded to a multiple of `shape_step`. OpenVINO prepares its kernels for each input shape it
+    meets (~25 ms the first time) and re-prepares them whenever the shape changes between calls
+    (~1-2 ms for a query), so a network fed many lengths pads them to a few."""
+
+    def __init__(self, core, network_file: Path, streams: int, shape_step: int, inference_precision: str):
+        self.compiled = core.compile_model(
+            str(network_file), "CPU", {"PERFORMANCE_HINT": "THROUGHPUT", "NUM_STREAMS": streams,
+                                       "INFERENCE_NUM_THREADS": streams, "INFERENCE_PRECISION_HINT": inference_precision})
+        self.streams = streams
+        self.shape_step = shape_step
+        self._requests = threading.local()  # a writer's passages and the queries may run at once
+
+    def _thread_requests(self) -> list:
+        requests = getattr(self._requests, "list", None)
+        if requests is None:
+            requests = self._requests.list = [self.compiled.create_infer_request() for _ in range(self.streams)]
+        return requests
+
+    def run(self, sequences: list[list[int]], encoder: Int8Encoder, batch_size: int) -> np.ndarray:
+        """Pooled unit vectors of token id sequences: batches of similar length, each split
+        across the streams, `batch_size` rows per stream."""
+        vectors = np.empty((len(sequences), encoder.dim), np.float32)
+        order = sorted(range(len(sequences)), key=lambda i: -len(sequences[i]))
+        per_run = batch_size * self.streams
+        for start in range(0, len(order), per_run):
+            rows = order[start : start + per_run]
+            parts = [part for part in np.array_split(np.array(rows), self.streams) if len(part)]
+            running = []
+            for request, part in zip(self._thread_requests(), parts):
+                ids, mask = padded_batch([sequences[i] for i in part], encoder.tokenizer.pad_id, self.shape_step)
+                request.start_async({"inputs_embeds": lookup_rows(encoder.table, encoder.scales, ids), "attention_mask": mask})
+                running.append((request, part, mask))
+            for request, part, mask in running:
+                request.wait()
+                vectors[part] = mean_pool(request.get_output_tensor(0).data, mask)
+        return vectors
+
+
 class Int8Encoder:
     """A TextEncoder over a built int8 encoder directory."""
 
     precision = "int8"
 
-    def __init__(self, directory: Path, model_id: str, streams: int | None = None, inference_precision: str = "f32"):
+    def __init__(self, directory: Path, model_id: str, inference_precision: str = "f32"):
         import openvino as ov
 
         spec = json.loads((directory / SPEC_FILE).read_text())
@@ -163,29 +204,20 @@ class Int8Encoder:
         )
         self.table = np.load(directory / TABLE_FILE, mmap_mode="r")
         self.scales = np.load(directory / SCALES_FILE)
-        document_prompt = self.prompts.get("document", self.prompts.get("passage", ""))
+        self.document_prompt = self.prompts.get("document", self.prompts.get("passage", ""))
         specials = len(self.tokenizer.inputs.encode("").ids)
-        self.max_tokens = int(spec["max_seq_length"]) - specials - self.tokenizer.count(document_prompt)
-        # One stream per core by default, one thread each: a query runs on one core, a batch of
-        # passages is split across all of them. A server with a worker per core asks for one.
-        self.streams = streams or os.cpu_count() or 1
-        self.network = ov.Core().compile_model(
-            str(directory / NETWORK_FILE), "CPU",
-            {"PERFORMANCE_HINT": "THROUGHPUT", "NUM_STREAMS": self.streams,
-             "INFERENCE_NUM_THREADS": self.streams, "INFERENCE_PRECISION_HINT": inference_precision},
-        )
-        self._requests = threading.local()  # a writer's passages and the queries may run at once
-        self._queries = _Coalescer(lambda texts: self._encode(self.prompts.get("query", ""), texts))
+        self.max_tokens = int(spec["max_seq_length"]) - specials - self.tokenizer.count(self.document_prompt)
+        core = ov.Core()
+        # A query runs on one core (two threads on one query cost 40% more CPU for it, and under
+        # load the other cores serve other queries); a batch of passages is split across all.
+        self._query_network = _Network(core, directory / NETWORK_FILE, 1, QUERY_SHAPE_STEP, inference_precision)
+        self._passage_network = _Network(core, directory / NETWORK_FILE, os.cpu_count() or 1, PASSAGE_SHAPE_STEP,
+                                         inference_precision)
+        self._queries = _Coalescer(self._encode_queries)
         # The first use of OpenVINO's Python tensors initialises C++ statics that call back into
         # Python; two threads making that first call at once deadlock (a server's first concurrent
         # queries did), so the first call is made here, on one thread.
-        self._encode("", ["."])
-
-    def _thread_requests(self) -> list:
-        requests = getattr(self._requests, "list", None)
-        if requests is None:
-            requests = self._requests.list = [self.network.create_infer_request() for _ in range(self.streams)]
-        return requests
+        self._encode_queries(["."])
 
     def count_tokens(self, text: str) -> int:
         return self.tokenizer.count(text)
@@ -196,27 +228,11 @@ class Int8Encoder:
     def encode_queries(self, texts: Sequence[str]) -> np.ndarray:
         return self._queries(texts)
 
-    def encode_passages(self, texts: Sequence[str], batch_size: int = 32) -> np.ndarray:
-        prompt = self.prompts.get("document", self.prompts.get("passage", ""))
-        return self._encode(prompt, texts, batch_size)
+    def _encode_queries(self, texts: Sequence[str]) -> np.ndarray:
+        sequences = self.tokenizer.model_inputs(self.prompts.get("query", ""), texts)
+        return self._query_network.run(sequences, self, batch_size=len(sequences))
 
-    def _encode(self, prompt: str, texts: Sequence[str], batch_size: int = 32) -> np.ndarray:
-        """Batches of similar length, each split across the streams, `batch_size` rows per stream."""
-        vectors = np.empty((len(texts), self.dim), np.float32)
+    def encode_passages(self, texts: Sequence[str], batch_size: int = 32) -> np.ndarray:
         if not len(texts):
-            return vectors
-        sequences = self.tokenizer.model_inputs(prompt, texts)
-        order = sorted(range(len(sequences)), key=lambda i: -len(sequences[i]))
-        per_run = batch_size * self.streams
-        for start in range(0, len(order), per_run):
-            rows = order[start : start + per_run]
-            parts = [part for part in np.array_split(np.array(rows), self.streams) if len(part)]
-            running = []
-            for request, part in zip(self._thread_requests(), parts):
-                ids, mask = padded_batch([sequences[i] for i in part], self.tokenizer.pad_id)
-                request.start_async({"inputs_embeds": lookup_rows(self.table, self.scales, ids), "attention_mask": mask})
-                running.append((request, part, mask))
-            for request, part, mask in running:
-                request.wait()
-                vectors[part] = mean_pool(request.get_output_tensor(0).data, mask)
-        return vectors
+            return np.empty((0, self.dim), np.float32)
+        return self._passage_network.run(self.tokenizer.model_inputs(self.document_prompt, texts), self, batch_size)

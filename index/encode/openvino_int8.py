@@ -92,7 +92,7 @@ def _calibration_inputs(tokenizer: EncoderTokenizer, spec: dict, table: np.ndarr
     for line in CALIBRATION_FILE.read_text(encoding="utf-8").splitlines():
         record = json.loads(line)
         prompt = prompts.get("query", "") if record["kind"] == "query" else prompts.get("document", prompts.get("passage", ""))
-        ids, mask = padded_batch(tokenizer.model_inputs(prompt, [record["text"]]), tokenizer.pad_id)
+        ids, mask = padded_batch(tokenizer.model_inputs(prompt, [record["text"]]), tokenizer.pad_id, 1)
         inputs.append({"inputs_embeds": lookup_rows(table, scales, ids), "attention_mask": mask})
     return inputs
 

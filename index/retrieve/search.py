@@ -153,13 +153,10 @@ class Searcher:
         self._encoding = threading.local()
 
     @classmethod
-    def open(
-        cls, index_dir: Path, model: str | None = None, encoder: TextEncoder | None = None, streams: int | None = None
-    ) -> Searcher:
-        """Load the index and the model that built it (`model` must agree with the manifest);
-        `streams` as in load_encoder."""
+    def open(cls, index_dir: Path, model: str | None = None, encoder: TextEncoder | None = None) -> Searcher:
+        """Load the index and the model that built it (`model` must agree with the manifest)."""
         index = open_index(index_dir, model=model or (encoder.model_id if encoder else None))
-        return cls(index, encoder or load_encoder(index.manifest.model, streams=streams), index_dir)
+        return cls(index, encoder or load_encoder(index.manifest.model), index_dir)
 
     def reload_if_changed(self) -> bool:
         """Catch up with writes to the current index, or switch to the index now published at
