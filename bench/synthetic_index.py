@@ -1,9 +1,10 @@
 """Build a full semsearch index (passages, BM25, vectors, manifest) of N synthetic passages, to
 measure the service at sizes this machine cannot embed (a million passages would take hours).
 
-Passages are the opening sentences of ViQuAD's paragraphs, cycled with new document ids; each
-passage's vector is the real e5 vector of its paragraph (from the ViQuAD evaluation index that
-`make eval` builds) plus a little noise. Queries at serve time go through the real model, so
+Passages are the opening sentences of ViQuAD's paragraphs (with --whole-paragraphs: the whole
+paragraphs, real length, ~700 characters), cycled with new document ids; each passage's vector
+is the real e5 vector of its paragraph (from the ViQuAD evaluation index that `make eval`
+builds) plus a little noise. Prints the build's peak resident memory. Queries at serve time go through the real model, so
 search behaves as it would on real text. Runs the ordinary `build_index`, progress bars included.
 """
 
@@ -11,6 +12,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import resource
 import sys
 import time
 from pathlib import Path
@@ -61,6 +63,7 @@ def main() -> int:
     parser.add_argument("--passages", type=int, default=1_000_000)
     parser.add_argument("--out", type=Path, default=ROOT / "var" / "bench" / "synthetic-1m")
     parser.add_argument("--memory-saving", action="store_true")
+    parser.add_argument("--whole-paragraphs", action="store_true", help="real-length passages, not openings")
     args = parser.parse_args()
 
     real = open_index(REAL_INDEX)
@@ -73,7 +76,8 @@ def main() -> int:
     for record in records:
         if record["id"] not in first_passage:
             continue
-        opening = " ".join(split_sentences(normalize(record["text"]))[:2])
+        text = normalize(record["text"])
+        opening = text if args.whole_paragraphs else " ".join(split_sentences(text)[:2])
         vector_of_text[opening] = real.vector(first_passage[record["id"]])
         openings.append((record.get("title", ""), opening))
 
@@ -88,7 +92,8 @@ def main() -> int:
     started = time.perf_counter()
     _, commit = build_index([corpus], args.out, encoder, memory_saving=args.memory_saving, passage_tokens=10_000)
     passages = commit.added
-    print(f"built {passages:,} passages in {time.perf_counter() - started:.0f} s")
+    peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024
+    print(f"built {passages:,} passages in {time.perf_counter() - started:.0f} s, peak resident {peak / 2**30:.2f} GiB")
 
     # a fresh process, as a server starting on this index would be
     probe = (

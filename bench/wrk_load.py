@@ -29,6 +29,7 @@ sys.path.insert(0, str(ROOT / "bench"))
 
 from figures import spread  # noqa: E402
 from http_load import free_port, start_server  # noqa: E402
+from soak import memory_kib, worker_pids  # noqa: E402
 
 EVAL = ROOT.parent / "shared" / "eval"
 TICKS = os.sysconf("SC_CLK_TCK")
@@ -69,11 +70,7 @@ def lua_script(paths: list[str], threads: int, directory: Path) -> Path:
 def server_cpu_seconds(root_pid: int) -> float:
     """utime + stime of the server process and its workers."""
     total = 0.0
-    pids = [root_pid]
-    children = Path(f"/proc/{root_pid}/task/{root_pid}/children")
-    if children.exists():
-        pids += [int(p) for p in children.read_text().split()]
-    for pid in pids:
+    for pid in [root_pid, *worker_pids(root_pid)]:
         fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
         total += (int(fields[11]) + int(fields[12])) / TICKS
     return total
@@ -126,6 +123,7 @@ def main() -> int:
             before = server_cpu_seconds(server.pid)
             result = run_wrk(port, script, args.clients, wrk_threads, args.seconds)
             result["cpu_ms"] = (server_cpu_seconds(server.pid) - before) / max(result["requests"], 1) * 1000
+            result["pss_mb"] = max(memory_kib(pid)[1] for pid in worker_pids(server.pid)) / 1024
             runs.append(result)
         finally:
             server.terminate()
@@ -135,11 +133,11 @@ def main() -> int:
     cores = os.cpu_count() or 1
     print(f"index {args.index}, {args.clients} connections, {args.seconds} s per run, {args.repeats} runs "
           f"(min / median / max), {len(paths)} distinct questions, {cores} cores")
-    print("| requests/s | p50 ms | p99 ms | server CPU ms per request | errors |")
-    print("|---|---|---|---|---|")
+    print("| requests/s | p50 ms | p99 ms | server CPU ms per request | largest worker PSS MB | errors |")
+    print("|---|---|---|---|---|---|")
     print(f"| {spread([r['rate'] for r in runs])} | {spread([r['p50'] for r in runs])} | "
           f"{spread([r['p99'] for r in runs])} | {spread([r['cpu_ms'] for r in runs])} | "
-          f"{sum(r['errors'] for r in runs)} |")
+          f"{spread([r['pss_mb'] for r in runs], 0)} | {sum(r['errors'] for r in runs)} |")
     median_cpu = statistics.median(r["cpu_ms"] for r in runs)
     print(f"\nbound from the server's own CPU per request: {cores} cores / {median_cpu:.1f} ms = "
           f"{cores * 1000 / median_cpu:.0f} requests/s")

@@ -23,7 +23,7 @@ PASSAGE_TOKENS = 256
 PIPELINE_VERSION = 2
 # A build reads, embeds and commits this many documents at a time, so its memory does not grow
 # with the corpus (a million passages: the vectors alone are 1.5 GB).
-BUILD_GROUP = 2_000
+BUILD_GROUP = 500
 
 
 def is_current(

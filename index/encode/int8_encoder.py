@@ -159,31 +159,31 @@ class _Network:
                                        "INFERENCE_NUM_THREADS": streams, "INFERENCE_PRECISION_HINT": inference_precision})
         self.streams = streams
         self.shape_step = shape_step
-        self._requests = threading.local()  # a writer's passages and the queries may run at once
-
-    def _thread_requests(self) -> list:
-        requests = getattr(self._requests, "list", None)
-        if requests is None:
-            requests = self._requests.list = [self.compiled.create_infer_request() for _ in range(self.streams)]
-        return requests
+        self._queues = threading.local()  # a writer's passages and the queries may run at once
 
     def run(self, sequences: list[list[int]], encoder: Int8Encoder, batch_size: int) -> np.ndarray:
-        """Pooled unit vectors of token id sequences: batches of similar length, each split
-        across the streams, `batch_size` rows per stream."""
+        """Pooled unit vectors of token id sequences, in batches of `batch_size` of similar
+        length. Each stream takes the next batch as soon as it is free, while this thread
+        prepares the one after: no stream waits for another's batch or for Python."""
+        from openvino import AsyncInferQueue
+
         vectors = np.empty((len(sequences), encoder.dim), np.float32)
+        queue = getattr(self._queues, "queue", None)
+        if queue is None:
+            queue = self._queues.queue = AsyncInferQueue(self.compiled, self.streams)
+
+        def pooled(request, batch) -> None:
+            rows, mask = batch
+            vectors[rows] = mean_pool(request.get_output_tensor(0).data, mask)
+
+        queue.set_callback(pooled)
         order = sorted(range(len(sequences)), key=lambda i: -len(sequences[i]))
-        per_run = batch_size * self.streams
-        for start in range(0, len(order), per_run):
-            rows = order[start : start + per_run]
-            parts = [part for part in np.array_split(np.array(rows), self.streams) if len(part)]
-            running = []
-            for request, part in zip(self._thread_requests(), parts):
-                ids, mask = padded_batch([sequences[i] for i in part], encoder.tokenizer.pad_id, self.shape_step)
-                request.start_async({"inputs_embeds": lookup_rows(encoder.table, encoder.scales, ids), "attention_mask": mask})
-                running.append((request, part, mask))
-            for request, part, mask in running:
-                request.wait()
-                vectors[part] = mean_pool(request.get_output_tensor(0).data, mask)
+        for start in range(0, len(order), batch_size):
+            rows = order[start : start + batch_size]
+            ids, mask = padded_batch([sequences[i] for i in rows], encoder.tokenizer.pad_id, self.shape_step)
+            queue.start_async({"inputs_embeds": lookup_rows(encoder.table, encoder.scales, ids), "attention_mask": mask},
+                              (rows, mask))
+        queue.wait_all()
         return vectors
 
 
@@ -232,7 +232,7 @@ class Int8Encoder:
         sequences = self.tokenizer.model_inputs(self.prompts.get("query", ""), texts)
         return self._query_network.run(sequences, self, batch_size=len(sequences))
 
-    def encode_passages(self, texts: Sequence[str], batch_size: int = 32) -> np.ndarray:
+    def encode_passages(self, texts: Sequence[str], batch_size: int = 16) -> np.ndarray:
         if not len(texts):
             return np.empty((0, self.dim), np.float32)
         return self._passage_network.run(self.tokenizer.model_inputs(self.document_prompt, texts), self, batch_size)
