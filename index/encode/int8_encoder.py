@@ -168,6 +168,14 @@ class _Network:
         from openvino import AsyncInferQueue
 
         vectors = np.empty((len(sequences), encoder.dim), np.float32)
+        if len(sequences) <= batch_size:  # a query: a callback on another thread would cost more than it saves
+            request = getattr(self._queues, "request", None)
+            if request is None:
+                request = self._queues.request = self.compiled.create_infer_request()
+            ids, mask = padded_batch(sequences, encoder.tokenizer.pad_id, self.shape_step)
+            request.infer({"inputs_embeds": lookup_rows(encoder.table, encoder.scales, ids), "attention_mask": mask})
+            vectors[:] = mean_pool(request.get_output_tensor(0).data, mask)
+            return vectors
         queue = getattr(self._queues, "queue", None)
         if queue is None:
             queue = self._queues.queue = AsyncInferQueue(self.compiled, self.streams)
