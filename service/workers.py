@@ -86,7 +86,7 @@ def _json_error_channel():
 def serve(make_app: Callable[[], Flask], host: str, port: int, workers: int, threads: int, limits: Limits) -> int:
     """Serve until stopped; 0 on a clean stop, else the exit code of the worker that failed
     (2 for a missing or broken index, as the other commands; its error is printed)."""
-    listener = socket.create_server((host, port), backlog=2048)
+    listeners = _listeners(host, port, workers)
     # every worker writes its metrics here and /metrics adds them up (prometheus-client's
     # multiprocess mode reads this variable when it is first imported, so set it before any worker)
     metrics_dir = None
@@ -94,23 +94,40 @@ def serve(make_app: Callable[[], Flask], host: str, port: int, workers: int, thr
         metrics_dir = tempfile.mkdtemp(prefix="semsearch-metrics-")
         os.environ["PROMETHEUS_MULTIPROC_DIR"] = metrics_dir
     try:
-        return _run(listener, make_app, workers, threads, limits)
+        return _run(listeners, make_app, threads, limits)
     finally:
         if metrics_dir:
             shutil.rmtree(metrics_dir, ignore_errors=True)
 
 
-def _run(listener: socket.socket, make_app: Callable[[], Flask], workers: int, threads: int, limits: Limits) -> int:
-    if workers <= 1:
-        _serve_on(listener, make_app, threads, limits)
+def _listeners(host: str, port: int, workers: int) -> list[socket.socket]:
+    """A listening socket per worker on one port (SO_REUSEPORT: the kernel spreads new connections
+    across them). One socket shared by every worker let whichever woke first accept a burst of
+    connections: under 8 kept-alive clients one worker served them all while the other idled.
+    A plain socket is bound first, so a port another server holds is refused as always."""
+    probe = socket.create_server((host, port), backlog=2048)
+    if workers <= 1 or not hasattr(socket, "SO_REUSEPORT"):
+        return [probe] * max(workers, 1)
+    port = probe.getsockname()[1]
+    probe.close()
+    return [socket.create_server((host, port), backlog=2048, reuse_port=True) for _ in range(workers)]
+
+
+def _run(listeners: list[socket.socket], make_app: Callable[[], Flask], threads: int, limits: Limits) -> int:
+    if len(listeners) <= 1:
+        _serve_on(listeners[0], make_app, threads, limits)
         return 0
     children: set[int] = set()
-    for _ in range(workers):
+    for listener in listeners:
         pid = os.fork()
         if pid == 0:
+            for other in listeners:
+                if other is not listener:
+                    other.close()
             os._exit(_worker(listener, make_app, threads, limits))
         children.add(pid)
-    listener.close()
+    for listener in listeners:
+        listener.close()
 
     stopping = False
 

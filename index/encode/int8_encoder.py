@@ -10,6 +10,7 @@ numpy: a serving process carries no torch, no sentence-transformers and no f32 c
 
 from __future__ import annotations
 
+import functools
 import json
 import os
 import threading
@@ -63,31 +64,36 @@ def padded_batch(sequences: Sequence[Sequence[int]], pad_id: int, step: int) -> 
 
 class EncoderTokenizer:
     """The model's tokenizer as sentence-transformers applies it: stripped text, the prompt in front,
-    truncated to the model's sequence length with its special tokens."""
+    truncated to the model's sequence length with its special tokens. One `tokenizers` instance
+    serves counting and model inputs alike (a 250k-piece vocabulary takes ~285 MB each)."""
 
     def __init__(self, tokenizer_file: Path, max_seq_length: int, lower_case: bool, pad_id: int):
         from tokenizers import Tokenizer
 
         self.lower_case = lower_case
         self.pad_id = pad_id
-        self.counter = Tokenizer.from_file(str(tokenizer_file))
-        self.counter.no_truncation()
-        self.counter.no_padding()
-        self.inputs = Tokenizer.from_str(self.counter.to_str())
-        self.inputs.enable_truncation(max_seq_length)
+        self.tokenizer = Tokenizer.from_file(str(tokenizer_file))
+        self.tokenizer.no_truncation()
+        self.tokenizer.no_padding()
+        self.max_content = max_seq_length - self.tokenizer.num_special_tokens_to_add(False)
 
     def _text(self, text: str) -> str:
         return text.lower() if self.lower_case else text
 
     def model_inputs(self, prompt: str, texts: Sequence[str]) -> list[list[int]]:
-        return [e.ids for e in self.inputs.encode_batch([self._text((prompt + normalize(t)).strip()) for t in texts])]
+        encodings = self.tokenizer.encode_batch(
+            [self._text((prompt + normalize(t)).strip()) for t in texts], add_special_tokens=False
+        )
+        for encoding in encodings:
+            encoding.truncate(self.max_content)
+        return [self.tokenizer.post_process(encoding).ids for encoding in encodings]
 
     def count(self, text: str) -> int:
-        return len(self.counter.encode(self._text(normalize(text)), add_special_tokens=False).ids)
+        return len(self.tokenizer.encode(self._text(normalize(text)), add_special_tokens=False).ids)
 
     def truncate(self, text: str, max_tokens: int) -> str:
         text = normalize(text)
-        offsets = self.counter.encode(self._text(text), add_special_tokens=False).offsets[:max_tokens]
+        offsets = self.tokenizer.encode(self._text(text), add_special_tokens=False).offsets[:max_tokens]
         return text[: offsets[-1][1]] if offsets else ""
 
 
@@ -213,14 +219,16 @@ class Int8Encoder:
         self.table = np.load(directory / TABLE_FILE, mmap_mode="r")
         self.scales = np.load(directory / SCALES_FILE)
         self.document_prompt = self.prompts.get("document", self.prompts.get("passage", ""))
-        specials = len(self.tokenizer.inputs.encode("").ids)
-        self.max_tokens = int(spec["max_seq_length"]) - specials - self.tokenizer.count(self.document_prompt)
+        self.max_tokens = self.tokenizer.max_content - self.tokenizer.count(self.document_prompt)
         core = ov.Core()
         # A query runs on one core (two threads on one query cost 40% more CPU for it, and under
         # load the other cores serve other queries); a batch of passages is split across all.
         self._query_network = _Network(core, directory / NETWORK_FILE, 1, QUERY_SHAPE_STEP, inference_precision)
-        self._passage_network = _Network(core, directory / NETWORK_FILE, os.cpu_count() or 1, PASSAGE_SHAPE_STEP,
-                                         inference_precision)
+        # compiled on first use (~80 MB): a server that only answers questions never needs it
+        self._compile_passage_network = functools.partial(
+            _Network, core, directory / NETWORK_FILE, os.cpu_count() or 1, PASSAGE_SHAPE_STEP, inference_precision)
+        self._passage_network: _Network | None = None
+        self._passage_network_lock = threading.Lock()
         self._queries = _Coalescer(self._encode_queries)
         # The first use of OpenVINO's Python tensors initialises C++ statics that call back into
         # Python; two threads making that first call at once deadlock (a server's first concurrent
@@ -243,4 +251,7 @@ class Int8Encoder:
     def encode_passages(self, texts: Sequence[str], batch_size: int = 16) -> np.ndarray:
         if not len(texts):
             return np.empty((0, self.dim), np.float32)
+        with self._passage_network_lock:
+            if self._passage_network is None:
+                self._passage_network = self._compile_passage_network()
         return self._passage_network.run(self.tokenizer.model_inputs(self.document_prompt, texts), self, batch_size)

@@ -88,10 +88,6 @@ class FaissBackend:
         import faiss
 
         index = faiss.read_index(str(Path(directory) / cls.FILE), faiss.IO_FLAG_MMAP | faiss.IO_FLAG_READ_ONLY if mmap else 0)
-        # A loaded index answers one query per call, many calls at once in a server: OpenMP threads
-        # within a search only spin against the other searches and the encoder (at a million
-        # passages: the same latency on one thread, a third less CPU per search).
-        faiss.omp_set_num_threads(1)
         if index.d != dim:
             raise ValueError(f"vector file has dimension {index.d}, the index says {dim}")
         return cls(index, plan)
@@ -102,6 +98,13 @@ class FaissBackend:
         searches every list: a filter keeping 1% of the passages still yields k of them."""
         import faiss
 
+        # A loaded index answers one query per call, many calls at once in a server: OpenMP threads
+        # within a search only spin against the other searches and the encoder (at a million
+        # passages: the same latency on one thread, a third less CPU per search). OpenMP's thread
+        # count is per calling thread, so it is set here, on the thread that searches: set once
+        # at load, a server's request threads each ran a team of one thread per core, whose
+        # idle member spun through half of every search.
+        faiss.omp_set_num_threads(1)
         k = min(k, max(len(self), 1))
         query = np.ascontiguousarray(query.reshape(1, -1), dtype=np.float32)
         bits = np.packbits(allowed, bitorder="little") if allowed is not None else None
