@@ -9,7 +9,7 @@ HOST   ?= 127.0.0.1
 PORT   ?= 8000
 SUDO   := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 
-.PHONY: install model index serve test browser eval bench soak clean
+.PHONY: install model index serve test browser wrk eval bench soak clean
 
 # constraints.txt pins every transitive dependency to the versions the tests ran with.
 $(STAMP): pyproject.toml constraints.txt
@@ -40,10 +40,15 @@ test: install model browser
 eval: model
 	$(BIN)/python bench/quality.py
 
+# wrk, a C load generator, so the client does not eat the server's cores (Debian package).
+wrk:
+	command -v wrk >/dev/null 2>&1 || { $(SUDO) apt-get update -qq && $(SUDO) apt-get install -y -qq wrk; }
+
 # Speed and memory: encoder paths, vector index by size, HTTP latency under load.
-bench: index
+bench: index wrk
 	$(BIN)/python -m pip install --quiet -c constraints.txt -e '.[bench]'
 	$(BIN)/python bench/embed.py
+	$(BIN)/python bench/index_speed.py
 	$(BIN)/python bench/ann.py
 	$(BIN)/python bench/lexical.py
 	$(BIN)/python bench/living.py add
@@ -51,6 +56,7 @@ bench: index
 	$(BIN)/python bench/http_load.py --index $(INDEX)
 	$(BIN)/python bench/request_cost.py --index $(INDEX)
 	$(BIN)/python bench/search_cpu.py --index $(INDEX)
+	$(BIN)/python bench/wrk_load.py --index $(INDEX)
 
 # Ten minutes of mixed load with 300 idle connections held open: errors and memory growth.
 soak: index

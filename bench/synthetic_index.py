@@ -13,6 +13,7 @@ from __future__ import annotations
 import argparse
 import json
 import resource
+import zlib
 import sys
 import time
 from pathlib import Path
@@ -31,6 +32,11 @@ VIQUAD = ROOT.parent / "shared" / "eval" / "viquad" / "corpus.jsonl"
 REAL_INDEX = ROOT / "var" / "eval" / "viquad"
 
 
+def recycling_key(text: str) -> str:
+    """A passage's opening words: cleaning may change a whole paragraph's end (quotes, say)."""
+    return " ".join(text.split()[:12])
+
+
 class RecycledVectors:
     """Stands in for the encoder at indexing time: each passage gets its source paragraph's real
     vector plus noise. Token counts are word counts (the synthetic passages are short)."""
@@ -43,6 +49,7 @@ class RecycledVectors:
 
     def __init__(self, vector_of_text: dict[str, np.ndarray], noise: float = 0.02):
         self.vector_of_text = vector_of_text
+        self.fallback = list(vector_of_text.values())
         self.noise = noise
         self.rng = np.random.default_rng(0)
 
@@ -50,9 +57,14 @@ class RecycledVectors:
         return len(text.split())
 
     def encode_passages(self, texts, batch_size: int = 32) -> np.ndarray:
-        base = np.stack([self.vector_of_text[t.split("\n", 1)[-1]] for t in texts])
+        base = np.stack([self._vector(t.split("\n", 1)[-1]) for t in texts])
         vectors = base + self.noise * self.rng.standard_normal(base.shape, dtype=np.float32)
         return vectors / np.linalg.norm(vectors, axis=1, keepdims=True)
+
+    def _vector(self, text: str) -> np.ndarray:
+        """The paragraph's vector; a window of a paragraph split for length gets another real one."""
+        known = self.vector_of_text.get(recycling_key(text))
+        return known if known is not None else self.fallback[zlib.crc32(text.encode()) % len(self.fallback)]
 
     def encode_queries(self, texts):
         raise NotImplementedError("queries use the real model")
@@ -78,7 +90,7 @@ def main() -> int:
             continue
         text = normalize(record["text"])
         opening = text if args.whole_paragraphs else " ".join(split_sentences(text)[:2])
-        vector_of_text[opening] = real.vector(first_passage[record["id"]])
+        vector_of_text[recycling_key(opening)] = real.vector(first_passage[record["id"]])
         openings.append((record.get("title", ""), opening))
 
     corpus = args.out.parent / f"{args.out.name}.jsonl"
