@@ -16,6 +16,7 @@ import argparse
 import json
 import os
 import re
+import resource
 import shutil
 import statistics
 import subprocess
@@ -82,11 +83,14 @@ def to_ms(value: str) -> float:
 
 
 def run_wrk(port: int, script: Path, clients: int, threads: int, seconds: int) -> dict[str, float]:
+    before = resource.getrusage(resource.RUSAGE_CHILDREN)
     output = subprocess.run(
         ["wrk", f"-t{threads}", f"-c{clients}", f"-d{seconds}s", "--latency", "--timeout", "10s",
          "-s", str(script), f"http://127.0.0.1:{port}"],
         capture_output=True, text=True, check=True,
     ).stdout
+    after = resource.getrusage(resource.RUSAGE_CHILDREN)
+    client_cpu = (after.ru_utime + after.ru_stime) - (before.ru_utime + before.ru_stime)
     requests = int(re.search(r"(\d+) requests in", output).group(1))
     errors = re.search(r"Non-2xx or 3xx responses: (\d+)", output)
     socket_errors = re.search(r"Socket errors: connect (\d+), read (\d+), write (\d+), timeout (\d+)", output)
@@ -95,6 +99,7 @@ def run_wrk(port: int, script: Path, clients: int, threads: int, seconds: int) -
         "rate": float(re.search(r"Requests/sec:\s+([\d.]+)", output).group(1)),
         "p50": to_ms(re.search(r"^\s+50%\s+(\S+)", output, re.M).group(1)),
         "p99": to_ms(re.search(r"^\s+99%\s+(\S+)", output, re.M).group(1)),
+        "client_cores": client_cpu / seconds,
         "errors": (int(errors.group(1)) if errors else 0) + (sum(map(int, socket_errors.groups())) if socket_errors else 0),
     }
 
@@ -133,10 +138,10 @@ def main() -> int:
     cores = os.cpu_count() or 1
     print(f"index {args.index}, {args.clients} connections, {args.seconds} s per run, {args.repeats} runs "
           f"(min / median / max), {len(paths)} distinct questions, {cores} cores")
-    print("| requests/s | p50 ms | p99 ms | server CPU ms per request | largest worker PSS MB | errors |")
-    print("|---|---|---|---|---|---|")
+    print("| requests/s | p50 ms | p99 ms | server CPU ms per request | wrk's own cores | largest worker PSS MB | errors |")
+    print("|---|---|---|---|---|---|---|")
     print(f"| {spread([r['rate'] for r in runs])} | {spread([r['p50'] for r in runs])} | "
-          f"{spread([r['p99'] for r in runs])} | {spread([r['cpu_ms'] for r in runs])} | "
+          f"{spread([r['p99'] for r in runs])} | {spread([r['cpu_ms'] for r in runs])} | {spread([r['client_cores'] for r in runs], 2)} | "
           f"{spread([r['pss_mb'] for r in runs], 0)} | {sum(r['errors'] for r in runs)} |")
     median_cpu = statistics.median(r["cpu_ms"] for r in runs)
     print(f"\nbound from the server's own CPU per request: {cores} cores / {median_cpu:.1f} ms = "
