@@ -10,7 +10,6 @@ numpy: a serving process carries no torch, no sentence-transformers and no f32 c
 
 from __future__ import annotations
 
-import functools
 import json
 import os
 import threading
@@ -26,8 +25,10 @@ NETWORK_FILE = "network.xml"
 TOKENIZER_FILE = "tokenizer.json"
 TABLE_FILE = "word_embeddings.npy"
 SCALES_FILE = "word_embedding_scales.npy"
-# Inputs are padded to a multiple of this many tokens (see _Network): queries (~20 tokens) to
-# a few short lengths, batches of passages (sorted by length) to a few dozen.
+# Inputs are padded to a multiple of this many tokens: queries (~20 tokens) to a few short
+# lengths, batches of passages (sorted by length) to a few dozen. OpenVINO prepares its kernels
+# for each input shape it meets (~25 ms the first time) and again whenever the shape changes
+# between calls (~1-2 ms for a query), so a network fed many lengths pads them to a few.
 QUERY_SHAPE_STEP = 8
 PASSAGE_SHAPE_STEP = 16
 
@@ -97,80 +98,25 @@ class EncoderTokenizer:
         return text[: offsets[-1][1]] if offsets else ""
 
 
-class _Coalescer:
-    """Callers on several threads share network runs: whoever arrives while a run is in flight
-    waits and goes in the next run with everyone else who arrived meanwhile. A lone caller runs at
-    once; under load, each run reads the network's weights once for several queries, which is where
-    a short query's time goes."""
-
-    class _Slot:
-        def __init__(self, texts: Sequence[str]):
-            self.texts = texts
-            self.ready = threading.Event()
-            self.lead = False
-            self.result: np.ndarray | None = None
-            self.error: BaseException | None = None
-
-    def __init__(self, run):
-        self._run = run
-        self._lock = threading.Lock()
-        self._waiting: list[_Coalescer._Slot] = []
-        self._busy = False
-
-    def __call__(self, texts: Sequence[str]) -> np.ndarray:
-        slot = self._Slot(texts)
-        with self._lock:
-            self._waiting.append(slot)
-            slot.lead = not self._busy
-            self._busy = True
-        if not slot.lead:
-            slot.ready.wait()
-        if slot.lead:
-            self._lead()
-        if slot.error is not None:
-            raise slot.error
-        return slot.result
-
-    def _lead(self) -> None:
-        with self._lock:
-            group, self._waiting = self._waiting, []
-        try:
-            vectors = self._run([text for slot in group for text in slot.texts])
-            start = 0
-            for slot in group:
-                slot.result = vectors[start : start + len(slot.texts)]
-                start += len(slot.texts)
-        except BaseException as exc:  # every caller in the run hears of its failure
-            for slot in group:
-                slot.error = exc
-        with self._lock:
-            if self._waiting:
-                self._waiting[0].lead = True
-                self._waiting[0].ready.set()
-            else:
-                self._busy = False
-        for slot in group:
-            slot.ready.set()
-
-
 class _Network:
-    """One compilation of the network: `streams` inference streams of one thread each, inputs
-    padded to a multiple of `shape_step`. OpenVINO prepares its kernels for each input shape it
-    meets (~25 ms the first time) and re-prepares them whenever the shape changes between calls
-    (~1-2 ms for a query), so a network fed many lengths pads them to a few."""
+    """The compiled network: one inference stream of one thread per core. A query runs on one
+    core and concurrent queries (a server's request threads) on the others; a batch of passages
+    is split across all of them. (Queries once shared one single-stream run per process: a
+    process then could not run two at once, and a 2-worker server left a quarter of its CPU idle,
+    92 requests/s against 120 now.)"""
 
-    def __init__(self, core, network_file: Path, streams: int, shape_step: int, inference_precision: str):
+    def __init__(self, core, network_file: Path, inference_precision: str):
+        self.streams = os.cpu_count() or 1
         self.compiled = core.compile_model(
-            str(network_file), "CPU", {"PERFORMANCE_HINT": "THROUGHPUT", "NUM_STREAMS": streams,
-                                       "INFERENCE_NUM_THREADS": streams, "INFERENCE_PRECISION_HINT": inference_precision})
-        self.streams = streams
-        self.shape_step = shape_step
+            str(network_file), "CPU", {"PERFORMANCE_HINT": "THROUGHPUT", "NUM_STREAMS": self.streams,
+                                       "INFERENCE_NUM_THREADS": self.streams, "INFERENCE_PRECISION_HINT": inference_precision})
         self._queues = threading.local()  # a writer's passages and the queries may run at once
 
-    def run(self, sequences: list[list[int]], encoder: Int8Encoder, batch_size: int) -> np.ndarray:
+    def run(self, sequences: list[list[int]], encoder: Int8Encoder, batch_size: int, shape_step: int) -> np.ndarray:
         """Pooled unit vectors of token id sequences, in batches of `batch_size` of similar
-        length. Each stream takes the next batch as soon as it is free, while this thread
-        prepares the one after: no stream waits for another's batch or for Python."""
+        length padded to a multiple of `shape_step`. Each stream takes the next batch as soon as
+        it is free, while this thread prepares the one after: no stream waits for another's
+        batch or for Python."""
         from openvino import AsyncInferQueue
 
         vectors = np.empty((len(sequences), encoder.dim), np.float32)
@@ -178,7 +124,7 @@ class _Network:
             request = getattr(self._queues, "request", None)
             if request is None:
                 request = self._queues.request = self.compiled.create_infer_request()
-            ids, mask = padded_batch(sequences, encoder.tokenizer.pad_id, self.shape_step)
+            ids, mask = padded_batch(sequences, encoder.tokenizer.pad_id, shape_step)
             request.infer({"inputs_embeds": lookup_rows(encoder.table, encoder.scales, ids), "attention_mask": mask})
             vectors[:] = mean_pool(request.get_output_tensor(0).data, mask)
             return vectors
@@ -194,7 +140,7 @@ class _Network:
         order = sorted(range(len(sequences)), key=lambda i: -len(sequences[i]))
         for start in range(0, len(order), batch_size):
             rows = order[start : start + batch_size]
-            ids, mask = padded_batch([sequences[i] for i in rows], encoder.tokenizer.pad_id, self.shape_step)
+            ids, mask = padded_batch([sequences[i] for i in rows], encoder.tokenizer.pad_id, shape_step)
             queue.start_async({"inputs_embeds": lookup_rows(encoder.table, encoder.scales, ids), "attention_mask": mask},
                               (rows, mask))
         queue.wait_all()
@@ -220,20 +166,11 @@ class Int8Encoder:
         self.scales = np.load(directory / SCALES_FILE)
         self.document_prompt = self.prompts.get("document", self.prompts.get("passage", ""))
         self.max_tokens = self.tokenizer.max_content - self.tokenizer.count(self.document_prompt)
-        core = ov.Core()
-        # A query runs on one core (two threads on one query cost 40% more CPU for it, and under
-        # load the other cores serve other queries); a batch of passages is split across all.
-        self._query_network = _Network(core, directory / NETWORK_FILE, 1, QUERY_SHAPE_STEP, inference_precision)
-        # compiled on first use (~80 MB): a server that only answers questions never needs it
-        self._compile_passage_network = functools.partial(
-            _Network, core, directory / NETWORK_FILE, os.cpu_count() or 1, PASSAGE_SHAPE_STEP, inference_precision)
-        self._passage_network: _Network | None = None
-        self._passage_network_lock = threading.Lock()
-        self._queries = _Coalescer(self._encode_queries)
+        self._network = _Network(ov.Core(), directory / NETWORK_FILE, inference_precision)
         # The first use of OpenVINO's Python tensors initialises C++ statics that call back into
         # Python; two threads making that first call at once deadlock (a server's first concurrent
         # queries did), so the first call is made here, on one thread.
-        self._encode_queries(["."])
+        self.encode_queries(["."])
 
     def count_tokens(self, text: str) -> int:
         return self.tokenizer.count(text)
@@ -242,16 +179,10 @@ class Int8Encoder:
         return self.tokenizer.truncate(text, max_tokens)
 
     def encode_queries(self, texts: Sequence[str]) -> np.ndarray:
-        return self._queries(texts)
-
-    def _encode_queries(self, texts: Sequence[str]) -> np.ndarray:
         sequences = self.tokenizer.model_inputs(self.prompts.get("query", ""), texts)
-        return self._query_network.run(sequences, self, batch_size=len(sequences))
+        return self._network.run(sequences, self, len(sequences), QUERY_SHAPE_STEP)
 
     def encode_passages(self, texts: Sequence[str], batch_size: int = 16) -> np.ndarray:
         if not len(texts):
             return np.empty((0, self.dim), np.float32)
-        with self._passage_network_lock:
-            if self._passage_network is None:
-                self._passage_network = self._compile_passage_network()
-        return self._passage_network.run(self.tokenizer.model_inputs(self.document_prompt, texts), self, batch_size)
+        return self._network.run(self.tokenizer.model_inputs(self.document_prompt, texts), self, batch_size, PASSAGE_SHAPE_STEP)
