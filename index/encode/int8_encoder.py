@@ -51,6 +51,19 @@ def mean_pool(hidden: np.ndarray, mask: np.ndarray) -> np.ndarray:
     return pooled / np.maximum(np.linalg.norm(pooled, axis=1, keepdims=True), 1e-12)
 
 
+def document_prompt(prompts: dict[str, str]) -> str:
+    """The prompt put before passages (sentence-transformers looks up "document" first)."""
+    return prompts.get("document", prompts.get("passage", ""))
+
+
+def network_inputs(sequences: Sequence[Sequence[int]], table: np.ndarray, scales: np.ndarray, pad_id: int,
+                   step: int) -> dict[str, np.ndarray]:
+    """What the network takes for token id sequences: their table rows in f32 and the attention
+    mask, padded to a multiple of `step`."""
+    ids, mask = padded_batch(sequences, pad_id, step)
+    return {"inputs_embeds": lookup_rows(table, scales, ids), "attention_mask": mask}
+
+
 def padded_batch(sequences: Sequence[Sequence[int]], pad_id: int, step: int) -> tuple[np.ndarray, np.ndarray]:
     """Token ids and attention mask, right-padded to a multiple of `step`."""
     width = max(len(s) for s in sequences)
@@ -124,9 +137,9 @@ class _Network:
             request = getattr(self._queues, "request", None)
             if request is None:
                 request = self._queues.request = self.compiled.create_infer_request()
-            ids, mask = padded_batch(sequences, encoder.tokenizer.pad_id, shape_step)
-            request.infer({"inputs_embeds": lookup_rows(encoder.table, encoder.scales, ids), "attention_mask": mask})
-            vectors[:] = mean_pool(request.get_output_tensor(0).data, mask)
+            inputs = network_inputs(sequences, encoder.table, encoder.scales, encoder.tokenizer.pad_id, shape_step)
+            request.infer(inputs)
+            vectors[:] = mean_pool(request.get_output_tensor(0).data, inputs["attention_mask"])
             return vectors
         queue = getattr(self._queues, "queue", None)
         if queue is None:
@@ -140,9 +153,9 @@ class _Network:
         order = sorted(range(len(sequences)), key=lambda i: -len(sequences[i]))
         for start in range(0, len(order), batch_size):
             rows = order[start : start + batch_size]
-            ids, mask = padded_batch([sequences[i] for i in rows], encoder.tokenizer.pad_id, shape_step)
-            queue.start_async({"inputs_embeds": lookup_rows(encoder.table, encoder.scales, ids), "attention_mask": mask},
-                              (rows, mask))
+            inputs = network_inputs([sequences[i] for i in rows], encoder.table, encoder.scales,
+                                    encoder.tokenizer.pad_id, shape_step)
+            queue.start_async(inputs, (rows, inputs["attention_mask"]))
         queue.wait_all()
         return vectors
 
@@ -164,7 +177,7 @@ class Int8Encoder:
         )
         self.table = np.load(directory / TABLE_FILE, mmap_mode="r")
         self.scales = np.load(directory / SCALES_FILE)
-        self.document_prompt = self.prompts.get("document", self.prompts.get("passage", ""))
+        self.document_prompt = document_prompt(self.prompts)
         self.max_tokens = self.tokenizer.max_content - self.tokenizer.count(self.document_prompt)
         self._network = _Network(ov.Core(), directory / NETWORK_FILE, inference_precision)
         # The first use of OpenVINO's Python tensors initialises C++ statics that call back into

@@ -26,8 +26,8 @@ from pathlib import Path
 import numpy as np
 
 from index.encode.int8_encoder import (
-    NETWORK_FILE, SCALES_FILE, SPEC_FILE, TABLE_FILE, TOKENIZER_FILE, EncoderTokenizer, lookup_rows, padded_batch,
-    quantize_rows,
+    NETWORK_FILE, SCALES_FILE, SPEC_FILE, TABLE_FILE, TOKENIZER_FILE, EncoderTokenizer, document_prompt,
+    network_inputs, quantize_rows,
 )
 
 FORMAT_VERSION = 2
@@ -91,9 +91,8 @@ def _calibration_inputs(tokenizer: EncoderTokenizer, spec: dict, table: np.ndarr
     inputs = []
     for line in CALIBRATION_FILE.read_text(encoding="utf-8").splitlines():
         record = json.loads(line)
-        prompt = prompts.get("query", "") if record["kind"] == "query" else prompts.get("document", prompts.get("passage", ""))
-        ids, mask = padded_batch(tokenizer.model_inputs(prompt, [record["text"]]), tokenizer.pad_id, 1)
-        inputs.append({"inputs_embeds": lookup_rows(table, scales, ids), "attention_mask": mask})
+        prompt = prompts.get("query", "") if record["kind"] == "query" else document_prompt(prompts)
+        inputs.append(network_inputs(tokenizer.model_inputs(prompt, [record["text"]]), table, scales, tokenizer.pad_id, 1))
     return inputs
 
 
