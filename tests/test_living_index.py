@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import datetime
 import itertools
+import json
 import os
 import signal
 import sqlite3
@@ -18,7 +19,7 @@ import pytest
 from index.build import build_index
 from index.ingest.files import document_from_record
 from index.retrieve.search import Searcher
-from index.store.filters import Filters
+from index.store.filters import Catalog, Filters
 from index.store.publish import IndexBusy, open_index, verify_index, writing
 from index.text import fold
 from tests.conftest import CORPUS, ROOT, FakeEncoder
@@ -194,6 +195,39 @@ def test_filters_against_a_brute_force_oracle(dated_index, fake_encoder, filters
     if allowed:
         similar = searcher.similar_to_passage(every[0].id, 5, filters=filters)
         assert all(passes(by_id[r.id], filters) for r in similar)
+
+
+def test_the_catalogue_kept_with_a_checkpoint_and_the_changes_since_open_as_a_full_read_would(dated_index):
+    with writing(dated_index, FakeEncoder()) as writer:
+        assert writer.compact(force=True)  # the 60 dated documents into the checkpoint's catalogue
+    write(dated_index, [new_document("late-1", source="Đài D", date="2024-03-30")], delete=["doc-1", "doc-2"])
+    kinds = [*FILTERS, Filters(sources=("Đài D",)), Filters(doc_ids=("late-1", "doc-1"))]
+
+    def catalogue_and_full_read():
+        index = open_index(dated_index)
+        try:
+            full = Catalog.of(index.passages.catalog())
+            of_documents = {f: index.passages.int_ids_of_documents(f.doc_ids) for f in kinds if f.doc_ids}
+            return index.view.catalog, full, of_documents
+        finally:
+            index.close()
+
+    def assert_same(opened, full, of_documents):
+        assert opened.size == full.size and np.array_equal(opened.live, full.live)
+        for filters in kinds:
+            assert np.array_equal(opened.allowed(filters, of_documents.get(filters, ())),
+                                  full.allowed(filters, of_documents.get(filters, ()))), filters
+            assert opened.allowed(filters, of_documents.get(filters, ())).any() == (filters.sources != ("nowhere",))
+
+    assert_same(*catalogue_and_full_read())
+    # a checkpoint written before catalogues were kept with it: the whole catalogue is read instead
+    directory = dated_index.resolve()
+    with sqlite3.connect(directory / "passages.sqlite") as db:
+        checkpoint = json.loads(db.execute("SELECT value FROM state WHERE key = 'checkpoint'").fetchone()[0])
+        del checkpoint["files"][Catalog.FILE]
+        db.execute("UPDATE state SET value = ? WHERE key = 'checkpoint'", (json.dumps(checkpoint),))
+    (directory / checkpoint["name"] / Catalog.FILE).unlink()
+    assert_same(*catalogue_and_full_read())
 
 
 def test_a_filter_keeping_few_passages_still_returns_all_of_them(dated_index, fake_encoder):

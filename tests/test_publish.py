@@ -3,16 +3,20 @@ and a damaged index is refused (issue 10, findings 1, 2 and 5)."""
 
 from __future__ import annotations
 
+import collections
 import json
 import os
 import sqlite3
 import subprocess
 import sys
 import threading
+import time
 
 import pytest
 
 from index.build import build_index
+from index.store import integrity
+from index.store.passages import PassageStore
 from index.retrieve.search import Searcher
 from index.store.publish import IndexBusy, IndexCorrupt, Manifest, NotAnIndex, index_lock, open_index, verify_index
 from service.cli import main
@@ -124,7 +128,7 @@ def test_versions_count_up(tmp_path, fake_encoder):
 
 def test_every_immutable_file_is_recorded_with_size_and_checksum(fake_index):
     state = open_index(fake_index).passages.state()
-    assert set(state["checkpoint"]["files"]) == {"vectors.faiss"}
+    assert set(state["checkpoint"]["files"]) == {"vectors.faiss", "catalog.npz"}
     lexical = state["lexical_files"]
     assert "meta.json" in lexical and any(name.endswith(".idx") for name in lexical)  # tantivy's postings
     assert all(set(entry) == {"size", "xxh3"} for entry in [*lexical.values(), *state["checkpoint"]["files"].values()])
@@ -153,6 +157,59 @@ def test_damaged_files_are_refused_at_open(fake_index, damage):
         (directory / "lexical" / "meta.json").unlink()
     with pytest.raises(IndexCorrupt, match="is damaged"):
         open_index(fake_index)
+
+
+def _count_reads(monkeypatch) -> collections.Counter:
+    """How many files are checksummed and how many SQLite checks run, from now on."""
+    reads: collections.Counter = collections.Counter()
+    checksum, sqlite_check = integrity.file_checksum, PassageStore.integrity_check
+
+    def counted_checksum(path):
+        reads["checksums"] += 1
+        return checksum(path)
+
+    def counted_check(self, quick=False):
+        reads["sqlite checks"] += 1
+        return sqlite_check(self, quick)
+
+    monkeypatch.setattr(integrity, "file_checksum", counted_checksum)
+    monkeypatch.setattr(PassageStore, "integrity_check", counted_check)
+    return reads
+
+
+def test_files_checked_before_are_not_read_again_until_one_changes(fake_index, monkeypatch):
+    monkeypatch.setattr(integrity, "SETTLED_SECONDS", 0.01)
+    time.sleep(0.05)  # the build's files are older than a check now beginning, by more than that
+    reads = _count_reads(monkeypatch)
+    index = open_index(fake_index)
+    files = len(index.passages.state()["lexical_files"]) + 2  # and the checkpoint's vectors and catalogue
+    index.close()
+    assert reads == {"checksums": files, "sqlite checks": 1}
+    reads.clear()
+    open_index(fake_index).close()
+    assert reads == {}
+    # a file written since is read again, and refused; the others are still not read
+    time.sleep(0.05)
+    _garble(next((fake_index.resolve() / "lexical").glob("*.idx")), at=16)
+    with pytest.raises(IndexCorrupt, match="does not match its checksum"):
+        open_index(fake_index)
+    assert reads == {"checksums": 1}
+    # verify reads everything, whatever an open remembered
+    reads.clear()
+    with pytest.raises(IndexCorrupt):
+        verify_index(fake_index)
+    assert reads["checksums"] == files
+
+
+def test_a_check_of_files_written_just_before_it_is_not_remembered(fake_index, monkeypatch):
+    """File times tick coarsely: a file written in the same tick as the check began could be
+    written again without its times moving, so the next open must read it."""
+    monkeypatch.setattr(integrity, "SETTLED_SECONDS", 600.0)  # the build wrote every file within it
+    reads = _count_reads(monkeypatch)
+    open_index(fake_index).close()
+    reads.clear()
+    open_index(fake_index).close()
+    assert reads["checksums"] > 0 and reads["sqlite checks"] == 1
 
 
 def test_verify_reports_a_sound_index_and_catches_what_checksums_cannot(fake_index, capsys):

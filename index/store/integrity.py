@@ -1,19 +1,28 @@
 """What an index's files must be: their sizes and checksums, recorded when they are written and
 checked when the index is opened, so a damaged file is refused instead of served.
 
-xxh3-128 reads ~20 GB/s on one core (blake2b: ~1 GB/s), so every file can be checked at every
-open: a million-passage index (~2.5 GB) costs a fraction of a second, mostly reading the pages
-that serving would read anyway.
+A check reads every byte, which at a million passages (~6 GB with the database) takes seconds
+from the page cache and minutes from a cold disk. So what passed is remembered (`CheckedFiles`)
+by each file's size, times and inode, and a file unchanged since is not read again: a process
+opening an index that an earlier one checked starts in a fraction of a second.
 """
 
 from __future__ import annotations
 
+import json
 import os
+import tempfile
+import time
 from pathlib import Path
 
 import xxhash
 
 CHUNK = 8 * 1024 * 1024
+CHECKED = "checked.json"
+# File times come from a coarse clock (ticks of milliseconds, of seconds on some file systems): a
+# file written this shortly before a check began could be written again within the same tick,
+# leaving its times as they were, so that check is not remembered.
+SETTLED_SECONDS = 2.0
 
 
 class DamagedFiles(ValueError):
@@ -48,9 +57,64 @@ def inventory(directory: Path, skip: tuple[str, ...] = (), skip_suffixes: tuple[
     return files
 
 
-def check_files(directory: Path, recorded: dict[str, dict]) -> None:
+class CheckedFiles:
+    """The files of one index directory that passed a check, each with what it was checked
+    against and its size, times, inode and device when it passed. Anything that writes a file
+    through the file system moves its ctime (which no user can set back), so an unchanged entry
+    means unchanged bytes; damage beneath the file system is what `semsearch verify`, which
+    always reads, is for. Kept in CHECKED, written by whoever opened the index."""
+
+    def __init__(self, directory: Path, remember: bool = True):
+        self.directory = Path(directory)
+        self._began = time.time_ns()
+        self._remembered: dict[str, list] = {}
+        if remember:
+            try:
+                self._remembered = json.loads((self.directory / CHECKED).read_text())
+            except (OSError, ValueError):
+                pass
+        self._now: dict[str, list] = {}
+
+    def _entry(self, path: Path, against: str) -> list:
+        status = path.stat()
+        return [against, status.st_size, status.st_mtime_ns, status.st_ctime_ns, status.st_ino, status.st_dev]
+
+    def unchanged(self, path: Path, against: str) -> bool:
+        """Whether `path` passed a check against `against` and has not changed since."""
+        name = path.relative_to(self.directory).as_posix()
+        entry = self._remembered.get(name)
+        if entry is None or entry != self._entry(path, against):
+            return False
+        self._now[name] = entry
+        return True
+
+    def passed(self, path: Path, against: str) -> None:
+        entry = self._entry(path, against)
+        settled = self._began - int(SETTLED_SECONDS * 1e9)
+        if entry[2] < settled and entry[3] < settled:
+            self._now[path.relative_to(self.directory).as_posix()] = entry
+
+    def save(self) -> None:
+        """Remember what passed in this open (files no longer checked are forgotten). A
+        directory this process cannot write only costs the next open its reads."""
+        if self._now == self._remembered:
+            return
+        try:
+            handle, temporary = tempfile.mkstemp(prefix=f".{CHECKED}.", dir=self.directory)
+        except OSError:
+            return
+        try:
+            with os.fdopen(handle, "w") as f:
+                json.dump(self._now, f)
+            os.replace(temporary, self.directory / CHECKED)
+        except OSError:
+            Path(temporary).unlink(missing_ok=True)
+
+
+def check_files(directory: Path, recorded: dict[str, dict], checked: CheckedFiles | None = None) -> None:
     """Raise DamagedFiles naming every recorded file that is missing, of another size or of
-    another checksum."""
+    another checksum; files `checked` knows unchanged since they matched are not read."""
+    checked = checked or CheckedFiles(directory, remember=False)
     problems = []
     for name, expected in recorded.items():
         path = Path(directory) / name
@@ -61,8 +125,11 @@ def check_files(directory: Path, recorded: dict[str, dict]) -> None:
             continue
         if size != expected["size"]:
             problems.append(f"{name} is {size} bytes, the manifest says {expected['size']}")
-        elif file_checksum(path) != expected["xxh3"]:
-            problems.append(f"{name} does not match its checksum")
+        elif not checked.unchanged(path, expected["xxh3"]):
+            if file_checksum(path) != expected["xxh3"]:
+                problems.append(f"{name} does not match its checksum")
+            else:
+                checked.passed(path, expected["xxh3"])
     if problems:
         raise DamagedFiles("; ".join(problems))
 

@@ -34,7 +34,7 @@ from index.ingest.chunk import Passage, chunk_document
 from index.ingest.files import Document
 from index.store.accents import AccentVocabulary
 from index.store.filters import NO_FILTERS, Catalog, Filters
-from index.store.integrity import DamagedFiles, check_files, fsync_directory, fsync_tree, inventory
+from index.store.integrity import CheckedFiles, DamagedFiles, check_files, fsync_directory, fsync_tree, inventory
 from index.store.lexical import DIRECTORY as LEXICAL, LexicalEntry, LexicalIndex
 from index.store.passages import Commit, PassageStore
 from index.store.vectors import FaissBackend, IndexPlan, VectorDelta, merge_top
@@ -83,7 +83,7 @@ class View:
 class LiveIndex:
     """Reads one generation and follows its writes. Searches take `self.view` once."""
 
-    def __init__(self, directory: Path, manifest, store: PassageStore):
+    def __init__(self, directory: Path, manifest, store: PassageStore, checked: CheckedFiles):
         self.directory = Path(directory)
         self.manifest = manifest
         self.passages = store
@@ -93,13 +93,13 @@ class LiveIndex:
         self.dim = manifest.dimension
         self._refreshing = threading.Lock()
         with files_lock(self.directory, exclusive=False):
-            self.view = self._open_view()  # checks the files first
+            self.view = self._open_view(checked)  # checks the files first
             self.lexical = LexicalIndex.load(self.directory)
         self.accents = AccentVocabulary(store)
 
     # -- following writes --------------------------------------------------------------------------
 
-    def _open_view(self) -> View:
+    def _open_view(self, checked: CheckedFiles | None = None) -> View:
         """Everything derived, from the checkpoint and the database (caller holds the files lock)."""
         with self._log.snapshot():
             state = self._log.state()
@@ -108,15 +108,20 @@ class LiveIndex:
             for where, files in ((self.directory / checkpoint["name"], checkpoint["files"]),
                                  (self.directory / LEXICAL, state["lexical_files"])):
                 try:
-                    check_files(where, files)
+                    check_files(where, files, checked)
                 except DamagedFiles as exc:
                     problems.append(f"{where.name}: {exc}")
             if problems:
                 raise DamagedFiles("; ".join(problems))
             last = checkpoint["last_int_id"]
             vectors = self._load_checkpoint(checkpoint)
-            catalog = Catalog.of(self._log.catalog())
             recent = self._log.rows(self.dim, after=last)
+            catalog = Catalog.load(self.directory / checkpoint["name"])
+            if catalog is None:
+                catalog = Catalog.of(self._log.catalog())
+            else:
+                since = self._log.changes_after(checkpoint["version"], state["version"])
+                catalog = catalog.changed(recent.catalog, [c.int_id for c in since if not c.added])
         delta = VectorDelta(self.dim).appended(recent.ids, recent.vectors)
         holes = len(vectors) - int(catalog.live[: last + 1].sum())
         return View(state["version"], state["lexical_version"], checkpoint["name"], vectors, last, holes, delta, catalog)
@@ -169,7 +174,7 @@ class LiveIndex:
 
     def dense(self, query: np.ndarray, k: int, filters: Filters = NO_FILTERS, view: View | None = None) -> tuple[np.ndarray, np.ndarray]:
         view = view or self.view
-        allowed = view.catalog.allowed(filters)
+        allowed = view.catalog.allowed(filters, self.passages.int_ids_of_documents(filters.doc_ids) if filters.doc_ids else ())
         in_checkpoint = view.checkpoint.search(query, k, allowed if filters or view.holes else None)
         return merge_top(k, in_checkpoint, view.delta.search(query, k, allowed))
 
@@ -317,9 +322,14 @@ class IndexWriter:
         if checkpoint is not None and IndexPlan.from_description(checkpoint["backend"]) == plan and plan.nprobe:
             previous = FaissBackend.load(self.directory / checkpoint["name"], self.dim, plan)
 
+        catalog = Catalog.of(())
+
         def batches():
+            nonlocal catalog
+            catalog = Catalog.of(())  # each pass reads every passage, so the last one leaves all of them
             with tqdm(total=count, desc="checkpoint", unit="passage", disable=not self.progress) as bar:
                 for rows in self.store.all_rows(self.dim):
+                    catalog = catalog.changed(rows.catalog, ())
                     yield rows.ids, rows.vectors
                     bar.update(len(rows.ids))
 
@@ -330,6 +340,7 @@ class IndexWriter:
         staging = self.directory / f".{name}.staging"
         staging.mkdir()
         backend.save(staging)
+        catalog.save(staging)
         fsync_tree(staging)
         os.rename(staging, self.directory / name)
         fsync_directory(self.directory)
@@ -346,5 +357,5 @@ class IndexWriter:
         return True
 
 
-def open_live(directory: Path, manifest) -> LiveIndex:
-    return LiveIndex(directory, manifest, PassageStore(directory))
+def open_live(directory: Path, manifest, checked: CheckedFiles) -> LiveIndex:
+    return LiveIndex(directory, manifest, PassageStore(directory), checked)

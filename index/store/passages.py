@@ -191,6 +191,10 @@ class PassageStore:
         rows = self._rows("WHERE p.id = ?", (passage_id,))
         return rows[0] if rows else None
 
+    def int_ids_of_documents(self, doc_ids: Sequence[str]) -> list[int]:
+        marks = ",".join("?" * len(doc_ids))
+        return [row[0] for row in self._query(f"SELECT int_id FROM passages WHERE doc_id IN ({marks})", list(doc_ids))]
+
     def in_document(self, doc_id: str, first: int, last: int) -> list[StoredPassage]:
         return self._rows("WHERE p.doc_id = ? AND p.position BETWEEN ? AND ? ORDER BY p.position", (doc_id, first, last))
 

@@ -31,11 +31,13 @@ from contextlib import contextmanager
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
-from index.store.integrity import DamagedFiles, fsync_directory, fsync_tree
+from index.store.integrity import CheckedFiles, DamagedFiles, fsync_directory, fsync_tree
 from index.store.live import IndexWriter, LiveIndex, open_live
+from index.store.passages import FILE as PASSAGES_FILE
 
 FORMAT_VERSION = 6  # 6: accent counts in passages.sqlite
 MANIFEST = "manifest.json"
+SQLITE_CHECK = "sqlite quick_check"
 
 
 class IndexProblem(RuntimeError):
@@ -105,9 +107,10 @@ class Manifest:
         (Path(directory) / MANIFEST).write_text(json.dumps(asdict(self), indent=2, ensure_ascii=False))
 
 
-def open_index(out: Path, model: str | None = None) -> LiveIndex:
+def open_index(out: Path, model: str | None = None, reread: bool = False) -> LiveIndex:
     """Open the index at `out`, refusing one whose files differ from what was recorded. `model`,
-    when given, must be the model that built it."""
+    when given, must be the model that built it. Files an earlier open found sound and that have
+    not changed since are not read again, unless `reread`."""
     directory = Path(out).resolve()
     manifest = Manifest.read(directory)
     if model is not None and model != manifest.model:
@@ -115,19 +118,24 @@ def open_index(out: Path, model: str | None = None) -> LiveIndex:
             f"the index at {out} was built with model {manifest.model!r}, not {model!r}; "
             f"search it with that model or rebuild it with `semsearch index --model {model}`"
         )
+    checked = CheckedFiles(directory, remember=not reread)
     try:
-        index = open_live(directory, manifest)
+        index = open_live(directory, manifest, checked)
     except DamagedFiles as exc:
         raise IndexCorrupt(f"the index at {out} is damaged: {exc}; rebuild it with `semsearch index`") from exc
     except Exception as exc:  # faiss raises RuntimeError, sqlite DatabaseError, tantivy ValueError, ...
         raise IndexCorrupt(f"the index at {out} is damaged (it cannot be read: {exc}); rebuild it with `semsearch index`") from exc
-    try:
-        problems = index.passages.integrity_check(quick=True)
-    except sqlite3.DatabaseError as exc:
-        problems = [str(exc)]
-    if problems != ["ok"]:
-        index.close()
-        raise IndexCorrupt(f"the index at {out} is damaged: passages.sqlite fails SQLite's check: {'; '.join(problems[:5])}")
+    database = directory / PASSAGES_FILE
+    if not checked.unchanged(database, SQLITE_CHECK):
+        try:
+            problems = index.passages.integrity_check(quick=True)
+        except sqlite3.DatabaseError as exc:
+            problems = [str(exc)]
+        if problems != ["ok"]:
+            index.close()
+            raise IndexCorrupt(f"the index at {out} is damaged: passages.sqlite fails SQLite's check: {'; '.join(problems[:5])}")
+        checked.passed(database, SQLITE_CHECK)
+    checked.save()
     return index
 
 
@@ -135,7 +143,7 @@ def verify_index(out: Path) -> list[str]:
     """The full check behind `semsearch verify`: every checksum, SQLite's own integrity check,
     and the passages agreeing across the parts. Lines describing what was checked; raises
     IndexCorrupt on the first failure."""
-    index = open_index(out)
+    index = open_index(out, reread=True)
     try:
         view, store = index.view, index.passages
         checked = ["checkpoint and lexical files match their sizes and checksums"]
