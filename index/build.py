@@ -12,6 +12,8 @@ from index.encode.embed import TextEncoder
 from index.ingest.files import Document, IngestError, count_documents, find_files, fingerprint, read_documents
 from index.store.lexical import LexicalIndex
 from index.store.live import IndexWriter, WriteResult
+from index.store.location import IndexLocation, writing_at
+from index.store.milvus import MilvusTarget, MilvusWriter
 from index.store.passages import Commit
 from index.store.publish import Manifest, previous_version, read_manifest_if_any, staging_directory, writing
 
@@ -75,16 +77,7 @@ def build_from_documents(
     """A new generation at `out` holding `documents` (read as they come, BUILD_GROUP at a time,
     each group one commit; `total`, when known, gives the progress bar its end and an ETA).
     Returns the manifest and a commit summing the build's."""
-    manifest = Manifest(
-        model=encoder.model_id,
-        dimension=encoder.dim,
-        prompts=dict(getattr(encoder, "prompts", {})),
-        corpus_fingerprint=corpus_fingerprint,
-        lexical=LexicalIndex.describe(),
-        chunking={**_chunk_settings(passage_tokens), "max_tokens": min(passage_tokens, encoder.max_tokens)},
-        encoder={"precision": getattr(encoder, "precision", None)},
-        memory_saving=memory_saving,
-    )
+    manifest = new_manifest(encoder, corpus_fingerprint, passage_tokens, memory_saving)
     version = previous_version(out)
     with staging_directory(out) as staging:
         # one bar for the whole build rather than one per group
@@ -108,17 +101,49 @@ def build_from_documents(
     return manifest, summary
 
 
+def new_manifest(encoder: TextEncoder, corpus_fingerprint: str = "", passage_tokens: int = PASSAGE_TOKENS,
+                 memory_saving: bool = False) -> Manifest:
+    return Manifest(
+        model=encoder.model_id,
+        dimension=encoder.dim,
+        prompts=dict(getattr(encoder, "prompts", {})),
+        corpus_fingerprint=corpus_fingerprint,
+        lexical=LexicalIndex.describe(),
+        chunking={**_chunk_settings(passage_tokens), "max_tokens": min(passage_tokens, encoder.max_tokens)},
+        encoder={"precision": getattr(encoder, "precision", None)},
+        memory_saving=memory_saving,
+    )
+
+
+def build_milvus(paths: Iterable[Path], target: MilvusTarget, encoder: TextEncoder, passage_tokens: int = PASSAGE_TOKENS,
+                 shard: tuple[int, int] = (0, 1), progress: bool = True) -> tuple[int, int, int]:
+    """Index the files under `paths` into the Milvus collection `target` (created if absent), or
+    this process's `shard` (K of N) of them: documents already committed unchanged are skipped,
+    and documents of this shard no longer in the input are deleted. Returns (written, skipped,
+    deleted) documents."""
+    files = find_files(paths)
+    if not files:
+        raise IngestError(f"no .txt, .md, .html or .jsonl files under {', '.join(map(str, paths))}")
+    manifest = new_manifest(encoder, fingerprint(files), passage_tokens)
+    writer = MilvusWriter.create(target, manifest, encoder, progress,
+                                 writer=f"shard-{shard[0]}-of-{shard[1]}" if shard[1] > 1 else None)
+    try:
+        return writer.build(_groups(read_documents(files), BUILD_GROUP), shard, count_documents(files) if progress else None)
+    finally:
+        writer.close()
+
+
 def _groups(items: Iterable[Document], size: int) -> Iterator[list[Document]]:
     iterator = iter(items)
     while group := list(islice(iterator, size)):
         yield group
 
 
-def add_files(paths: Iterable[Path], out: Path, encoder: TextEncoder, progress: bool = True) -> WriteResult:
-    """Add the documents in `paths` to the index at `out`, replacing documents with the same ids."""
+def add_files(paths: Iterable[Path], location: IndexLocation, encoder: TextEncoder, progress: bool = True) -> WriteResult:
+    """Add the documents in `paths` to the index at `location`, replacing documents with the same ids."""
     files = find_files(paths)
     if not files:
         raise IngestError(f"no .txt, .md, .html or .jsonl files under {', '.join(map(str, paths))}")
     documents = list(read_documents(files))
-    with writing(out, encoder, progress) as writer:
+    with writing_at(location, encoder, progress) as writer:
         return writer.write(documents)

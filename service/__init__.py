@@ -12,15 +12,22 @@ from pathlib import Path
 from typing import Any
 
 from flask import Flask, jsonify, render_template, request
+from pymilvus.exceptions import MilvusException
 from werkzeug.exceptions import HTTPException
 
 from index.retrieve.search import Searcher
+from index.store.location import location_of
 from index.store.publish import IndexProblem
 
 log = logging.getLogger("semsearch")
 
 DEFAULTS: dict[str, Any] = {
     "INDEX_DIR": "var/index",
+    # the milvus backend: chosen by BACKEND "milvus", or by a MILVUS_URI alone (see index/store/location.py)
+    "BACKEND": "",
+    "MILVUS_URI": "",
+    "MILVUS_COLLECTION": "semsearch",
+    "MILVUS_TOKEN": "",
     "MODEL": None,  # None: the model recorded in the index's manifest
     "DEFAULT_K": 10,
     "MAX_CONTENT_LENGTH": 256 * 1024,
@@ -57,7 +64,9 @@ def create_app(config: Mapping[str, Any] | None = None) -> Flask:
 
     from . import api, documents, guard, observability, openapi, web
 
-    searcher = app.config.get("SEARCHER") or Searcher.open(Path(app.config["INDEX_DIR"]), model=app.config["MODEL"])
+    location = location_of(app.config["BACKEND"], app.config["INDEX_DIR"], app.config["MILVUS_URI"],
+                           app.config["MILVUS_COLLECTION"], app.config["MILVUS_TOKEN"])
+    searcher = app.config.get("SEARCHER") or Searcher.open(location, model=app.config["MODEL"])
     searcher.observer = observability.SearchMetrics()
     app.extensions["searcher"] = searcher
     app.extensions["index_state"] = IndexState()
@@ -72,6 +81,7 @@ def create_app(config: Mapping[str, Any] | None = None) -> Flask:
     app.register_error_handler(HTTPException, _http_error)
     app.register_error_handler(IndexProblem, _index_unavailable)
     app.register_error_handler(sqlite3.DatabaseError, _index_unavailable)
+    app.register_error_handler(MilvusException, _index_unavailable)
     if float(app.config["RELOAD_SECONDS"]) > 0:
         _follow_published_index(app, float(app.config["RELOAD_SECONDS"]))
     return app
@@ -90,22 +100,23 @@ def _follow_published_index(app: Flask, interval: float) -> None:
     def follow() -> None:
         failed_target = None
         while not stop.wait(interval):
-            target = searcher.index_dir.resolve()
-            if target == failed_target:
+            # a directory's link may point to a new build; a Milvus collection is never replaced
+            target = Path(searcher.location).resolve() if searcher.index.directory is not None else None
+            if target is not None and target == failed_target:
                 continue
-            serving = searcher.index.directory
+            serving = searcher.index
             try:
                 if searcher.reload_if_changed():
                     record_index(searcher.index)
-                    if searcher.index.directory != serving:
+                    if searcher.index is not serving:
                         gc.collect()  # the old index's files are unmapped once nothing refers to them
                         RELOADS.labels("ok").inc()
-                        log.warning("now serving %s (version %d)", searcher.index.directory.name, searcher.index.view.version)
+                        log.warning("now serving %s (version %d)", searcher.index.name, searcher.index.view.version)
                     state.reload_error, failed_target = None, None
             except IndexProblem as exc:
                 RELOADS.labels("failed").inc()
                 state.reload_error, failed_target = str(exc), target
-                log.error("kept serving %s: %s", searcher.index.directory.name, exc)
+                log.error("kept serving %s: %s", searcher.index.name, exc)
 
     threading.Thread(target=follow, name="semsearch-index-follower", daemon=True).start()
 

@@ -109,7 +109,7 @@ def health():
         checks.setdefault("passages", f"{type(exc).__name__}: {exc}")
     body = {
         "status": "ok" if healthy else "unavailable", "model": manifest.model, "passages": view.passages,
-        "documents": documents, "index_version": view.version, "index_generation": current.directory.name,
+        "documents": documents, "index_version": view.version, "index_generation": current.name,
         "index_created_at": manifest.created_at, "checks": checks, "reload_error": state.reload_error,
         "process": os.getpid(),
     }

@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import re
 import sys
 import time
 from pathlib import Path
@@ -18,6 +19,24 @@ DEFAULT_CORPUS = "data/corpus"
 
 def _env(name: str, default: str) -> str:
     return os.environ.get(f"SEMSEARCH_{name}") or default
+
+
+def _backend_options(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--backend", choices=("embedded", "milvus"), default=_env("BACKEND", ""),
+                   help="where the index lives: a directory (embedded, the default) or Milvus "
+                        "(the default when a Milvus URI is given; $SEMSEARCH_BACKEND)")
+    p.add_argument("--milvus-uri", default=_env("MILVUS_URI", ""),
+                   help="a Milvus server (http://host:19530) or a milvus-lite file (./var/milvus.db) ($SEMSEARCH_MILVUS_URI)")
+    p.add_argument("--collection", default=_env("MILVUS_COLLECTION", "semsearch"),
+                   help="the index's name on Milvus (default: %(default)s, $SEMSEARCH_MILVUS_COLLECTION); "
+                        "the token comes from $SEMSEARCH_MILVUS_TOKEN")
+
+
+def _location(args, directory: Path):
+    """The directory, or the Milvus collection the options name."""
+    from index.store.location import location_of
+
+    return location_of(args.backend, directory, args.milvus_uri, args.collection, _env("MILVUS_TOKEN", ""))
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -35,22 +54,29 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--precision", choices=PRECISIONS, help="encoder precision ($SEMSEARCH_PRECISION; auto: int8 on CPUs with VNNI, else bf16 where native, else fp32)")
     p.add_argument("--if-stale", action="store_true", help="do nothing when the index already matches the files and model")
     p.add_argument("--quiet", action="store_true", help="no progress bars")
+    p.add_argument("--shard", type=_shard, default=(0, 1), metavar="K/N",
+                   help="on Milvus: index only the K-th of N shares of the documents (K from 1), so N processes build at once; "
+                        "run again after a crash, it skips what was committed")
+    _backend_options(p)
     p.set_defaults(run=_index)
 
     p = commands.add_parser("add", help="add files to the index (a document whose id exists is replaced)")
     p.add_argument("paths", nargs="+", type=Path)
     p.add_argument("--index", type=Path, **index_dir)
     p.add_argument("--quiet", action="store_true", help="no progress bars")
+    _backend_options(p)
     p.set_defaults(run=_add)
 
     p = commands.add_parser("delete", help="delete documents from the index by id")
     p.add_argument("doc_ids", nargs="+")
     p.add_argument("--index", type=Path, **index_dir)
+    _backend_options(p)
     p.set_defaults(run=_delete)
 
     p = commands.add_parser("compact", help="fold recent writes into a new vector checkpoint")
     p.add_argument("--index", type=Path, **index_dir)
     p.add_argument("--quiet", action="store_true", help="no progress bars")
+    _backend_options(p)
     p.set_defaults(run=_compact)
 
     for name, helptext in (("search", "search the index with a question"), ("similar", "passages similar to a stored one")):
@@ -71,6 +97,7 @@ def main(argv: list[str] | None = None) -> int:
             p.add_argument("--mode", choices=MODES, default="hybrid")
         p.add_argument("--json", action="store_true", help="print JSON")
         p.add_argument("--index", type=Path, **index_dir)
+        _backend_options(p)
         p.set_defaults(run=_search if name == "search" else _similar)
 
     p = commands.add_parser("verify", help="check every file of an index against its checksums, and SQLite's integrity")
@@ -87,6 +114,7 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--queries", type=int, help="evaluate a seeded sample of this many queries ...")
     p.add_argument("--distractors", type=int, default=1000, help="... against their documents plus this many others")
     p.add_argument("--json", action="store_true", help="print JSON")
+    _backend_options(p)
     p.set_defaults(run=_eval)
 
     p = commands.add_parser("serve", help="serve the web page and JSON API")
@@ -99,6 +127,7 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--connection-limit", type=int, default=int(_env("CONNECTION_LIMIT", "0")),
                    help="open connections per process (default: from the file descriptor limit, at most 4096)")
     p.add_argument("--idle-timeout", type=int, default=int(_env("IDLE_TIMEOUT", "15")), help="seconds before an idle connection is closed")
+    _backend_options(p)
     p.set_defaults(run=_serve)
 
     p = commands.add_parser("model", help="manage the default model")
@@ -120,20 +149,41 @@ def main(argv: list[str] | None = None) -> int:
 
 
 def _index(args) -> int:
-    from index.build import PASSAGE_TOKENS, build_index, is_current
+    from index.build import PASSAGE_TOKENS, build_index, build_milvus, is_current
     from index.encode.embed import load_encoder, resolve_precision
 
     passage_tokens = args.passage_tokens or PASSAGE_TOKENS
-    if args.if_stale and is_current(args.paths, args.out, args.model, resolve_precision(args.precision), passage_tokens):
-        print(f"{args.out} is up to date", file=sys.stderr)
-        return 0
+    location = _location(args, args.out)
+    if isinstance(location, Path):
+        if args.shard != (0, 1):
+            print("semsearch: --shard is for the milvus backend; a directory is built by one process", file=sys.stderr)
+            return 2
+        if args.if_stale and is_current(args.paths, args.out, args.model, resolve_precision(args.precision), passage_tokens):
+            print(f"{args.out} is up to date", file=sys.stderr)
+            return 0
     encoder = load_encoder(args.model, precision=args.precision)
     started = time.perf_counter()
+    if not isinstance(location, Path):
+        written, skipped, deleted = build_milvus(args.paths, location, encoder, passage_tokens, args.shard, progress=not args.quiet)
+        print(f"indexed {written} documents into {location} ({skipped} already there, {deleted} no longer in the input "
+              f"deleted) in {time.perf_counter() - started:.1f} s", file=sys.stderr)
+        return 0
     _, commit = build_index(args.paths, args.out, encoder, passage_tokens=passage_tokens,
                             memory_saving=args.memory_saving, progress=not args.quiet)
     print(f"indexed {commit.added} passages from {len(commit.documents)} documents into {args.out} "
           f"(version {commit.version}) in {time.perf_counter() - started:.1f} s", file=sys.stderr)
     return 0
+
+
+def _shard(text: str) -> tuple[int, int]:
+    """"K/N" (K from 1 to N) -> (K - 1, N)."""
+    try:
+        k, n = (int(part) for part in text.split("/"))
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not K/N (say 1/2)") from None
+    if not 1 <= k <= n:
+        raise argparse.ArgumentTypeError(f"{text!r}: K must be from 1 to N")
+    return k - 1, n
 
 
 def _iso_date(text: str):
@@ -145,44 +195,51 @@ def _iso_date(text: str):
         raise argparse.ArgumentTypeError(f"{text!r} is not a date (YYYY-MM-DD)") from None
 
 
-def _writer_encoder(index: Path):
+def _writer_encoder(location):
     from index.encode.embed import load_encoder
-    from index.store.publish import Manifest
+    from index.store.location import read_location_manifest
 
-    manifest = Manifest.read(index.resolve())
+    manifest = read_location_manifest(location)
     return load_encoder(manifest.model, precision=manifest.encoder.get("precision"))
 
 
-def _report(result, index: Path) -> None:
+def _report(result, location) -> None:
     commit = result.commit
     print(f"version {commit.version}: {commit.added} passages added ({result.embedded} embedded), "
-          f"{commit.removed} removed{', compacted' if result.compacted else ''} in {index}", file=sys.stderr)
+          f"{commit.removed} removed{', compacted' if result.compacted else ''} in {location}", file=sys.stderr)
 
 
 def _add(args) -> int:
     from index.build import add_files
 
-    _report(add_files(args.paths, args.index, _writer_encoder(args.index), progress=not args.quiet), args.index)
+    location = _location(args, args.index)
+    _report(add_files(args.paths, location, _writer_encoder(location), progress=not args.quiet), location)
     return 0
 
 
 def _delete(args) -> int:
-    from index.store.publish import writing
+    from index.store.location import writing_at
 
-    with writing(args.index) as writer:
+    location = _location(args, args.index)
+    with writing_at(location) as writer:
         missing = [d for d in args.doc_ids if writer.store.document(d) is None]
         if missing:
             print(f"semsearch: no document with id {', '.join(map(repr, missing))}; nothing was deleted", file=sys.stderr)
             return 2
-        _report(writer.write(delete=args.doc_ids), args.index)
+        _report(writer.write(delete=args.doc_ids), location)
     return 0
 
 
 def _compact(args) -> int:
-    from index.store.publish import writing
+    from index.store.location import writing_at
 
     started = time.perf_counter()
-    with writing(args.index, progress=not args.quiet) as writer:
+    location = _location(args, args.index)
+    with writing_at(location, progress=not args.quiet) as writer:
+        if not isinstance(location, Path):
+            writer.compact()
+            print(f"recounted the accent vocabulary of {location} in {time.perf_counter() - started:.1f} s", file=sys.stderr)
+            return 0
         writer.recover()
         writer.compact()
         state = writer.store.state()
@@ -218,7 +275,7 @@ def _verify(args) -> int:
 def _open_searcher(args):
     from index.retrieve.search import Searcher
 
-    return Searcher.open(args.index)
+    return Searcher.open(_location(args, args.index))
 
 
 def _search(args) -> int:
@@ -241,7 +298,7 @@ def _similar(args) -> int:
 
 
 def _eval(args) -> int:
-    from index.build import build_index, is_current
+    from index.build import build_index, build_milvus, is_current
     from index.encode.embed import load_encoder
     from index.evaluate.quality import evaluate, format_table, load_eval_set, subset
     from index.retrieve.search import Searcher
@@ -250,10 +307,14 @@ def _eval(args) -> int:
     if args.queries:
         evalset = subset(evalset, args.queries, args.distractors, Path("var/eval") / f"{evalset.name}-subset-{args.queries}-{args.distractors}")
     out = args.index or Path("var/eval") / evalset.name
+    collection = args.collection if args.collection != "semsearch" else "eval_" + re.sub(r"\W", "_", evalset.name)
+    location = _location(argparse.Namespace(**{**vars(args), "collection": collection}), out)
     encoder = load_encoder(args.model)
-    if not is_current(evalset.corpus, out, args.model, encoder.precision):
+    if not isinstance(location, Path):
+        build_milvus(evalset.corpus, location, encoder)  # skips what an earlier run committed
+    elif not is_current(evalset.corpus, out, args.model, encoder.precision):
         build_index(evalset.corpus, out, encoder)
-    searcher = Searcher.open(out, encoder=encoder)
+    searcher = Searcher.open(location, encoder=encoder)
     modes = [m.strip() for m in args.modes.split(",") if m.strip()]
     report = evaluate(searcher, evalset, modes, unaccented=args.unaccented)
     label = evalset.name + (" (unaccented)" if args.unaccented else "")
@@ -271,7 +332,8 @@ def _serve(args) -> int:
     from .workers import Limits, default_workers, serve
 
     workers = args.workers or int(_env("WORKERS", str(default_workers())))
-    config = {"INDEX_DIR": str(args.index)}
+    config = {"INDEX_DIR": str(args.index), "BACKEND": args.backend, "MILVUS_URI": args.milvus_uri,
+              "MILVUS_COLLECTION": args.collection}
     if args.rate_limit is not None:
         config["RATE_LIMIT"] = args.rate_limit
     limits = Limits(connection_limit=args.connection_limit, idle_seconds=args.idle_timeout)

@@ -18,7 +18,7 @@ from pydantic import ValidationError
 from index.ingest.files import document_from_record
 from index.retrieve.search import InvalidRequest
 from index.store.live import WriteResult
-from index.store.publish import IndexBusy, writing
+from index.store.publish import IndexBusy
 
 from . import error_response
 from .api import searcher
@@ -83,7 +83,7 @@ def _busy(error: IndexBusy):
 def _commit(operation: str, documents=(), delete=()) -> dict:
     started = time.perf_counter()
     try:
-        with writing(searcher().index_dir, searcher().encoder, wait_seconds=current_app.config["WRITE_WAIT_SECONDS"]) as writer:
+        with searcher().writing(wait_seconds=current_app.config["WRITE_WAIT_SECONDS"]) as writer:
             if operation == "delete" and writer.store.document(delete[0]) is None:
                 WRITES.labels(operation, "not_found").inc()
                 return None

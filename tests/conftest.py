@@ -3,6 +3,7 @@ from __future__ import annotations
 import hashlib
 import json
 import re
+import shutil
 from collections.abc import Sequence
 from pathlib import Path
 
@@ -69,8 +70,47 @@ def fake_index(tmp_path: Path, fake_encoder: FakeEncoder) -> Path:
 
 
 @pytest.fixture
-def fake_searcher(fake_index: Path, fake_encoder: FakeEncoder) -> Searcher:
-    return Searcher.open(fake_index, encoder=fake_encoder)
+def backend() -> str:
+    """Where the fake index lives; a test module whose tests must hold on both backends
+    overrides this with `both_backends`."""
+    return "embedded"
+
+
+both_backends = pytest.fixture(params=["embedded", "milvus"])(lambda request: request.param)
+
+
+def milvus_lite(path: Path):
+    """A MilvusTarget on a milvus-lite file, and the call that stops its in-process server."""
+    from milvus_lite.server_manager import server_manager_instance
+
+    from index.store.milvus import MilvusTarget
+
+    return MilvusTarget(str(path)), lambda: server_manager_instance.release_server(str(path))
+
+
+@pytest.fixture(scope="session")
+def milvus_corpus(tmp_path_factory) -> Path:
+    """A milvus-lite file holding the corpus, built once; tests work on copies of it."""
+    from index.build import build_milvus
+
+    path = tmp_path_factory.mktemp("milvus") / "corpus.db"
+    target, stop = milvus_lite(path)
+    build_milvus([CORPUS], target, FakeEncoder(), progress=False)
+    stop()
+    return path
+
+
+@pytest.fixture
+def fake_searcher(request, backend: str, tmp_path: Path, fake_encoder: FakeEncoder) -> Searcher:
+    if backend == "embedded":
+        return Searcher.open(request.getfixturevalue("fake_index"), encoder=fake_encoder)
+    copy = tmp_path / "milvus.db"
+    shutil.copytree(request.getfixturevalue("milvus_corpus"), copy)
+    target, stop = milvus_lite(copy)
+    searcher = Searcher.open(target, encoder=fake_encoder)
+    request.addfinalizer(stop)
+    request.addfinalizer(lambda: searcher.index.close())
+    return searcher
 
 
 @pytest.fixture

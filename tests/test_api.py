@@ -1,8 +1,9 @@
-"""Every route and every error status, through Flask's test client."""
+"""Every route and every error status, through Flask's test client, on both backends."""
 
 import pytest
 
 from index.retrieve.search import MAX_QUERY_CHARS
+from tests.conftest import both_backends as backend  # noqa: F401  (every test here runs on each)
 
 
 def first_hit(client, q="đảng viên sinh hoạt chi bộ"):

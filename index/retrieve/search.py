@@ -16,8 +16,9 @@ from index.encode.embed import TextEncoder, load_encoder
 from index.retrieve.fusion import Ranking, normalized_score_fusion, reciprocal_rank_fusion
 from index.store.filters import NO_FILTERS, Filters
 from index.store.live import LiveIndex, View
-from index.store.passages import PassageStore, StoredPassage
-from index.store.publish import IndexNotFound, ModelMismatch, open_index
+from index.store.location import IndexLocation, open_location, writing_at
+from index.store.passages import StoredPassage
+from index.store.publish import IndexNotFound, ModelMismatch
 from index.text import normalize
 
 MAX_K = 100
@@ -140,36 +141,42 @@ class Searcher:
     it. Each call reads `self.index` and its view once, so a search that started on the old
     state finishes on it; old files are released when the last such call returns."""
 
-    def __init__(self, index: LiveIndex, encoder: TextEncoder, index_dir: Path | None = None,
+    def __init__(self, index: LiveIndex, encoder: TextEncoder, location: IndexLocation | None = None,
                  observer: SearchObserver | None = None):
         if encoder.model_id != index.manifest.model:
             raise ModelMismatch(f"encoder {encoder.model_id!r} does not match the index's {index.manifest.model!r}")
         self.index = index
         self.encoder = encoder
-        self.index_dir = Path(index_dir) if index_dir is not None else index.directory
+        self.location = location if location is not None else index.directory
         self.observer = observer or _Unobserved()
         # people repeat queries, and hybrid and dense share one embedding of each
         self._query_vector = lru_cache(maxsize=QUERY_CACHE_SIZE)(self._encode_query)
         self._encoding = threading.local()
 
     @classmethod
-    def open(cls, index_dir: Path, model: str | None = None, encoder: TextEncoder | None = None) -> Searcher:
+    def open(cls, location: IndexLocation, model: str | None = None, encoder: TextEncoder | None = None) -> Searcher:
         """Load the index and the model that built it (`model` must agree with the manifest)."""
-        index = open_index(index_dir, model=model or (encoder.model_id if encoder else None))
-        return cls(index, encoder or load_encoder(index.manifest.model), index_dir)
+        index = open_location(location, model=model or (encoder.model_id if encoder else None))
+        return cls(index, encoder or load_encoder(index.manifest.model), location)
 
     def reload_if_changed(self) -> bool:
         """Catch up with writes to the current index, or switch to the index now published at
-        `index_dir` if it is another one. Raises IndexProblem (and keeps serving the current
+        the location if it is another one. Raises IndexProblem (and keeps serving the current
         index) when the new one cannot be used."""
+        if self.index.directory is None:  # on Milvus: one collection, never replaced by a build
+            return self.index.refresh()
         try:
-            published = self.index_dir.resolve(strict=True)
+            published = Path(self.location).resolve(strict=True)
         except OSError as exc:
-            raise IndexNotFound(f"{self.index_dir} is gone ({exc}); still serving {self.index.directory.name}") from exc
+            raise IndexNotFound(f"{self.location} is gone ({exc}); still serving {self.index.name}") from exc
         if published == self.index.directory:
             return self.index.refresh()
-        self.index = open_index(self.index_dir, model=self.encoder.model_id)
+        self.index = open_location(self.location, model=self.encoder.model_id)
         return True
+
+    def writing(self, wait_seconds: float = 0.0):
+        """The index's writer, with this searcher's encoder (a context manager)."""
+        return writing_at(self.location, self.encoder, wait_seconds=wait_seconds)
 
     @property
     def size(self) -> int:
@@ -274,7 +281,7 @@ class Searcher:
         sample: list[StoredPassage] = []
 
         def passages() -> None:
-            PassageStore.probe(index.directory)
+            index.probe()
             first = index.passages.first_int_id()
             sample.extend(index.passages.by_int_ids([first] if first is not None else []).values())
 

@@ -196,6 +196,14 @@ class LiveIndex:
         return {"version": view.version, "lexical_version": view.lexical_version, "checkpoint": view.checkpoint_name,
                 "passages": view.passages, "delta": view.delta.count, "deleted_since_checkpoint": view.holes}
 
+    @property
+    def name(self) -> str:
+        return self.directory.name
+
+    def probe(self) -> None:
+        """Read the database file itself (see PassageStore.probe)."""
+        PassageStore.probe(self.directory)
+
     def close(self) -> None:
         self.passages.close()
         self._log.close()

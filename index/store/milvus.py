@@ -1,0 +1,671 @@
+"""An index on Milvus: what the embedded index (live.py: SQLite, FAISS, tantivy) keeps in one
+directory, kept in four Milvus collections instead, so that an index can outgrow one machine
+and every service process is stateless (any number, on any machine, behind a load balancer).
+
+    <name>_passages   per passage: the vector, the analysed terms (BM25 by Milvus), the text and
+                      its document's metadata (filters and results need no second lookup)
+    <name>_documents  per document: its metadata and a fingerprint of its content; written last
+                      in a write, so a document is committed when its row exists
+    <name>_accents    the accent vocabulary's counts (accents.py), one row per form and writer
+    <name>_meta       the manifest (model, prompts, chunking, analyser) and each writer's version
+
+Everything a service needs is in Milvus: text and metadata too, not in a side store, because a
+stateless tier is the point of this backend and a second store would be a second thing to run,
+back up and keep consistent. Passages are keyed by `Passage.int_id` (a 63-bit hash of the
+document id, position and text), so any number of writers can insert without coordinating and
+writing the same document again replaces it in place.
+
+Milvus cannot run our Vietnamese analyser, so passages are analysed here (lexical.analyze) and
+Milvus's BM25 function reads the terms back with its standard tokenizer (`\\w+`, lower case); the
+terms are spelled to survive it (`MILVUS_TERM`). Fusion, accent restoration, highlights and
+answers stay in the service, as with the embedded index.
+
+A `milvus-lite` file (`./x.db`) serves one process; a Milvus server (`http://host:19530`) any.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import logging
+import socket
+import threading
+from collections import Counter
+from collections.abc import Iterable, Iterator, Sequence
+from dataclasses import dataclass, field
+
+import numpy as np
+from tqdm import tqdm
+
+from index.ingest.chunk import Passage, chunk_document
+from index.ingest.files import Document
+from index.store.accents import QUESTION_PHRASES, AccentVocabulary, form_counts
+from index.store.filters import NO_FILTERS, Filters
+from index.store.lexical import K1, B, analyze
+from index.store.passages import Commit, StoredPassage, day_number
+from index.store.publish import IndexProblem, Manifest, ModelMismatch
+
+log = logging.getLogger("semsearch")
+
+DEFAULT_COLLECTION = "semsearch"
+# Milvus wants a vector field in every collection; the tables that need none carry this one.
+_SPARE = "spare"
+_SPARE_DIM = 2
+_TEXT = 65_535  # VARCHAR's largest size, in bytes
+_NAME = 2_048
+# HNSW: recall near exact search at these sizes, and what Milvus serves from memory fastest.
+HNSW_BUILD = {"M": 16, "efConstruction": 200}
+HNSW_EF = 128
+# Reads and writes see every earlier write: the service reads what a write just committed.
+CONSISTENCY = "Strong"
+_BATCH = 1_000  # rows per insert or query: under gRPC's message limit with 384-d vectors and text
+_FOLDED = "ǂ"  # a letter (so `\w`) that no syllable holds: marks unaccented terms, joins pairs
+_PASSAGE_FIELDS = ["int_id", "id", "doc_id", "position", "heading", "text", "title", "date", "source", "byline", "context"]
+
+
+class MilvusIndexProblem(IndexProblem):
+    """The collection is missing, another model's or not semsearch's."""
+
+
+def milvus_term(term: str) -> str:
+    """One of lexical.analyze's terms spelled as one `\\w+` token: "~dang" -> "ǂdang",
+    "~dang_vien" -> "ǂdangǂvien"; written syllables stay as they are."""
+    if term.startswith("~"):
+        return _FOLDED + term[1:].replace("_", _FOLDED)
+    return term
+
+
+def milvus_terms(text: str) -> str:
+    return " ".join(milvus_term(t) for t in analyze(text))
+
+
+def literal(value: str) -> str:
+    """A string literal for a Milvus filter expression."""
+    escaped = value.replace("\\", "\\\\").replace('"', '\\"').replace("\n", "\\n").replace("\r", "\\r").replace("\t", "\\t")
+    return f'"{escaped}"'
+
+
+def expression(filters: Filters) -> str:
+    """`filters` as a Milvus boolean expression ("" when there are none)."""
+    parts = []
+    if filters.sources:
+        parts.append(f"source in [{', '.join(map(literal, filters.sources))}]")
+    if filters.doc_ids:
+        parts.append(f"doc_id in [{', '.join(map(literal, filters.doc_ids))}]")
+    if (days := filters.day_range()) is not None:
+        parts.append(f"day >= {days[0]} and day <= {days[1]}")
+    return " and ".join(parts)
+
+
+def stable_hash(text: str) -> int:
+    return int.from_bytes(hashlib.blake2b(text.encode(), digest_size=8).digest(), "big") >> 1
+
+
+def document_fingerprint(doc: Document) -> str:
+    """What decides whether a document must be written again: everything it was indexed from."""
+    blocks = [[getattr(b, name) for name in sorted(vars(b))] for b in doc.blocks]
+    content = [doc.doc_id, doc.title, doc.date, doc.byline, doc.source, doc.original_name, blocks]
+    return hashlib.blake2b(json.dumps(content, ensure_ascii=False, default=str).encode(), digest_size=16).hexdigest()
+
+
+@dataclass(frozen=True)
+class MilvusTarget:
+    """Where an index lives on Milvus: a server URI or a milvus-lite file, and a collection name.
+    `token` is "user:password" or an API key; `options` go to pymilvus as they are (TLS:
+    `secure`, `server_pem_path`, `server_name`, ...)."""
+
+    uri: str
+    collection: str = DEFAULT_COLLECTION
+    token: str = ""
+    options: dict = field(default_factory=dict, hash=False, compare=False)
+
+    def name(self, table: str) -> str:
+        return f"{self.collection}_{table}"
+
+    def connect(self):
+        from pymilvus import MilvusClient
+
+        logging.getLogger("pymilvus").setLevel(logging.CRITICAL)  # its errors reach us as exceptions
+        # milvus-lite's in-process server logs, as errors, the calls it leaves to pymilvus's fallbacks
+        logging.getLogger("grpc._server").setLevel(logging.CRITICAL)
+        return MilvusClient(uri=self.uri, token=self.token, **self.options)
+
+    def __str__(self) -> str:
+        return f"collection {self.collection!r} at {self.uri}"
+
+
+class MilvusStore:
+    """Reads shared by the reader and the writer: passages, documents, accent counts, state."""
+
+    def __init__(self, target: MilvusTarget, client=None):
+        self.target = target
+        self.client = client or target.connect()
+        self.passages_name, self.documents_name = target.name("passages"), target.name("documents")
+        self.accents_name, self.meta_name = target.name("accents"), target.name("meta")
+
+    def exists(self) -> bool:
+        return self.client.has_collection(self.meta_name)
+
+    def load(self) -> None:
+        """Into the query nodes' memory, where Milvus searches (a no-op when they are loaded)."""
+        for name in (self.passages_name, self.documents_name, self.accents_name, self.meta_name):
+            self.client.load_collection(name)
+
+    def _query(self, name: str, expr: str, fields: list[str], limit: int | None = None) -> list[dict]:
+        kwargs = {"limit": limit} if limit is not None else {}
+        return self.client.query(name, filter=expr, output_fields=fields, consistency_level=CONSISTENCY, **kwargs)
+
+    def _in(self, name: str, key: str, values: Sequence, fields: list[str]) -> list[dict]:
+        rows = []
+        for start in range(0, len(values), _BATCH):
+            part = values[start : start + _BATCH]
+            members = ", ".join(literal(v) if isinstance(v, str) else str(int(v)) for v in part)
+            rows += self._query(name, f"{key} in [{members}]", fields)
+        return rows
+
+    def scan(self, name: str, fields: list[str], expr: str = "") -> Iterator[list[dict]]:
+        iterator = self.client.query_iterator(name, batch_size=_BATCH, filter=expr, output_fields=fields,
+                                              consistency_level=CONSISTENCY)
+        try:
+            while batch := iterator.next():
+                yield batch
+        finally:
+            iterator.close()
+
+    # -- meta ----------------------------------------------------------------------------------------
+
+    def meta(self, key: str):
+        rows = self._query(self.meta_name, f"key == {literal(key)}", ["value"])
+        return json.loads(rows[0]["value"]) if rows else None
+
+    def meta_like(self, prefix: str) -> dict[str, object]:
+        rows = self._query(self.meta_name, f"key like {literal(prefix + '%')}", ["key", "value"])
+        return {row["key"]: json.loads(row["value"]) for row in rows}
+
+    def set_meta(self, key: str, value) -> None:
+        self.client.upsert(self.meta_name, [{"key": key, "value": json.dumps(value, ensure_ascii=False), _SPARE: [0.0] * _SPARE_DIM}])
+
+    def version(self) -> int:
+        return sum(self.meta_like("version:").values())
+
+    def counts(self) -> tuple[int, int]:
+        """(passages, documents)."""
+        return tuple(self._query(name, "", ["count(*)"])[0]["count(*)"] for name in (self.passages_name, self.documents_name))
+
+    # -- passages and documents (the PassageStore reads a search needs) ------------------------------
+
+    @staticmethod
+    def _stored(row: dict) -> StoredPassage:
+        return StoredPassage(**{name: row.get(name) for name in _PASSAGE_FIELDS})
+
+    def by_int_ids(self, int_ids: list[int]) -> dict[int, StoredPassage]:
+        if not int_ids:
+            return {}
+        rows = self.client.get(self.passages_name, ids=[int(i) for i in int_ids], output_fields=_PASSAGE_FIELDS,
+                               consistency_level=CONSISTENCY)
+        return {row["int_id"]: self._stored(row) for row in rows}
+
+    def by_id(self, passage_id: str) -> StoredPassage | None:
+        rows = self._query(self.passages_name, f"id == {literal(passage_id)}", _PASSAGE_FIELDS, limit=1)
+        return self._stored(rows[0]) if rows else None
+
+    def in_document(self, doc_id: str, first: int, last: int) -> list[StoredPassage]:
+        rows = self._query(self.passages_name, f"doc_id == {literal(doc_id)} and position >= {int(first)} and position <= {int(last)}",
+                           _PASSAGE_FIELDS)
+        return sorted(map(self._stored, rows), key=lambda p: p.position)
+
+    def document(self, doc_id: str) -> dict | None:
+        fields = ["title", "date", "byline", "source", "original_name"]
+        rows = self._query(self.documents_name, f"doc_id == {literal(doc_id)}", fields)
+        if not rows:
+            return None
+        passages = self._query(self.passages_name, f"doc_id == {literal(doc_id)}", ["id", "position"])
+        return {"id": doc_id, **{name: rows[0].get(name) for name in fields},
+                "passages": [p["id"] for p in sorted(passages, key=lambda p: p["position"])]}
+
+    def sources(self) -> list[str]:
+        return sorted({s for sources in self.meta_like("sources:").values() for s in sources})
+
+    def first_int_id(self) -> int | None:
+        rows = self._query(self.passages_name, "", ["int_id"], limit=1)
+        return rows[0]["int_id"] if rows else None
+
+    def vector(self, int_id: int, dim: int) -> np.ndarray:
+        rows = self.client.get(self.passages_name, ids=[int(int_id)], output_fields=["vector"], consistency_level=CONSISTENCY)
+        if not rows:
+            raise KeyError(int_id)
+        return np.asarray(rows[0]["vector"], np.float32)
+
+    def doc_ids_of(self, int_ids: list[int]) -> dict[int, str]:
+        return {row["int_id"]: row["doc_id"] for row in self._in(self.passages_name, "int_id", int_ids, ["int_id", "doc_id"])}
+
+    # -- accent counts (accents.FormCounts), summed over the writers' rows --------------------------
+
+    def _forms(self, keys: Iterable[str]) -> dict[str, Counter[str]]:
+        forms: dict[str, Counter[str]] = {}
+        for row in self._in(self.accents_name, "key", sorted(set(keys)), ["key", "written", "count"]):
+            forms.setdefault(row["key"], Counter())[row["written"]] += row["count"]
+        return {key: Counter({w: n for w, n in written.items() if n > 0}) for key, written in forms.items()}
+
+    def accent_forms(self, key: str, limit: int) -> dict[str, int]:
+        counts = self._forms([key]).get(key, Counter())
+        return dict(sorted(counts.items(), key=lambda item: (-item[1], item[0]))[:limit])
+
+    def accent_frequency(self, key: str) -> int:
+        return sum(self._forms([key]).get(key, Counter()).values())
+
+    def accent_known(self, keys: set[str]) -> set[str]:
+        return {key for key, counts in self._forms(keys).items() if counts}
+
+    def accent_total(self) -> int:
+        return sum(self.meta_like("accent_total:").values())
+
+    def close(self) -> None:
+        self.client.close()
+
+
+@dataclass(frozen=True)
+class MilvusView:
+    """What a search holds of the index between reads: Milvus serves the latest writes itself."""
+
+    version: int
+    passages: int
+
+
+class MilvusIndex:
+    """The reader: the same calls as live.LiveIndex, answered by Milvus."""
+
+    directory = None  # not a directory: nothing to switch to when a build publishes one
+
+    def __init__(self, target: MilvusTarget, manifest):
+        self.target = target
+        self.manifest = manifest
+        self.dim = manifest.dimension
+        self.passages = MilvusStore(target)
+        self.accents = AccentVocabulary(self.passages)
+        self.view = self._read_view()
+
+    def _read_view(self) -> MilvusView:
+        return MilvusView(self.passages.version(), self.passages.counts()[0])
+
+    def refresh(self) -> bool:
+        from pymilvus.exceptions import MilvusException
+
+        try:
+            if self.passages.version() == self.view.version:
+                return False
+            self.view = self._read_view()
+        except MilvusException as exc:
+            raise MilvusIndexProblem(f"{self.target} cannot be read: {exc.message}") from exc
+        return True
+
+    def dense(self, query: np.ndarray, k: int, filters: Filters = NO_FILTERS, view: MilvusView | None = None) -> tuple[np.ndarray, np.ndarray]:
+        hits = self.passages.client.search(
+            self.passages.passages_name, data=[np.asarray(query, np.float32).tolist()], anns_field="vector", limit=k,
+            filter=expression(filters), output_fields=[], consistency_level=CONSISTENCY,
+            search_params={"metric_type": "IP", "params": {"ef": max(HNSW_EF, k)}})[0]
+        return (np.array([h["distance"] for h in hits], np.float32), np.array([h["int_id"] for h in hits], np.int64))
+
+    def lexical_search(self, query: str, k: int, filters: Filters = NO_FILTERS, view: MilvusView | None = None) -> tuple[np.ndarray, np.ndarray]:
+        terms = milvus_terms(query)
+        if not terms:
+            return np.zeros(0, np.float32), np.zeros(0, np.int64)
+        hits = self.passages.client.search(
+            self.passages.passages_name, data=[terms], anns_field="lexical", limit=k, filter=expression(filters),
+            output_fields=[], consistency_level=CONSISTENCY, search_params={"metric_type": "BM25"})[0]
+        # BM25 scores are positive; milvus-lite reports them negated, as distances
+        return (np.array([abs(h["distance"]) for h in hits], np.float32), np.array([h["int_id"] for h in hits], np.int64))
+
+    def vector(self, int_id: int) -> np.ndarray:
+        return self.passages.vector(int_id, self.dim)
+
+    def documents(self) -> int:
+        return self.passages.counts()[1]
+
+    def state(self) -> dict:
+        return {"version": self.view.version, "passages": self.view.passages, "backend": "milvus", "collection": self.target.collection}
+
+    @property
+    def name(self) -> str:
+        return self.target.collection
+
+    def probe(self) -> None:
+        self.passages.first_int_id()
+
+    def close(self) -> None:
+        self.passages.close()
+
+
+# -- writing ------------------------------------------------------------------------------------------
+
+
+def _schemas(client, dim: int) -> dict[str, tuple]:
+    from pymilvus import DataType, Function, FunctionType
+
+    def spare(schema) -> None:
+        schema.add_field(_SPARE, DataType.FLOAT_VECTOR, dim=_SPARE_DIM)
+
+    passages = client.create_schema(auto_id=False)
+    passages.add_field("int_id", DataType.INT64, is_primary=True)
+    passages.add_field("id", DataType.VARCHAR, max_length=32)
+    passages.add_field("doc_id", DataType.VARCHAR, max_length=_NAME)
+    passages.add_field("position", DataType.INT32)
+    passages.add_field("heading", DataType.VARCHAR, max_length=_TEXT, nullable=True)
+    passages.add_field("context", DataType.VARCHAR, max_length=_TEXT)
+    passages.add_field("text", DataType.VARCHAR, max_length=_TEXT)
+    passages.add_field("title", DataType.VARCHAR, max_length=_TEXT)
+    passages.add_field("date", DataType.VARCHAR, max_length=64, nullable=True)
+    passages.add_field("byline", DataType.VARCHAR, max_length=_TEXT, nullable=True)
+    passages.add_field("source", DataType.VARCHAR, max_length=_NAME, nullable=True)
+    passages.add_field("day", DataType.INT32, nullable=True)
+    passages.add_field("terms", DataType.VARCHAR, max_length=_TEXT, enable_analyzer=True, analyzer_params={"tokenizer": "standard"})
+    passages.add_field("lexical", DataType.SPARSE_FLOAT_VECTOR)
+    passages.add_field("vector", DataType.FLOAT_VECTOR, dim=dim)
+    passages.add_function(Function(name="bm25", function_type=FunctionType.BM25, input_field_names=["terms"],
+                                   output_field_names=["lexical"]))
+    passage_index = client.prepare_index_params()
+    passage_index.add_index(field_name="vector", index_type="HNSW", metric_type="IP", params=HNSW_BUILD)
+    passage_index.add_index(field_name="lexical", index_type="SPARSE_INVERTED_INDEX", metric_type="BM25",
+                            params={"bm25_k1": K1, "bm25_b": B})
+    for name in ("doc_id", "source", "day"):
+        passage_index.add_index(field_name=name, index_type="INVERTED")
+
+    documents = client.create_schema(auto_id=False)
+    documents.add_field("doc_id", DataType.VARCHAR, max_length=_NAME, is_primary=True)
+    for name in ("title", "byline"):
+        documents.add_field(name, DataType.VARCHAR, max_length=_TEXT, nullable=name != "title")
+    documents.add_field("date", DataType.VARCHAR, max_length=64, nullable=True)
+    documents.add_field("source", DataType.VARCHAR, max_length=_NAME, nullable=True)
+    documents.add_field("original_name", DataType.VARCHAR, max_length=_TEXT, nullable=True)
+    documents.add_field("fingerprint", DataType.VARCHAR, max_length=64)
+    documents.add_field("shard", DataType.INT64)
+    spare(documents)
+
+    accents = client.create_schema(auto_id=False)
+    accents.add_field("pk", DataType.INT64, is_primary=True)
+    accents.add_field("key", DataType.VARCHAR, max_length=_NAME)
+    accents.add_field("written", DataType.VARCHAR, max_length=_NAME)
+    accents.add_field("writer", DataType.VARCHAR, max_length=_NAME)
+    accents.add_field("count", DataType.INT64)
+    spare(accents)
+
+    meta = client.create_schema(auto_id=False)
+    meta.add_field("key", DataType.VARCHAR, max_length=_NAME, is_primary=True)
+    meta.add_field("value", DataType.VARCHAR, max_length=_TEXT)
+    spare(meta)
+
+    def spare_index(*scalar: str):
+        params = client.prepare_index_params()
+        params.add_index(field_name=_SPARE, index_type="FLAT", metric_type="L2")
+        for name in scalar:
+            params.add_index(field_name=name, index_type="INVERTED")
+        return params
+
+    return {"passages": (passages, passage_index), "documents": (documents, spare_index()),
+            "accents": (accents, spare_index("key")), "meta": (meta, spare_index())}
+
+
+def shard_of(doc_id: str, shards: int) -> int:
+    """Which of `shards` writers indexes a document: a stable hash of its id."""
+    return stable_hash(doc_id) % shards
+
+
+def open_milvus(target: MilvusTarget, model: str | None = None) -> MilvusIndex:
+    """The index in `target`, refusing one built with another model than `model` (when given)."""
+    store = MilvusStore(target)
+    try:
+        if not store.exists():
+            raise MilvusIndexProblem(f"no semsearch index in {target}; build one with "
+                                     f"`semsearch index PATH --backend milvus --milvus-uri {target.uri}`")
+        store.load()
+        recorded = store.meta("manifest")
+        manifest = Manifest(**{key: recorded[key] for key in Manifest.__dataclass_fields__ if key in recorded})
+    finally:
+        store.close()
+    if model is not None and model != manifest.model:
+        raise ModelMismatch(f"the index in {target} was built with model {manifest.model!r}, not {model!r}")
+    return MilvusIndex(target, manifest)
+
+
+@dataclass(frozen=True)
+class MilvusWriteResult:
+    commit: Commit
+    embedded: int
+    compacted: bool = False
+
+
+class MilvusWriter:
+    """Writes documents into a Milvus index. Several may write at once (one per shard or host),
+    each under its own `writer` name: the accent counts and versions are kept per writer and
+    summed by readers, so no writer overwrites another's. Writes of one document from two
+    writers at once are not serialised (Milvus has no transactions)."""
+
+    def __init__(self, target: MilvusTarget, manifest, encoder=None, progress: bool = False, writer: str | None = None):
+        self.target = target
+        self.manifest = manifest
+        self.encoder = encoder
+        self.progress = progress
+        self.writer = writer or f"host-{socket.gethostname()}"
+        self.store = MilvusStore(target)
+        self.client = self.store.client
+        self._lock = threading.Lock()
+
+    @classmethod
+    def create(cls, target: MilvusTarget, manifest, encoder=None, progress: bool = False, writer: str | None = None) -> MilvusWriter:
+        """A writer of `target`, creating its collections if they are absent; refuses a collection
+        built with another manifest (model, prompts, chunking, analyser)."""
+        client = target.connect()
+        try:
+            schemas = _schemas(client, manifest.dimension)
+            for table, (schema, index_params) in schemas.items():
+                name = target.name(table)
+                if not client.has_collection(name):
+                    try:
+                        client.create_collection(name, schema=schema, index_params=index_params, consistency_level=CONSISTENCY)
+                    except Exception:  # another shard's writer created it first
+                        if not client.has_collection(name):
+                            raise
+            store = MilvusStore(target, client)
+            store.load()
+            recorded = store.meta("manifest")
+            if recorded is None:
+                # as the embedded index does: question words counted once, as if the corpus had them
+                questions = form_counts(QUESTION_PHRASES)
+                _set_accents(store, QUESTIONS_WRITER, questions, _syllables(questions))
+                store.set_meta("manifest", _manifest_record(manifest))
+            elif _comparable(recorded) != _comparable(_manifest_record(manifest)):
+                raise MilvusIndexProblem(f"{target} holds an index built otherwise ({_difference(recorded, _manifest_record(manifest))}); "
+                                         "use another --collection")
+        finally:
+            client.close()
+        return cls(target, manifest, encoder, progress, writer)
+
+    def close(self) -> None:
+        self.store.close()
+
+    # -- one write ------------------------------------------------------------------------------------
+
+    def write(self, documents: Sequence[Document] = (), delete: Iterable[str] = (), compact: bool = True) -> MilvusWriteResult:
+        """Add or replace `documents` and delete the documents `delete` names. Each document is
+        committed when its row in <name>_documents is written, after its passages."""
+        with self._lock:
+            documents = list(documents)
+            gone = list(dict.fromkeys([*delete, *(d.doc_id for d in documents)]))
+            old = self.store._in(self.passages_name, "doc_id", gone, ["int_id", "id", "context", "text", "vector"]) if gone else []
+            chunked = [(doc, self._chunk(doc)) for doc in documents]
+            new = [p for _, passages in chunked for p in passages]
+            vectors, embedded = self._vectors(new, {row["id"]: row for row in old})
+            kept = {p.int_id for p in new}
+            stale = [row["int_id"] for row in old if row["int_id"] not in kept]
+            for start in range(0, len(stale), _BATCH):
+                self.client.delete(self.passages_name, ids=stale[start : start + _BATCH])
+            rows = []
+            for (doc, passages) in chunked:
+                for passage in passages:
+                    rows.append(self._passage_row(doc, passage, vectors[len(rows)]))
+            for start in range(0, len(rows), _BATCH):
+                self.client.upsert(self.passages_name, rows[start : start + _BATCH])
+            self._count_accents([p.embedding_text for p in new], [_embedding_text(row) for row in old])
+            removed_documents = [d for d in delete if d not in {doc.doc_id for doc in documents}]
+            if removed_documents:
+                self.client.delete(self.documents_name, ids=removed_documents)
+            if documents:
+                self.client.upsert(self.documents_name, [self._document_row(doc) for doc in documents])
+                self._add_sources({doc.source for doc in documents if doc.source})
+            version = (self.store.meta(f"version:{self.writer}") or 0) + 1
+            self.store.set_meta(f"version:{self.writer}", version)
+            return MilvusWriteResult(Commit(self.store.version(), len(rows), len(old), tuple(gone)), embedded)
+
+    @property
+    def passages_name(self) -> str:
+        return self.store.passages_name
+
+    @property
+    def documents_name(self) -> str:
+        return self.store.documents_name
+
+    def _chunk(self, doc: Document) -> list[Passage]:
+        chunking = self.manifest.chunking
+        return list(chunk_document(doc, self.encoder.count_tokens, chunking["max_tokens"], chunking["overlap_sentences"]))
+
+    def _vectors(self, passages: list[Passage], old: dict[str, dict]) -> tuple[np.ndarray, int]:
+        vectors = np.empty((len(passages), self.manifest.dimension), np.float32)
+        todo = []
+        for i, passage in enumerate(passages):
+            stored = old.get(passage.id)
+            if stored is not None and stored["context"] == passage.context:
+                vectors[i] = stored["vector"]
+            else:
+                todo.append(i)
+        todo.sort(key=lambda i: -len(passages[i].embedding_text))
+        if todo:
+            vectors[todo] = self.encoder.encode_passages([passages[i].embedding_text for i in todo])
+        return vectors, len(todo)
+
+    def _passage_row(self, doc: Document, passage: Passage, vector: np.ndarray) -> dict:
+        terms = milvus_terms(passage.embedding_text)
+        for name, value in (("text", passage.text), ("terms", terms)):
+            if len(value.encode()) > _TEXT:
+                raise ValueError(f"passage {passage.id} of {doc.doc_id!r}: its {name} is over Milvus's {_TEXT} bytes")
+        return {"int_id": passage.int_id, "id": passage.id, "doc_id": doc.doc_id, "position": passage.position,
+                "heading": passage.heading, "context": passage.context, "text": passage.text, "title": doc.title,
+                "date": doc.date, "byline": doc.byline, "source": doc.source, "day": day_number(doc.date),
+                "terms": terms, "vector": np.asarray(vector, np.float32).tolist()}
+
+    def _document_row(self, doc: Document) -> dict:
+        return {"doc_id": doc.doc_id, "title": doc.title, "byline": doc.byline, "date": doc.date, "source": doc.source,
+                "original_name": doc.original_name, "fingerprint": document_fingerprint(doc),
+                "shard": stable_hash(doc.doc_id), _SPARE: [0.0] * _SPARE_DIM}
+
+    def _count_accents(self, added: list[str], removed: list[str]) -> None:
+        """This writer's rows of the accent counts, moved by `added` and `removed` texts."""
+        changes = form_counts(added)
+        changes.subtract(form_counts(removed))
+        changes = Counter({form: n for form, n in changes.items() if n})
+        if not changes:
+            return
+        current = Counter({(row["key"], row["written"]): row["count"] for row in self.store._in(
+            self.store.accents_name, "pk", [_accent_pk(self.writer, k, w) for k, w in changes], ["key", "written", "count"])})
+        current.update(changes)
+        total = (self.store.meta(f"accent_total:{self.writer}") or 0) + _syllables(changes)
+        _set_accents(self.store, self.writer, current, total, list(changes))
+
+    def _add_sources(self, sources: set[str]) -> None:
+        known = set(self.store.meta(f"sources:{self.writer}") or [])
+        if not sources <= known:
+            self.store.set_meta(f"sources:{self.writer}", sorted(known | sources))
+
+    # -- builds ---------------------------------------------------------------------------------------
+
+    def committed(self, doc_ids: Sequence[str]) -> dict[str, str]:
+        """{doc_id: fingerprint} of those of `doc_ids` whose write completed."""
+        return {row["doc_id"]: row["fingerprint"] for row in self.store._in(self.documents_name, "doc_id", list(doc_ids), ["doc_id", "fingerprint"])}
+
+    def build(self, groups: Iterable[list[Document]], shard: tuple[int, int] = (0, 1), total: int | None = None) -> tuple[int, int, int]:
+        """Index the documents of `groups` that fall in `shard` (K of N), skipping those already
+        committed unchanged (a shard run again after a crash goes on where it stopped), then
+        delete this shard's documents that the input no longer has. Returns (written, skipped,
+        deleted) document counts."""
+        index, shards = shard
+        written = skipped = 0
+        seen: set[str] = set()
+        with tqdm(total=total, desc=f"indexing shard {index + 1}/{shards}" if shards > 1 else "indexing", unit="doc",
+                  disable=not self.progress, smoothing=0.05) as bar:
+            for group in groups:
+                mine = [doc for doc in group if shard_of(doc.doc_id, shards) == index]
+                seen.update(doc.doc_id for doc in mine)
+                done = self.committed([doc.doc_id for doc in mine])
+                todo = [doc for doc in mine if done.get(doc.doc_id) != document_fingerprint(doc)]
+                if todo:
+                    self.write(todo)
+                written, skipped = written + len(todo), skipped + len(mine) - len(todo)
+                bar.update(len(group))
+                bar.set_postfix(written=written, skipped=skipped, refresh=False)
+        stale = [doc_id for batch in self.store.scan(self.documents_name, ["doc_id", "shard"])
+                 for row in batch if row["shard"] % shards == index and (doc_id := row["doc_id"]) not in seen]
+        for start in range(0, len(stale), _BATCH):
+            self.write(delete=stale[start : start + _BATCH])
+        return written, skipped, len(stale)
+
+    def compact(self, force: bool = True) -> bool:
+        """Recount the accent vocabulary from the passages as they stand, into this writer's rows
+        alone: exact again after writes a crash cut short. Run it while no other writer writes."""
+        with self._lock:
+            counts: Counter = Counter()
+            with tqdm(desc="recounting accents", unit="passage", disable=not self.progress) as bar:
+                for batch in self.store.scan(self.passages_name, ["context", "text"]):
+                    counts.update(form_counts(_embedding_text(row) for row in batch))
+                    bar.update(len(batch))
+            counts.update(form_counts(QUESTION_PHRASES))
+            old = [row["pk"] for batch in self.store.scan(self.store.accents_name, ["pk"]) for row in batch]
+            for start in range(0, len(old), _BATCH):
+                self.client.delete(self.store.accents_name, ids=old[start : start + _BATCH])
+            for key in self.store.meta_like("accent_total:"):
+                self.client.delete(self.store.meta_name, ids=[key])
+            _set_accents(self.store, self.writer, counts, _syllables(counts))
+            for name in (self.passages_name, self.documents_name, self.store.accents_name):
+                self.client.flush(name)
+            return True
+
+
+QUESTIONS_WRITER = "questions"
+
+
+def _accent_pk(writer: str, key: str, written: str) -> int:
+    return stable_hash(f"{writer}\x00{key}\x00{written}")
+
+
+def _syllables(counts: Counter) -> int:
+    """The total that idf weights divide by: occurrences of single syllables, not of pairs."""
+    return sum(n for (key, _), n in counts.items() if " " not in key)
+
+
+def _set_accents(store: MilvusStore, writer: str, counts: Counter, total: int, forms: Iterable[tuple[str, str]] | None = None) -> None:
+    """`writer`'s rows of the accent counts for `forms` (every form of `counts` when None), and its total."""
+    rows = [{"pk": _accent_pk(writer, key, written), "key": key, "written": written, "writer": writer,
+             "count": counts[(key, written)], _SPARE: [0.0] * _SPARE_DIM} for key, written in (counts if forms is None else forms)]
+    for start in range(0, len(rows), _BATCH):
+        store.client.upsert(store.accents_name, rows[start : start + _BATCH])
+    store.set_meta(f"accent_total:{writer}", total)
+
+
+def _embedding_text(row: dict) -> str:
+    return f"{row['context']}\n{row['text']}" if row["context"] else row["text"]
+
+
+_BUILD_ONLY = ("corpus_fingerprint", "format_version")
+
+
+def _manifest_record(manifest) -> dict:
+    from dataclasses import asdict
+
+    return asdict(manifest)
+
+
+def _comparable(record: dict) -> dict:
+    return {key: value for key, value in record.items() if key not in _BUILD_ONLY}
+
+
+def _difference(recorded: dict, wanted: dict) -> str:
+    keys = [key for key in _comparable(wanted) if recorded.get(key) != wanted[key]]
+    return "; ".join(f"{key}: {recorded.get(key)!r}, not {wanted[key]!r}" for key in keys)
