@@ -18,6 +18,7 @@ import sys
 import threading
 import time
 import urllib.parse
+from collections.abc import Sequence
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -41,11 +42,12 @@ def free_port() -> int:
         return probe.getsockname()[1]
 
 
-def start_server(index: Path, port: int, workers: int | None, threads: int) -> subprocess.Popen:
+def start_server(index: Path, port: int, workers: int | None, threads: int, location: Sequence[str] = ()) -> subprocess.Popen:
+    """`semsearch serve` on `index`, or on what `location` names instead (say, --milvus-uri URI)."""
     # loopback load from one address: the per-client rate limit would measure itself
     options = ["--threads", str(threads), "--rate-limit", "off"] + (["--workers", str(workers)] if workers else [])
     server = subprocess.Popen(
-        [sys.executable, "-m", "service.cli", "serve", "--index", str(index), "--port", str(port), *options],
+        [sys.executable, "-m", "service.cli", "serve", *(location or ["--index", str(index)]), "--port", str(port), *options],
         cwd=ROOT, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
     )
     deadline = time.monotonic() + 180

@@ -71,6 +71,36 @@ class RecycledVectors:
         raise NotImplementedError("queries use the real model")
 
 
+def recycled_paragraphs(whole: bool = True) -> tuple[RecycledVectors, list[tuple[str, str]]]:
+    """ViQuAD's paragraphs (whole, or their openings) with titles, and an encoder giving each its
+    real vector from the ViQuAD evaluation index."""
+    real = open_index(REAL_INDEX)
+    records = [json.loads(line) for line in VIQUAD.read_text(encoding="utf-8").splitlines()]
+    vector_of_text: dict[str, np.ndarray] = {}
+    paragraphs: list[tuple[str, str]] = []
+    first_passage = {}
+    for row in real.passages.catalog():
+        first_passage.setdefault(row.doc_id, row.int_id)
+    for record in records:
+        if record["id"] not in first_passage:
+            continue
+        text = normalize(record["text"])
+        opening = text if whole else " ".join(split_sentences(text)[:2])
+        vector_of_text[recycling_key(opening)] = real.vector(first_passage[record["id"]])
+        paragraphs.append((record.get("title", ""), opening))
+    real.close()
+    return RecycledVectors(vector_of_text), paragraphs
+
+
+def write_corpus(path: Path, paragraphs: list[tuple[str, str]], count: int) -> None:
+    """`count` documents of one paragraph each, cycling through `paragraphs` with new ids."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with path.open("w", encoding="utf-8") as f:
+        for n in range(count):
+            title, text = paragraphs[n % len(paragraphs)]
+            f.write(json.dumps({"id": f"s{n}", "title": title, "text": text}, ensure_ascii=False) + "\n")
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--passages", type=int, default=1_000_000)
@@ -79,29 +109,10 @@ def main() -> int:
     parser.add_argument("--whole-paragraphs", action="store_true", help="real-length passages, not openings")
     args = parser.parse_args()
 
-    real = open_index(REAL_INDEX)
-    records = [json.loads(line) for line in VIQUAD.read_text(encoding="utf-8").splitlines()]
-    vector_of_text: dict[str, np.ndarray] = {}
-    openings: list[tuple[str, str]] = []
-    first_passage = {}
-    for row in real.passages.catalog():
-        first_passage.setdefault(row.doc_id, row.int_id)
-    for record in records:
-        if record["id"] not in first_passage:
-            continue
-        text = normalize(record["text"])
-        opening = text if args.whole_paragraphs else " ".join(split_sentences(text)[:2])
-        vector_of_text[recycling_key(opening)] = real.vector(first_passage[record["id"]])
-        openings.append((record.get("title", ""), opening))
-
+    encoder, paragraphs = recycled_paragraphs(args.whole_paragraphs)
     corpus = args.out.parent / f"{args.out.name}.jsonl"
-    corpus.parent.mkdir(parents=True, exist_ok=True)
-    with corpus.open("w", encoding="utf-8") as f:
-        for n in range(args.passages):
-            title, text = openings[n % len(openings)]
-            f.write(json.dumps({"id": f"s{n}", "title": title, "text": text}, ensure_ascii=False) + "\n")
+    write_corpus(corpus, paragraphs, args.passages)
 
-    encoder = RecycledVectors(vector_of_text)
     started = time.perf_counter()
     _, commit = build_index([corpus], args.out, encoder, memory_saving=args.memory_saving, passage_tokens=10_000)
     passages = commit.added

@@ -116,7 +116,7 @@ def new_manifest(encoder: TextEncoder, corpus_fingerprint: str = "", passage_tok
 
 
 def build_milvus(paths: Iterable[Path], target: MilvusTarget, encoder: TextEncoder, passage_tokens: int = PASSAGE_TOKENS,
-                 shard: tuple[int, int] = (0, 1), progress: bool = True) -> tuple[int, int, int]:
+                 shard: tuple[int, int] = (0, 1), progress: bool = True, group: int = BUILD_GROUP) -> tuple[int, int, int]:
     """Index the files under `paths` into the Milvus collection `target` (created if absent), or
     this process's `shard` (K of N) of them: documents already committed unchanged are skipped,
     and documents of this shard no longer in the input are deleted. Returns (written, skipped,
@@ -128,7 +128,7 @@ def build_milvus(paths: Iterable[Path], target: MilvusTarget, encoder: TextEncod
     writer = MilvusWriter.create(target, manifest, encoder, progress,
                                  writer=f"shard-{shard[0]}-of-{shard[1]}" if shard[1] > 1 else None)
     try:
-        return writer.build(_groups(read_documents(files), BUILD_GROUP), shard, count_documents(files) if progress else None)
+        return writer.build(_groups(read_documents(files), group), shard, count_documents(files) if progress else None)
     finally:
         writer.close()
 

@@ -332,6 +332,11 @@ def _serve(args) -> int:
     from .workers import Limits, default_workers, serve
 
     workers = args.workers or int(_env("WORKERS", str(default_workers())))
+    location = _location(args, args.index)
+    if getattr(location, "is_lite_file", False) and workers > 1:
+        print(f"semsearch: {location.uri} is a milvus-lite file, which one process opens: serving with 1 worker "
+              f"(for more, run `milvus-lite server --data-dir {location.uri}` and use its http:// URI)", file=sys.stderr)
+        workers = 1
     config = {"INDEX_DIR": str(args.index), "BACKEND": args.backend, "MILVUS_URI": args.milvus_uri,
               "MILVUS_COLLECTION": args.collection}
     if args.rate_limit is not None:

@@ -152,6 +152,18 @@ def real_searcher(real_index: Path, real_encoder) -> Searcher:
     return Searcher.open(real_index, encoder=real_encoder)
 
 
+@pytest.fixture(scope="session")
+def real_milvus(tmp_path_factory, real_encoder) -> Path:
+    """The corpus in a milvus-lite file with the real model; tests that write work on copies."""
+    from index.build import build_milvus
+
+    path = tmp_path_factory.mktemp("real-milvus") / "corpus.db"
+    target, stop = milvus_lite(path)
+    build_milvus([CORPUS], target, real_encoder, progress=False)
+    stop()
+    return path
+
+
 def copy_index(index: Path, where: Path) -> Path:
     """A private copy of a published index (its link and generations), for tests that write."""
     import shutil

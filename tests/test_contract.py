@@ -4,6 +4,7 @@ requests accepted, schema-violating ones refused), the stateful phase following 
 
 import os
 import re
+import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -17,11 +18,17 @@ pytestmark = pytest.mark.model
 EXAMPLES_PER_OPERATION = 100
 
 
-def test_every_operation_keeps_its_contract(real_index, tmp_path):
+@pytest.mark.parametrize("backend", ["embedded", "milvus"])
+def test_every_operation_keeps_its_contract(backend, request, tmp_path):
     # a copy: the write routes are exercised too, with a key
-    index = copy_index(real_index, tmp_path / "copy")
+    if backend == "embedded":
+        index, location = copy_index(request.getfixturevalue("real_index"), tmp_path / "copy"), ()
+    else:
+        index = tmp_path / "unused"
+        shutil.copytree(request.getfixturevalue("real_milvus"), tmp_path / "milvus.db")
+        location = ("--milvus-uri", str(tmp_path / "milvus.db"))
     key = "contract-test-key"
-    process, base = start_server(index, "--workers", "2", "--rate-limit", "off", env={"SEMSEARCH_API_KEYS": key})
+    process, base = start_server(index, *location, "--workers", "2", "--rate-limit", "off", env={"SEMSEARCH_API_KEYS": key})
     try:
         run = subprocess.run(
             [str(Path(sys.executable).with_name("schemathesis")), "run", f"{base}/openapi.json", "--checks", "all",

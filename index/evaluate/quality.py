@@ -91,7 +91,7 @@ def evaluate(
 ) -> dict[str, dict[str, float]]:
     """Mean metrics per mode. BEIR sets: Recall@k, MRR@10, nDCG@10 over documents (a document
     ranks at its best passage). Answer sets: Hit@k and MRR@10 over passages."""
-    doc_of = {row.int_id: row.doc_id for row in searcher.index.passages.catalog()} if evalset.kind == "qrels" else {}
+    doc_of: dict[int, str] = {}  # filled as passages are ranked: a corpus of millions is never read whole
     report: dict[str, dict[str, float]] = {}
     for mode in modes:
         totals: dict[str, float] = {}
@@ -99,6 +99,7 @@ def evaluate(
             text = fold(normalize(query.text)) if unaccented else query.text
             _, ids = searcher.rank(normalize(text), DEPTH, mode)
             if evalset.kind == "qrels":
+                doc_of.update(searcher.index.passages.doc_ids_of([int(i) for i in ids if int(i) not in doc_of]))
                 ranked = unique_in_order([doc_of[int(i)] for i in ids])
                 scores = {f"Recall@{k}": recall_at(ranked, query.relevant, k) for k in RECALL_KS}
                 scores["MRR@10"] = reciprocal_rank_at(ranked, query.relevant, 10)

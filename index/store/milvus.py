@@ -6,7 +6,8 @@ and every service process is stateless (any number, on any machine, behind a loa
                       its document's metadata (filters and results need no second lookup)
     <name>_documents  per document: its metadata and a fingerprint of its content; written last
                       in a write, so a document is committed when its row exists
-    <name>_accents    the accent vocabulary's counts (accents.py), one row per form and writer
+    <name>_accents    the accent vocabulary's counts (accents.py): per writer and unaccented key,
+                      the counts of its written forms, found by primary key
     <name>_meta       the manifest (model, prompts, chunking, analyser) and each writer's version
 
 Everything a service needs is in Milvus: text and metadata too, not in a side store, because a
@@ -122,13 +123,26 @@ class MilvusTarget:
     def name(self, table: str) -> str:
         return f"{self.collection}_{table}"
 
+    @property
+    def is_lite_file(self) -> bool:
+        """A milvus-lite file, opened by one process at a time; not a server's address."""
+        return "://" not in self.uri
+
     def connect(self):
         from pymilvus import MilvusClient
 
         logging.getLogger("pymilvus").setLevel(logging.CRITICAL)  # its errors reach us as exceptions
         # milvus-lite's in-process server logs, as errors, the calls it leaves to pymilvus's fallbacks
         logging.getLogger("grpc._server").setLevel(logging.CRITICAL)
-        return MilvusClient(uri=self.uri, token=self.token, **self.options)
+        logging.getLogger("milvus_lite").setLevel(logging.CRITICAL)
+        try:
+            return MilvusClient(uri=self.uri, token=self.token, **self.options)
+        except Exception as exc:  # pymilvus raises several kinds for the same thing: no server there
+            if self.is_lite_file:
+                raise MilvusIndexProblem(
+                    f"cannot open the milvus-lite file {self.uri} ({exc}); milvus-lite lets one process open a file: "
+                    f"if another has it, run `milvus-lite server --data-dir {self.uri}` and use its http:// URI") from exc
+            raise MilvusIndexProblem(f"cannot reach Milvus at {self.uri}: {exc}") from exc
 
     def __str__(self) -> str:
         return f"collection {self.collection!r} at {self.uri}"
@@ -236,15 +250,27 @@ class MilvusStore:
             raise KeyError(int_id)
         return np.asarray(rows[0]["vector"], np.float32)
 
-    def doc_ids_of(self, int_ids: list[int]) -> dict[int, str]:
-        return {row["int_id"]: row["doc_id"] for row in self._in(self.passages_name, "int_id", int_ids, ["int_id", "doc_id"])}
+    def doc_ids_of(self, int_ids: Sequence[int]) -> dict[int, str]:
+        if not int_ids:
+            return {}
+        rows = self.client.get(self.passages_name, ids=list(int_ids), output_fields=["doc_id"], consistency_level=CONSISTENCY)
+        return {row["int_id"]: row["doc_id"] for row in rows}
 
     # -- accent counts (accents.FormCounts), summed over the writers' rows --------------------------
 
+    def writers(self) -> list[str]:
+        """Everyone who has written accent counts (each keeps a total)."""
+        return [key.split(":", 1)[1] for key in self.meta_like("accent_total:")]
+
     def _forms(self, keys: Iterable[str]) -> dict[str, Counter[str]]:
+        """{key: {written form: count}} summed over the writers, for those of `keys` the corpus has."""
+        keys = sorted(set(keys))
+        ids = [accent_pk(writer, key) for writer in self.writers() for key in keys]
         forms: dict[str, Counter[str]] = {}
-        for row in self._in(self.accents_name, "key", sorted(set(keys)), ["key", "written", "count"]):
-            forms.setdefault(row["key"], Counter())[row["written"]] += row["count"]
+        for start in range(0, len(ids), _BATCH):
+            for row in self.client.get(self.accents_name, ids=ids[start : start + _BATCH], output_fields=["key", "forms"],
+                                       consistency_level=CONSISTENCY):
+                forms.setdefault(row["key"], Counter()).update(row["forms"])
         return {key: Counter({w: n for w, n in written.items() if n > 0}) for key, written in forms.items()}
 
     def accent_forms(self, key: str, limit: int) -> dict[str, int]:
@@ -384,9 +410,8 @@ def _schemas(client, dim: int) -> dict[str, tuple]:
     accents = client.create_schema(auto_id=False)
     accents.add_field("pk", DataType.INT64, is_primary=True)
     accents.add_field("key", DataType.VARCHAR, max_length=_NAME)
-    accents.add_field("written", DataType.VARCHAR, max_length=_NAME)
     accents.add_field("writer", DataType.VARCHAR, max_length=_NAME)
-    accents.add_field("count", DataType.INT64)
+    accents.add_field("forms", DataType.JSON)
     spare(accents)
 
     meta = client.create_schema(auto_id=False)
@@ -402,7 +427,7 @@ def _schemas(client, dim: int) -> dict[str, tuple]:
         return params
 
     return {"passages": (passages, passage_index), "documents": (documents, spare_index()),
-            "accents": (accents, spare_index("key")), "meta": (meta, spare_index())}
+            "accents": (accents, spare_index()), "meta": (meta, spare_index())}
 
 
 def shard_of(doc_id: str, shards: int) -> int:
@@ -482,6 +507,12 @@ class MilvusWriter:
 
     def close(self) -> None:
         self.store.close()
+
+    def __enter__(self) -> MilvusWriter:
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.close()
 
     # -- one write ------------------------------------------------------------------------------------
 
@@ -564,11 +595,15 @@ class MilvusWriter:
         changes = Counter({form: n for form, n in changes.items() if n})
         if not changes:
             return
-        current = Counter({(row["key"], row["written"]): row["count"] for row in self.store._in(
-            self.store.accents_name, "pk", [_accent_pk(self.writer, k, w) for k, w in changes], ["key", "written", "count"])})
+        keys = sorted({key for key, _ in changes})
+        current = Counter()
+        for start in range(0, len(keys), _BATCH):
+            for row in self.client.get(self.store.accents_name, ids=[accent_pk(self.writer, k) for k in keys[start : start + _BATCH]],
+                                       output_fields=["key", "forms"], consistency_level=CONSISTENCY):
+                current.update({(row["key"], written): n for written, n in row["forms"].items()})
         current.update(changes)
         total = (self.store.meta(f"accent_total:{self.writer}") or 0) + _syllables(changes)
-        _set_accents(self.store, self.writer, current, total, list(changes))
+        _set_accents(self.store, self.writer, current, total)
 
     def _add_sources(self, sources: set[str]) -> None:
         known = set(self.store.meta(f"sources:{self.writer}") or [])
@@ -631,8 +666,8 @@ class MilvusWriter:
 QUESTIONS_WRITER = "questions"
 
 
-def _accent_pk(writer: str, key: str, written: str) -> int:
-    return stable_hash(f"{writer}\x00{key}\x00{written}")
+def accent_pk(writer: str, key: str) -> int:
+    return stable_hash(f"{writer}\x00{key}")
 
 
 def _syllables(counts: Counter) -> int:
@@ -640,10 +675,15 @@ def _syllables(counts: Counter) -> int:
     return sum(n for (key, _), n in counts.items() if " " not in key)
 
 
-def _set_accents(store: MilvusStore, writer: str, counts: Counter, total: int, forms: Iterable[tuple[str, str]] | None = None) -> None:
-    """`writer`'s rows of the accent counts for `forms` (every form of `counts` when None), and its total."""
-    rows = [{"pk": _accent_pk(writer, key, written), "key": key, "written": written, "writer": writer,
-             "count": counts[(key, written)], _SPARE: [0.0] * _SPARE_DIM} for key, written in (counts if forms is None else forms)]
+def _set_accents(store: MilvusStore, writer: str, counts: Counter, total: int) -> None:
+    """`writer`'s rows for the keys of `counts` ({(key, written form): count}: every form of each
+    key), and its total."""
+    forms: dict[str, dict[str, int]] = {}
+    for (key, written), n in counts.items():
+        if n > 0:
+            forms.setdefault(key, {})[written] = n
+    rows = [{"pk": accent_pk(writer, key), "key": key, "writer": writer, "forms": forms.get(key, {}), _SPARE: [0.0] * _SPARE_DIM}
+            for key in {key for key, _ in counts}]
     for start in range(0, len(rows), _BATCH):
         store.client.upsert(store.accents_name, rows[start : start + _BATCH])
     store.set_meta(f"accent_total:{writer}", total)
@@ -653,7 +693,7 @@ def _embedding_text(row: dict) -> str:
     return f"{row['context']}\n{row['text']}" if row["context"] else row["text"]
 
 
-_BUILD_ONLY = ("corpus_fingerprint", "format_version")
+_BUILD_ONLY = ("corpus_fingerprint", "created_at")  # what differs between two builds of one index
 
 
 def _manifest_record(manifest) -> dict:

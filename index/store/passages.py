@@ -244,6 +244,10 @@ class PassageStore:
         return [CatalogRow(*row) for row in self._query(
             "SELECT p.int_id, p.doc_id, d.source, d.day FROM passages p JOIN documents d ON d.doc_id = p.doc_id")]
 
+    def doc_ids_of(self, int_ids: Sequence[int]) -> dict[int, str]:
+        marks = ",".join("?" * len(int_ids))
+        return dict(self._query(f"SELECT int_id, doc_id FROM passages WHERE int_id IN ({marks})", list(int_ids))) if int_ids else {}
+
     def changes_after(self, version: int, until: int) -> list[Change]:
         rows = self._query(
             "SELECT version, int_id, added FROM changes WHERE version > ? AND version <= ? ORDER BY rowid",
