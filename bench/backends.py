@@ -21,6 +21,7 @@ import os
 import resource
 import shutil
 import statistics
+import subprocess
 import sys
 import time
 from pathlib import Path
@@ -74,6 +75,24 @@ def over_http(serve_location: list[str], clients: int, seconds: int, workers: in
         server.wait(timeout=30)
 
 
+def lite_server(data_dir: Path) -> tuple[subprocess.Popen, MilvusTarget]:
+    """milvus-lite as a server process of its own, as Milvus would be: the service tier keeps no index."""
+    port = free_port()
+    server = subprocess.Popen([sys.executable, "-m", "milvus_lite.cmdline", "server", "--data-dir", str(data_dir),
+                               "--port", str(port)], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    target = MilvusTarget(f"http://127.0.0.1:{port}")
+    deadline = time.monotonic() + 60
+    while True:
+        try:
+            target.connect().close()
+            return server, target
+        except Exception:
+            if time.monotonic() > deadline:
+                server.kill()
+                raise
+            time.sleep(0.3)
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--passages", type=int, default=0, help="0: the ViQuAD corpus itself")
@@ -110,6 +129,16 @@ def main() -> int:
             server_manager_instance.release_server(lite.uri)
         http = {clients: over_http(serve[name], clients, args.seconds, None) for clients in (1, 8)}
         rows.append((name, built[name], latency, http))
+    # the same file behind a milvus-lite server process, and a stateless service of 2 workers
+    server, target = lite_server(Path(lite.uri))
+    try:
+        latency = in_process(target, encoder, asked)
+        http = {clients: over_http(["--milvus-uri", target.uri], clients, args.seconds, 2) for clients in (1, 8)}
+        milvus_mb = memory_kib(server.pid)[1] / 1024
+        rows.append((f"milvus-lite server ({milvus_mb:.0f} MB PSS) + 2 service workers", built["milvus-lite"], latency, http))
+    finally:
+        server.terminate()
+        server.wait(timeout=30)
     print(f"{size:,} passages, {len(asked) - 1} distinct ViQuAD questions in process (hybrid, k=10, one thread), "
           f"wrk {args.seconds} s per level, {os.cpu_count()} cores; peak RSS of this script "
           f"{resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 2**20:.1f} GiB")

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import gc
 import logging
-import sqlite3
 import threading
 from collections.abc import Mapping
 from dataclasses import dataclass
@@ -12,11 +11,10 @@ from pathlib import Path
 from typing import Any
 
 from flask import Flask, jsonify, render_template, request
-from pymilvus.exceptions import MilvusException
 from werkzeug.exceptions import HTTPException
 
 from index.retrieve.search import Searcher
-from index.store.location import location_of
+from index.store.location import location_of, read_errors
 from index.store.publish import IndexProblem
 
 log = logging.getLogger("semsearch")
@@ -28,6 +26,7 @@ DEFAULTS: dict[str, Any] = {
     "MILVUS_URI": "",
     "MILVUS_COLLECTION": "semsearch",
     "MILVUS_TOKEN": "",
+    "MILVUS_OPTIONS": "",  # JSON for pymilvus, e.g. {"secure": true, "server_pem_path": "ca.pem"}
     "MODEL": None,  # None: the model recorded in the index's manifest
     "DEFAULT_K": 10,
     "MAX_CONTENT_LENGTH": 256 * 1024,
@@ -65,7 +64,7 @@ def create_app(config: Mapping[str, Any] | None = None) -> Flask:
     from . import api, documents, guard, observability, openapi, web
 
     location = location_of(app.config["BACKEND"], app.config["INDEX_DIR"], app.config["MILVUS_URI"],
-                           app.config["MILVUS_COLLECTION"], app.config["MILVUS_TOKEN"])
+                           app.config["MILVUS_COLLECTION"], app.config["MILVUS_TOKEN"], app.config["MILVUS_OPTIONS"])
     searcher = app.config.get("SEARCHER") or Searcher.open(location, model=app.config["MODEL"])
     searcher.observer = observability.SearchMetrics()
     app.extensions["searcher"] = searcher
@@ -80,8 +79,8 @@ def create_app(config: Mapping[str, Any] | None = None) -> Flask:
     app.register_blueprint(openapi.bp)
     app.register_error_handler(HTTPException, _http_error)
     app.register_error_handler(IndexProblem, _index_unavailable)
-    app.register_error_handler(sqlite3.DatabaseError, _index_unavailable)
-    app.register_error_handler(MilvusException, _index_unavailable)
+    for error in read_errors(searcher.index):
+        app.register_error_handler(error, _index_unavailable)
     if float(app.config["RELOAD_SECONDS"]) > 0:
         _follow_published_index(app, float(app.config["RELOAD_SECONDS"]))
     return app

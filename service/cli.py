@@ -29,14 +29,16 @@ def _backend_options(p: argparse.ArgumentParser) -> None:
                    help="a Milvus server (http://host:19530) or a milvus-lite file (./var/milvus.db) ($SEMSEARCH_MILVUS_URI)")
     p.add_argument("--collection", default=_env("MILVUS_COLLECTION", "semsearch"),
                    help="the index's name on Milvus (default: %(default)s, $SEMSEARCH_MILVUS_COLLECTION); "
-                        "the token comes from $SEMSEARCH_MILVUS_TOKEN")
+                        "the token comes from $SEMSEARCH_MILVUS_TOKEN, other connection options (TLS) "
+                        "from $SEMSEARCH_MILVUS_OPTIONS as JSON")
 
 
 def _location(args, directory: Path):
     """The directory, or the Milvus collection the options name."""
     from index.store.location import location_of
 
-    return location_of(args.backend, directory, args.milvus_uri, args.collection, _env("MILVUS_TOKEN", ""))
+    return location_of(args.backend, directory, args.milvus_uri, args.collection, _env("MILVUS_TOKEN", ""),
+                       _env("MILVUS_OPTIONS", ""))
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -1,15 +1,16 @@
 """Retrieval quality on subsets of the external evaluation sets (read from ../shared/eval, never
-copied into the project), every mode, with and without diacritics. The floors sit a little under
+copied into the project), every mode, with and without diacritics, on both backends (the same
+floors: the Milvus backend must rank as the embedded one does). The floors sit a little under
 what these subsets measured (see README); the full sets run with `make eval`."""
 
 from __future__ import annotations
 
 import pytest
 
-from index.build import build_index
+from index.build import build_index, build_milvus
 from index.evaluate.quality import evaluate, load_eval_set, subset
 from index.retrieve.search import Searcher
-from tests.conftest import SEED_QUERIES, SHARED
+from tests.conftest import SEED_QUERIES, SHARED, milvus_lite
 
 pytestmark = pytest.mark.model
 
@@ -36,17 +37,24 @@ FLOORS = {
 }
 
 
-@pytest.fixture(scope="module", params=sorted(SUBSETS))
+@pytest.fixture(scope="module", params=[(name, backend) for name in sorted(SUBSETS) for backend in ("embedded", "milvus")],
+                ids=lambda param: "-".join(param))
 def measured(request, tmp_path_factory, real_encoder):
-    name = request.param
+    name, backend = request.param
     source = SHARED / "eval" / name
     if not source.is_dir():
         pytest.skip(f"{source} is not here")
     queries, distractors = SUBSETS[name]
     work = tmp_path_factory.mktemp(name)
     evalset = subset(load_eval_set(source), queries, distractors, work / "corpus")
-    build_index(evalset.corpus, work / "index", real_encoder, progress=False)
-    searcher = Searcher.open(work / "index", encoder=real_encoder)
+    if backend == "embedded":
+        location = work / "index"
+        build_index(evalset.corpus, location, real_encoder, progress=False)
+    else:
+        location, stop = milvus_lite(work / "milvus.db")
+        request.addfinalizer(stop)
+        build_milvus(evalset.corpus, location, real_encoder, progress=False)
+    searcher = Searcher.open(location, encoder=real_encoder)
     return name, {unaccented: evaluate(searcher, evalset, unaccented=unaccented) for unaccented in (False, True)}
 
 

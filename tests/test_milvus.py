@@ -227,3 +227,31 @@ def _date(text: str):
     import datetime
 
     return datetime.date.fromisoformat(text)
+
+
+def test_one_setting_chooses_the_backend(tmp_path):
+    from index.store.location import location_of
+    from index.store.publish import IndexProblem
+
+    assert location_of("", tmp_path) == tmp_path
+    chosen = location_of("", tmp_path, "http://milvus:19530", "news", "user:pw", '{"secure": true}')
+    assert chosen == MilvusTarget("http://milvus:19530", "news", "user:pw") and chosen.options == {"secure": True}
+    assert not chosen.is_lite_file and MilvusTarget("./x.db").is_lite_file
+    assert location_of("embedded", tmp_path, "http://milvus:19530") == tmp_path
+    with pytest.raises(IndexProblem, match="needs a URI"):
+        location_of("milvus", tmp_path)
+    with pytest.raises(IndexProblem, match="not JSON"):
+        location_of("milvus", tmp_path, "./x.db", options="{secure")
+    with pytest.raises(IndexProblem, match="unknown backend"):
+        location_of("postgres", tmp_path)
+
+
+def test_the_cli_names_a_milvus_lite_file_another_process_holds(tmp_path, fake_encoder):
+    target, stop = milvus_lite(tmp_path / "held.db")
+    try:
+        build_milvus([CORPUS], target, fake_encoder, progress=False)  # this process holds the file now
+        done = subprocess.run([sys.executable, "-m", "service.cli", "search", "đảng", "--milvus-uri", target.uri],
+                              cwd=ROOT, capture_output=True, text=True, timeout=120)
+        assert done.returncode == 2 and "lets one process open a file" in done.stderr and "milvus-lite server" in done.stderr
+    finally:
+        stop()

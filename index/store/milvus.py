@@ -640,7 +640,14 @@ class MilvusWriter:
                  for row in batch if row["shard"] % shards == index and (doc_id := row["doc_id"]) not in seen]
         for start in range(0, len(stale), _BATCH):
             self.write(delete=stale[start : start + _BATCH])
+        self.flush()
         return written, skipped, len(stale)
+
+    def flush(self) -> None:
+        """Seal what was written into segments, which Milvus indexes once (milvus-lite rebuilt the
+        BM25 index of unsealed rows at every search: 4 s a search over ViQuAD, against ~0.1 s)."""
+        for name in (self.passages_name, self.documents_name, self.store.accents_name):
+            self.client.flush(name)
 
     def compact(self, force: bool = True) -> bool:
         """Recount the accent vocabulary from the passages as they stand, into this writer's rows
@@ -658,8 +665,7 @@ class MilvusWriter:
             for key in self.store.meta_like("accent_total:"):
                 self.client.delete(self.store.meta_name, ids=[key])
             _set_accents(self.store, self.writer, counts, _syllables(counts))
-            for name in (self.passages_name, self.documents_name, self.store.accents_name):
-                self.client.flush(name)
+            self.flush()
             return True
 
 
