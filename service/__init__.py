@@ -114,8 +114,9 @@ def _follow_published_index(app: Flask, interval: float) -> None:
                     state.reload_error, failed_target = None, None
             except IndexProblem as exc:
                 RELOADS.labels("failed").inc()
+                if str(exc) != state.reload_error:  # an unreachable Milvus is retried each interval, said once
+                    log.error("kept serving %s: %s", searcher.index.name, exc)
                 state.reload_error, failed_target = str(exc), target
-                log.error("kept serving %s: %s", searcher.index.name, exc)
 
     threading.Thread(target=follow, name="semsearch-index-follower", daemon=True).start()
 

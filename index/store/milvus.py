@@ -326,9 +326,10 @@ class MilvusIndex:
         return True
 
     def dense(self, query: np.ndarray, k: int, filters: Filters = NO_FILTERS, view: MilvusView | None = None) -> tuple[np.ndarray, np.ndarray]:
+        # output_fields names the key alone: given none, milvus-lite sends every field of every hit
         hits = self.passages.client.search(
             self.passages.passages_name, data=[np.asarray(query, np.float32).tolist()], anns_field="vector", limit=k,
-            filter=expression(filters), output_fields=[], consistency_level=CONSISTENCY,
+            filter=expression(filters), output_fields=["int_id"], consistency_level=CONSISTENCY,
             search_params={"metric_type": "IP", "params": {"ef": max(HNSW_EF, k)}})[0]
         return (np.array([h["distance"] for h in hits], np.float32), np.array([h["int_id"] for h in hits], np.int64))
 
@@ -338,7 +339,7 @@ class MilvusIndex:
             return np.zeros(0, np.float32), np.zeros(0, np.int64)
         hits = self.passages.client.search(
             self.passages.passages_name, data=[terms], anns_field="lexical", limit=k, filter=expression(filters),
-            output_fields=[], consistency_level=CONSISTENCY, search_params={"metric_type": "BM25"})[0]
+            output_fields=["int_id"], consistency_level=CONSISTENCY, search_params={"metric_type": "BM25"})[0]
         # BM25 scores are positive; milvus-lite reports them negated, as distances
         return (np.array([abs(h["distance"]) for h in hits], np.float32), np.array([h["int_id"] for h in hits], np.int64))
 
