@@ -68,7 +68,8 @@ def over_http(serve_location: list[str], clients: int, seconds: int, workers: in
     server = start_server(Path("."), port, workers, 4, serve_location)
     try:
         result = run_wrk(port, script, clients, min(2, clients), seconds)
-        result["pss_mb"] = sum(memory_kib(pid)[1] for pid in worker_pids(server.pid)) / 1024
+        # one worker is served by the process itself; more, by its children
+        result["pss_mb"] = sum(memory_kib(pid)[1] for pid in worker_pids(server.pid) or [server.pid]) / 1024
         return result
     finally:
         server.terminate()
