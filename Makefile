@@ -44,7 +44,7 @@ eval: model
 wrk:
 	command -v wrk >/dev/null 2>&1 || { $(SUDO) apt-get update -qq && $(SUDO) apt-get install -y -qq wrk; }
 
-# Speed and memory: encoder paths, vector index by size, HTTP latency under load.
+# Speed and memory: encoder paths, vector index by size, HTTP latency under load, both backends.
 bench: index wrk
 	$(BIN)/python -m pip install --quiet -c constraints.txt -e '.[bench]'
 	$(BIN)/python bench/embed.py
@@ -57,6 +57,7 @@ bench: index wrk
 	$(BIN)/python bench/request_cost.py --index $(INDEX)
 	$(BIN)/python bench/search_cpu.py --index $(INDEX)
 	$(BIN)/python bench/wrk_load.py --index $(INDEX)
+	$(BIN)/python bench/backends.py
 
 # Ten minutes of mixed load with 300 idle connections held open: errors and memory growth.
 soak: index

@@ -169,7 +169,8 @@ class MilvusStore:
         kwargs = {"limit": limit} if limit is not None else {}
         return self.client.query(name, filter=expr, output_fields=fields, consistency_level=CONSISTENCY, **kwargs)
 
-    def _in(self, name: str, key: str, values: Sequence, fields: list[str]) -> list[dict]:
+    def rows_in(self, name: str, key: str, values: Sequence, fields: list[str]) -> list[dict]:
+        """`fields` of the rows of `name` whose `key` is one of `values`."""
         rows = []
         for start in range(0, len(values), _BATCH):
             part = values[start : start + _BATCH]
@@ -523,7 +524,7 @@ class MilvusWriter:
         with self._lock:
             documents = list(documents)
             gone = list(dict.fromkeys([*delete, *(d.doc_id for d in documents)]))
-            old = self.store._in(self.passages_name, "doc_id", gone, ["int_id", "id", "context", "text", "vector"]) if gone else []
+            old = self.store.rows_in(self.passages_name, "doc_id", gone, ["int_id", "id", "context", "text", "vector"]) if gone else []
             chunked = [(doc, self._chunk(doc)) for doc in documents]
             new = [p for _, passages in chunked for p in passages]
             vectors, embedded = self._vectors(new, {row["id"]: row for row in old})
@@ -615,7 +616,7 @@ class MilvusWriter:
 
     def committed(self, doc_ids: Sequence[str]) -> dict[str, str]:
         """{doc_id: fingerprint} of those of `doc_ids` whose write completed."""
-        return {row["doc_id"]: row["fingerprint"] for row in self.store._in(self.documents_name, "doc_id", list(doc_ids), ["doc_id", "fingerprint"])}
+        return {row["doc_id"]: row["fingerprint"] for row in self.store.rows_in(self.documents_name, "doc_id", list(doc_ids), ["doc_id", "fingerprint"])}
 
     def build(self, groups: Iterable[list[Document]], shard: tuple[int, int] = (0, 1), total: int | None = None) -> tuple[int, int, int]:
         """Index the documents of `groups` that fall in `shard` (K of N), skipping those already
