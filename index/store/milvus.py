@@ -626,6 +626,9 @@ class MilvusWriter:
         index, shards = shard
         written = skipped = 0
         seen: set[str] = set()
+        # into an empty collection nothing can be stale: the scan for it reads every document id
+        # (minutes through milvus-lite at 100k documents)
+        was_empty = self.store.counts()[1] == 0
         with tqdm(total=total, desc=f"indexing shard {index + 1}/{shards}" if shards > 1 else "indexing", unit="doc",
                   disable=not self.progress, smoothing=0.05) as bar:
             for group in groups:
@@ -638,8 +641,8 @@ class MilvusWriter:
                 written, skipped = written + len(todo), skipped + len(mine) - len(todo)
                 bar.update(len(group))
                 bar.set_postfix(written=written, skipped=skipped, refresh=False)
-        stale = [doc_id for batch in self.store.scan(self.documents_name, ["doc_id", "shard"])
-                 for row in batch if row["shard"] % shards == index and (doc_id := row["doc_id"]) not in seen]
+        stale = [] if was_empty else [doc_id for batch in self.store.scan(self.documents_name, ["doc_id", "shard"])
+                                      for row in batch if row["shard"] % shards == index and (doc_id := row["doc_id"]) not in seen]
         for start in range(0, len(stale), _BATCH):
             self.write(delete=stale[start : start + _BATCH])
         self.flush()
