@@ -253,7 +253,7 @@ class IndexWriter:
     def write(self, documents: Sequence[Document] = (), delete: Iterable[str] = (), compact: bool = True) -> WriteResult:
         """Add or replace `documents` and delete the documents `delete` names, as one commit."""
         self.recover()
-        chunked = [(doc, self._chunk(doc)) for doc in documents]
+        chunked = [(doc, chunk_for(self.manifest, self.encoder, doc)) for doc in documents]
         vectors, embedded = self._vectors([p for _, passages in chunked for p in passages])
         rows, start = [], 0
         for doc, passages in chunked:
@@ -269,27 +269,9 @@ class IndexWriter:
                 log.exception("compaction after version %d failed", commit.version)
         return WriteResult(commit, embedded, compacted)
 
-    def _chunk(self, doc: Document) -> list[Passage]:
-        chunking = self.manifest.chunking
-        return list(chunk_document(doc, self.encoder.count_tokens, chunking["max_tokens"], chunking["overlap_sentences"]))
-
     def _vectors(self, passages: list[Passage]) -> tuple[np.ndarray, int]:
-        vectors = np.empty((len(passages), self.dim), np.float32)
-        known = self.store.existing_vectors(passages)
-        todo = []
-        for i, passage in enumerate(passages):
-            if passage.id in known:
-                vectors[i] = np.frombuffer(known[passage.id], np.float32)
-            else:
-                todo.append(i)
-        # longest first, so each batch pads to a similar length
-        todo.sort(key=lambda i: -len(passages[i].embedding_text))
-        with tqdm(total=len(todo), desc="embedding", unit="passage", disable=not self.progress or not todo) as bar:
-            for start in range(0, len(todo), EMBED_GROUP):
-                group = todo[start : start + EMBED_GROUP]
-                vectors[group] = self.encoder.encode_passages([passages[i].embedding_text for i in group])
-                bar.update(len(group))
-        return vectors, len(todo)
+        known = {id_: np.frombuffer(vector, np.float32) for id_, vector in self.store.existing_vectors(passages).items()}
+        return embed_passages(passages, known, self.encoder, self.dim, self.progress)
 
     def recover(self) -> None:
         """Finish what a writer killed after its commit left undone: the lexical index."""
@@ -363,6 +345,33 @@ class IndexWriter:
             if checkpoint is not None:
                 self.store.forget_changes_until(checkpoint["version"])
         return True
+
+
+def chunk_for(manifest, encoder, doc: Document) -> list[Passage]:
+    """`doc`'s passages, cut as the index's manifest says."""
+    chunking = manifest.chunking
+    return list(chunk_document(doc, encoder.count_tokens, chunking["max_tokens"], chunking["overlap_sentences"]))
+
+
+def embed_passages(passages: list[Passage], known: dict[str, np.ndarray], encoder, dim: int,
+                   progress: bool = False) -> tuple[np.ndarray, int]:
+    """Vectors of `passages`: those in `known` (stored vectors of passages whose id and context
+    are unchanged) reused, the rest embedded. Returns them and how many were embedded."""
+    vectors = np.empty((len(passages), dim), np.float32)
+    todo = []
+    for i, passage in enumerate(passages):
+        if passage.id in known:
+            vectors[i] = known[passage.id]
+        else:
+            todo.append(i)
+    # longest first, so each batch pads to a similar length
+    todo.sort(key=lambda i: -len(passages[i].embedding_text))
+    with tqdm(total=len(todo), desc="embedding", unit="passage", disable=not progress or not todo) as bar:
+        for start in range(0, len(todo), EMBED_GROUP):
+            group = todo[start : start + EMBED_GROUP]
+            vectors[group] = encoder.encode_passages([passages[i].embedding_text for i in group])
+            bar.update(len(group))
+    return vectors, len(todo)
 
 
 def open_live(directory: Path, manifest, checked: CheckedFiles) -> LiveIndex:

@@ -11,7 +11,7 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Union
 
-from index.store.milvus import DEFAULT_COLLECTION, MilvusIndex, MilvusTarget, MilvusWriter, open_milvus
+from index.store.milvus import DEFAULT_COLLECTION, MilvusIndex, MilvusTarget, MilvusWriter, milvus_manifest, open_milvus
 from index.store.publish import IndexProblem, Manifest, open_index, writing
 
 IndexLocation = Union[Path, MilvusTarget]
@@ -56,10 +56,7 @@ def writing_at(location: IndexLocation, encoder=None, progress: bool = False, wa
         with writing(location, encoder, progress, wait_seconds) as writer:
             yield writer
         return
-    index = open_milvus(location)
-    manifest = index.manifest
-    index.close()
-    writer = MilvusWriter(location, manifest, encoder, progress)
+    writer = MilvusWriter(location, milvus_manifest(location), encoder, progress)
     try:
         yield writer
     finally:
@@ -79,7 +76,5 @@ def read_errors(index) -> tuple[type[Exception], ...]:
 
 def read_location_manifest(location: IndexLocation) -> Manifest:
     if isinstance(location, MilvusTarget):
-        index = open_milvus(location)
-        index.close()
-        return index.manifest
+        return milvus_manifest(location)
     return Manifest.read(Path(location).resolve())

@@ -38,11 +38,12 @@ from dataclasses import dataclass, field
 import numpy as np
 from tqdm import tqdm
 
-from index.ingest.chunk import Passage, chunk_document
+from index.ingest.chunk import Passage
 from index.ingest.files import Document
 from index.store.accents import QUESTION_PHRASES, AccentVocabulary, form_counts
 from index.store.filters import NO_FILTERS, Filters
 from index.store.lexical import K1, B, analyze
+from index.store.live import chunk_for, embed_passages
 from index.store.passages import Commit, StoredPassage, day_number
 from index.store.publish import IndexProblem, Manifest, ModelMismatch
 
@@ -437,8 +438,8 @@ def shard_of(doc_id: str, shards: int) -> int:
     return stable_hash(doc_id) % shards
 
 
-def open_milvus(target: MilvusTarget, model: str | None = None) -> MilvusIndex:
-    """The index in `target`, refusing one built with another model than `model` (when given)."""
+def milvus_manifest(target: MilvusTarget) -> Manifest:
+    """The manifest of the index in `target` (its collections loaded, ready to read)."""
     store = MilvusStore(target)
     try:
         if not store.exists():
@@ -446,9 +447,14 @@ def open_milvus(target: MilvusTarget, model: str | None = None) -> MilvusIndex:
                                      f"`semsearch index PATH --backend milvus --milvus-uri {target.uri}`")
         store.load()
         recorded = store.meta("manifest")
-        manifest = Manifest(**{key: recorded[key] for key in Manifest.__dataclass_fields__ if key in recorded})
+        return Manifest(**{key: recorded[key] for key in Manifest.__dataclass_fields__ if key in recorded})
     finally:
         store.close()
+
+
+def open_milvus(target: MilvusTarget, model: str | None = None) -> MilvusIndex:
+    """The index in `target`, refusing one built with another model than `model` (when given)."""
+    manifest = milvus_manifest(target)
     if model is not None and model != manifest.model:
         raise ModelMismatch(f"the index in {target} was built with model {manifest.model!r}, not {model!r}")
     return MilvusIndex(target, manifest)
@@ -525,9 +531,11 @@ class MilvusWriter:
             documents = list(documents)
             gone = list(dict.fromkeys([*delete, *(d.doc_id for d in documents)]))
             old = self.store.rows_in(self.passages_name, "doc_id", gone, ["int_id", "id", "context", "text", "vector"]) if gone else []
-            chunked = [(doc, self._chunk(doc)) for doc in documents]
+            chunked = [(doc, chunk_for(self.manifest, self.encoder, doc)) for doc in documents]
             new = [p for _, passages in chunked for p in passages]
-            vectors, embedded = self._vectors(new, {row["id"]: row for row in old})
+            stored = {row["id"]: row for row in old}
+            unchanged = {p.id: stored[p.id]["vector"] for p in new if p.id in stored and stored[p.id]["context"] == p.context}
+            vectors, embedded = embed_passages(new, unchanged, self.encoder, self.manifest.dimension)
             kept = {p.int_id for p in new}
             stale = [row["int_id"] for row in old if row["int_id"] not in kept]
             for start in range(0, len(stale), _BATCH):
@@ -556,24 +564,6 @@ class MilvusWriter:
     @property
     def documents_name(self) -> str:
         return self.store.documents_name
-
-    def _chunk(self, doc: Document) -> list[Passage]:
-        chunking = self.manifest.chunking
-        return list(chunk_document(doc, self.encoder.count_tokens, chunking["max_tokens"], chunking["overlap_sentences"]))
-
-    def _vectors(self, passages: list[Passage], old: dict[str, dict]) -> tuple[np.ndarray, int]:
-        vectors = np.empty((len(passages), self.manifest.dimension), np.float32)
-        todo = []
-        for i, passage in enumerate(passages):
-            stored = old.get(passage.id)
-            if stored is not None and stored["context"] == passage.context:
-                vectors[i] = stored["vector"]
-            else:
-                todo.append(i)
-        todo.sort(key=lambda i: -len(passages[i].embedding_text))
-        if todo:
-            vectors[todo] = self.encoder.encode_passages([passages[i].embedding_text for i in todo])
-        return vectors, len(todo)
 
     def _passage_row(self, doc: Document, passage: Passage, vector: np.ndarray) -> dict:
         terms = milvus_terms(passage.embedding_text)
