@@ -7,7 +7,10 @@ Passages are ViQuAD's paragraphs, one per document: the corpus itself (5,109) or
 evaluation index (`make eval` builds it), so indexing time is the backend's alone (embedding
 costs the same on both: see bench/index_speed.py); queries go through the real model.
 
-    python bench/backends.py [--passages 100000] [--queries 200] [--seconds 10]
+    python bench/backends.py [--passages 100000] [--queries 200] [--seconds 10] [--rebuild]
+
+Both builds are kept under var/bench/backends-N with their times (built.json), and a later run
+of the same size measures the searches again on them (milvus-lite takes ~30 min to build 100k).
 
 The milvus-lite file is opened by the serving process itself, so that server has one worker
 and the Milvus engine (pure Python) in its own interpreter; a Milvus server takes both out.
@@ -62,10 +65,14 @@ def in_process(location, encoder, asked: list[str]) -> dict[str, float]:
     return {"p50": statistics.median(latencies), "p99": p99(latencies)}
 
 
+# milvus-lite loads a collection on its first request: 90 s and 9 GB at 100k passages
+START_SECONDS = 900
+
+
 def over_http(serve_location: list[str], clients: int, seconds: int, workers: int | None) -> dict[str, float]:
     script = lua_script(question_paths("hybrid"), 2, ROOT / "var" / "bench" / "wrk")
     port = free_port()
-    server = start_server(Path("."), port, workers, 4, serve_location)
+    server = start_server(Path("."), port, workers, 4, serve_location, START_SECONDS)
     try:
         result = run_wrk(port, script, clients, min(2, clients), seconds)
         # one worker is served by the process itself; more, by its children
@@ -74,6 +81,13 @@ def over_http(serve_location: list[str], clients: int, seconds: int, workers: in
     finally:
         server.terminate()
         server.wait(timeout=30)
+
+
+def print_row(name: str, per_passage: float, latency: dict, http: dict) -> None:
+    one, eight = http[1], http[8]
+    print(f"| {name} | {per_passage:.2f} | {latency['p50']:.1f} / {latency['p99']:.1f} | "
+          f"{one['rate']:.1f}, {one['p50']:.0f} / {one['p99']:.0f} | {eight['rate']:.1f}, {eight['p50']:.0f} / {eight['p99']:.0f} | "
+          f"{eight['pss_mb']:.0f} |", flush=True)
 
 
 def lite_server(data_dir: Path) -> tuple[subprocess.Popen, MilvusTarget]:
@@ -99,58 +113,58 @@ def main() -> int:
     parser.add_argument("--passages", type=int, default=0, help="0: the ViQuAD corpus itself")
     parser.add_argument("--queries", type=int, default=200)
     parser.add_argument("--seconds", type=int, default=10)
+    parser.add_argument("--rebuild", action="store_true", help="build again even if a finished build of this size is kept")
     args = parser.parse_args()
 
     recycled, paragraphs = recycled_paragraphs(whole=True)
     size = args.passages or len(paragraphs)
     work = ROOT / "var" / "bench" / f"backends-{size}"
-    shutil.rmtree(work, ignore_errors=True)
-    corpus = work / "corpus.jsonl"
-    write_corpus(corpus, paragraphs, size)
+    corpus, times = work / "corpus.jsonl", work / "built.json"
     embedded, lite = work / "embedded", MilvusTarget(str(work / "milvus.db"))
     serve = {"embedded": ["--index", str(embedded)], "milvus-lite": ["--milvus-uri", lite.uri]}
 
-    built = {}
-    for name, build in (("embedded", lambda: build_index([corpus], embedded, recycled, passage_tokens=WHOLE, progress=False)),
-                        ("milvus-lite", lambda: build_milvus([corpus], lite, recycled, passage_tokens=WHOLE, progress=False))):
-        started = time.perf_counter()
-        build()
-        built[name] = (time.perf_counter() - started) * 1000 / size
-        print(f"{name}: built {size:,} passages, {built[name]:.2f} ms per passage", file=sys.stderr)
+    if times.exists() and not args.rebuild:
+        built = json.loads(times.read_text())
+        print(f"reusing the builds in {work} ({times.name})", file=sys.stderr)
+    else:
+        shutil.rmtree(work, ignore_errors=True)
+        write_corpus(corpus, paragraphs, size)
+        built = {}
+        for name, build in (("embedded", lambda: build_index([corpus], embedded, recycled, passage_tokens=WHOLE, progress=False)),
+                            ("milvus-lite", lambda: build_milvus([corpus], lite, recycled, passage_tokens=WHOLE, progress=False))):
+            started = time.perf_counter()
+            build()
+            built[name] = (time.perf_counter() - started) * 1000 / size
+            print(f"{name}: built {size:,} passages, {built[name]:.2f} ms per passage", file=sys.stderr)
+        times.write_text(json.dumps(built))
     from milvus_lite.server_manager import server_manager_instance
 
     server_manager_instance.release_server(lite.uri)  # the file is the serving process's from here
 
     encoder = load_encoder()
     asked = questions(args.queries + 1)
-    rows = []
+    print(f"{size:,} passages, {len(asked) - 1} distinct ViQuAD questions in process (hybrid, k=10, one thread), "
+          f"wrk {args.seconds} s per level, {os.cpu_count()} cores")
+    print("| backend | index ms/passage | in process p50 / p99 ms | HTTP 1 client req/s, p50 / p99 ms "
+          "| HTTP 8 clients req/s, p50 / p99 ms | server PSS MB (all processes) |")
+    print("|---|---|---|---|---|---|", flush=True)
     for name, location in (("embedded", embedded), ("milvus-lite", lite)):
         latency = in_process(location, encoder, asked)
         if name == "milvus-lite":
             server_manager_instance.release_server(lite.uri)
         http = {clients: over_http(serve[name], clients, args.seconds, None) for clients in (1, 8)}
-        rows.append((name, built[name], latency, http))
+        print_row(name, built[name], latency, http)
     # the same file behind a milvus-lite server process, and a stateless service of 2 workers
     server, target = lite_server(Path(lite.uri))
     try:
         latency = in_process(target, encoder, asked)
         http = {clients: over_http(["--milvus-uri", target.uri], clients, args.seconds, 2) for clients in (1, 8)}
         milvus_mb = memory_kib(server.pid)[1] / 1024
-        rows.append((f"milvus-lite server ({milvus_mb:.0f} MB PSS) + 2 service workers", built["milvus-lite"], latency, http))
+        print_row(f"milvus-lite server ({milvus_mb:.0f} MB PSS) + 2 service workers", built["milvus-lite"], latency, http)
     finally:
         server.terminate()
         server.wait(timeout=30)
-    print(f"{size:,} passages, {len(asked) - 1} distinct ViQuAD questions in process (hybrid, k=10, one thread), "
-          f"wrk {args.seconds} s per level, {os.cpu_count()} cores; peak RSS of this script "
-          f"{resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 2**20:.1f} GiB")
-    print("| backend | index ms/passage | in process p50 / p99 ms | HTTP 1 client req/s, p50 / p99 ms "
-          "| HTTP 8 clients req/s, p50 / p99 ms | server PSS MB (all processes) |")
-    print("|---|---|---|---|---|---|")
-    for name, per_passage, latency, http in rows:
-        one, eight = http[1], http[8]
-        print(f"| {name} | {per_passage:.2f} | {latency['p50']:.1f} / {latency['p99']:.1f} | "
-              f"{one['rate']:.1f}, {one['p50']:.0f} / {one['p99']:.0f} | {eight['rate']:.1f}, {eight['p50']:.0f} / {eight['p99']:.0f} | "
-              f"{eight['pss_mb']:.0f} |")
+    print(f"peak RSS of this script {resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 2**20:.1f} GiB")
     return 0
 
 

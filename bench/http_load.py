@@ -42,7 +42,8 @@ def free_port() -> int:
         return probe.getsockname()[1]
 
 
-def start_server(index: Path, port: int, workers: int | None, threads: int, location: Sequence[str] = ()) -> subprocess.Popen:
+def start_server(index: Path, port: int, workers: int | None, threads: int, location: Sequence[str] = (),
+                 start_seconds: float = 180) -> subprocess.Popen:
     """`semsearch serve` on `index`, or on what `location` names instead (say, --milvus-uri URI)."""
     # loopback load from one address: the per-client rate limit would measure itself
     options = ["--threads", str(threads), "--rate-limit", "off"] + (["--workers", str(workers)] if workers else [])
@@ -50,10 +51,10 @@ def start_server(index: Path, port: int, workers: int | None, threads: int, loca
         [sys.executable, "-m", "service.cli", "serve", *(location or ["--index", str(index)]), "--port", str(port), *options],
         cwd=ROOT, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
     )
-    deadline = time.monotonic() + 180
+    deadline = time.monotonic() + start_seconds
     while time.monotonic() < deadline:
         try:
-            connection = http.client.HTTPConnection("127.0.0.1", port, timeout=2)
+            connection = http.client.HTTPConnection("127.0.0.1", port, timeout=start_seconds)
             connection.request("GET", "/api/health")
             if connection.getresponse().status == 200:
                 return server

@@ -23,21 +23,27 @@ from index.evaluate.quality import EvalSet, evaluate, format_table, load_eval_se
 from index.retrieve.search import MODES, Searcher  # noqa: E402
 
 SHARED_EVAL = ROOT.parent / "shared" / "eval"
+SEED_CORPUS = ROOT / "data" / "corpus"
+# label: (queries, corpus of an answer-string set, index directory under var/eval/); sets over
+# one corpus share its index
 SETS = {
-    "ViQuAD": SHARED_EVAL / "viquad",
-    "ViNewsQA": SHARED_EVAL / "vinewsqa",
-    "seed dev": ROOT / "data" / "eval" / "seed_queries_dev.jsonl",
+    "ViQuAD": (SHARED_EVAL / "viquad", None, "viquad"),
+    "ViNewsQA": (SHARED_EVAL / "vinewsqa", None, "vinewsqa"),
+    "seed dev": (ROOT / "data" / "eval" / "seed_queries_dev.jsonl", SEED_CORPUS, "seed"),
+    "English seed": (ROOT / "data" / "eval" / "english_seed.jsonl", SEED_CORPUS, "seed"),
+    "English ViQuAD": (ROOT / "data" / "eval" / "english_viquad.jsonl", SHARED_EVAL / "viquad" / "corpus.jsonl", "viquad"),
 }
 START, END = "<!-- quality:start -->", "<!-- quality:end -->"
 
 
-def run(evalset: EvalSet, encoder, label: str) -> dict:
-    out = ROOT / "var" / "eval" / evalset.name
+def run(evalset: EvalSet, encoder, label: str, index_name: str) -> dict:
+    out = ROOT / "var" / "eval" / index_name
     if not is_current(evalset.corpus, out, encoder.model_id, encoder.precision):
         build_index(evalset.corpus, out, encoder)
     searcher = Searcher.open(out, encoder=encoder)
     rows = {}
-    for unaccented in (False, True):
+    # English has no diacritics to strip
+    for unaccented in (False,) if label.startswith("English") else (False, True):
         started = time.perf_counter()
         rows[f"{label}{' unaccented' if unaccented else ''}"] = evaluate(searcher, evalset, MODES, unaccented=unaccented)
         print(f"{label} unaccented={unaccented}: {time.perf_counter() - started:.0f} s", file=sys.stderr)
@@ -54,8 +60,9 @@ def main() -> int:
     encoder = load_encoder()
     tables, numbers = [], {}
     for label in args.sets.split(","):
-        evalset = load_eval_set(SETS[label], ROOT / "data" / "corpus")
-        rows = run(evalset, encoder, label)
+        queries, corpus, index_name = SETS[label]
+        evalset = load_eval_set(queries, corpus)
+        rows = run(evalset, encoder, label, index_name)
         numbers.update(rows)
         tables.append(f"{label}: {len(evalset.queries)} queries\n\n{format_table(rows)}")
     text = "\n\n".join(tables)

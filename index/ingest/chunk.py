@@ -31,7 +31,12 @@ class Passage:
 
     @property
     def embedding_text(self) -> str:
-        return f"{self.context}\n{self.text}" if self.context else self.text
+        return embedding_text_of(self.context, self.text)
+
+
+def embedding_text_of(context: str, text: str) -> str:
+    """What the model embeds and the lexical leg analyses: a passage with its context above it."""
+    return f"{context}\n{text}" if context else text
 
 
 def passage_context(title: str, heading: str | None) -> str:

@@ -38,7 +38,7 @@ from dataclasses import dataclass, field
 import numpy as np
 from tqdm import tqdm
 
-from index.ingest.chunk import Passage
+from index.ingest.chunk import Passage, embedding_text_of
 from index.ingest.files import Document
 from index.store.accents import QUESTION_PHRASES, AccentVocabulary, form_counts
 from index.store.filters import NO_FILTERS, Filters
@@ -179,6 +179,12 @@ class MilvusStore:
             rows += self._query(name, f"{key} in [{members}]", fields)
         return rows
 
+    def get(self, name: str, keys: Sequence[int], fields: list[str]) -> list[dict]:
+        """`fields` of the rows of `name` whose primary key is one of `keys` (a lookup, not a filter)."""
+        keys = [int(key) for key in keys]
+        return [row for start in range(0, len(keys), _BATCH)
+                for row in self.client.get(name, ids=keys[start : start + _BATCH], output_fields=fields, consistency_level=CONSISTENCY)]
+
     def scan(self, name: str, fields: list[str], expr: str = "") -> Iterator[list[dict]]:
         iterator = self.client.query_iterator(name, batch_size=_BATCH, filter=expr, output_fields=fields,
                                               consistency_level=CONSISTENCY)
@@ -204,9 +210,8 @@ class MilvusStore:
     def version(self) -> int:
         return sum(self.meta_like("version:").values())
 
-    def counts(self) -> tuple[int, int]:
-        """(passages, documents)."""
-        return tuple(self._query(name, "", ["count(*)"])[0]["count(*)"] for name in (self.passages_name, self.documents_name))
+    def count(self, name: str) -> int:
+        return self._query(name, "", ["count(*)"])[0]["count(*)"]
 
     # -- passages and documents (the PassageStore reads a search needs) ------------------------------
 
@@ -215,11 +220,7 @@ class MilvusStore:
         return StoredPassage(**{name: row.get(name) for name in _PASSAGE_FIELDS})
 
     def by_int_ids(self, int_ids: list[int]) -> dict[int, StoredPassage]:
-        if not int_ids:
-            return {}
-        rows = self.client.get(self.passages_name, ids=[int(i) for i in int_ids], output_fields=_PASSAGE_FIELDS,
-                               consistency_level=CONSISTENCY)
-        return {row["int_id"]: self._stored(row) for row in rows}
+        return {row["int_id"]: self._stored(row) for row in self.get(self.passages_name, int_ids, _PASSAGE_FIELDS)}
 
     def by_id(self, passage_id: str) -> StoredPassage | None:
         rows = self._query(self.passages_name, f"id == {literal(passage_id)}", _PASSAGE_FIELDS, limit=1)
@@ -247,16 +248,13 @@ class MilvusStore:
         return rows[0]["int_id"] if rows else None
 
     def vector(self, int_id: int, dim: int) -> np.ndarray:
-        rows = self.client.get(self.passages_name, ids=[int(int_id)], output_fields=["vector"], consistency_level=CONSISTENCY)
+        rows = self.get(self.passages_name, [int_id], ["vector"])
         if not rows:
             raise KeyError(int_id)
         return np.asarray(rows[0]["vector"], np.float32)
 
     def doc_ids_of(self, int_ids: Sequence[int]) -> dict[int, str]:
-        if not int_ids:
-            return {}
-        rows = self.client.get(self.passages_name, ids=list(int_ids), output_fields=["doc_id"], consistency_level=CONSISTENCY)
-        return {row["int_id"]: row["doc_id"] for row in rows}
+        return {row["int_id"]: row["doc_id"] for row in self.get(self.passages_name, int_ids, ["doc_id"])}
 
     # -- accent counts (accents.FormCounts), summed over the writers' rows --------------------------
 
@@ -269,10 +267,8 @@ class MilvusStore:
         keys = sorted(set(keys))
         ids = [accent_pk(writer, key) for writer in self.writers() for key in keys]
         forms: dict[str, Counter[str]] = {}
-        for start in range(0, len(ids), _BATCH):
-            for row in self.client.get(self.accents_name, ids=ids[start : start + _BATCH], output_fields=["key", "forms"],
-                                       consistency_level=CONSISTENCY):
-                forms.setdefault(row["key"], Counter()).update(row["forms"])
+        for row in self.get(self.accents_name, ids, ["key", "forms"]):
+            forms.setdefault(row["key"], Counter()).update(row["forms"])
         return {key: Counter({w: n for w, n in written.items() if n > 0}) for key, written in forms.items()}
 
     def accent_forms(self, key: str, limit: int) -> dict[str, int]:
@@ -314,7 +310,7 @@ class MilvusIndex:
         self.view = self._read_view()
 
     def _read_view(self) -> MilvusView:
-        return MilvusView(self.passages.version(), self.passages.counts()[0])
+        return MilvusView(self.passages.version(), self.passages.count(self.passages.passages_name))
 
     def refresh(self) -> bool:
         from pymilvus.exceptions import MilvusException
@@ -349,7 +345,7 @@ class MilvusIndex:
         return self.passages.vector(int_id, self.dim)
 
     def documents(self) -> int:
-        return self.passages.counts()[1]
+        return self.passages.count(self.passages.documents_name)
 
     def state(self) -> dict:
         return {"version": self.view.version, "passages": self.view.passages, "backend": "milvus", "collection": self.target.collection}
@@ -524,7 +520,7 @@ class MilvusWriter:
 
     # -- one write ------------------------------------------------------------------------------------
 
-    def write(self, documents: Sequence[Document] = (), delete: Iterable[str] = (), compact: bool = True) -> MilvusWriteResult:
+    def write(self, documents: Sequence[Document] = (), delete: Iterable[str] = ()) -> MilvusWriteResult:
         """Add or replace `documents` and delete the documents `delete` names. Each document is
         committed when its row in <name>_documents is written, after its passages."""
         with self._lock:
@@ -546,7 +542,7 @@ class MilvusWriter:
                     rows.append(self._passage_row(doc, passage, vectors[len(rows)]))
             for start in range(0, len(rows), _BATCH):
                 self.client.upsert(self.passages_name, rows[start : start + _BATCH])
-            self._count_accents([p.embedding_text for p in new], [_embedding_text(row) for row in old])
+            self._count_accents([p.embedding_text for p in new], [embedding_text_of(row["context"], row["text"]) for row in old])
             removed_documents = [d for d in delete if d not in {doc.doc_id for doc in documents}]
             if removed_documents:
                 self.client.delete(self.documents_name, ids=removed_documents)
@@ -587,12 +583,10 @@ class MilvusWriter:
         changes = Counter({form: n for form, n in changes.items() if n})
         if not changes:
             return
-        keys = sorted({key for key, _ in changes})
+        mine = [accent_pk(self.writer, key) for key in sorted({key for key, _ in changes})]
         current = Counter()
-        for start in range(0, len(keys), _BATCH):
-            for row in self.client.get(self.store.accents_name, ids=[accent_pk(self.writer, k) for k in keys[start : start + _BATCH]],
-                                       output_fields=["key", "forms"], consistency_level=CONSISTENCY):
-                current.update({(row["key"], written): n for written, n in row["forms"].items()})
+        for row in self.store.get(self.store.accents_name, mine, ["key", "forms"]):
+            current.update({(row["key"], written): n for written, n in row["forms"].items()})
         current.update(changes)
         total = (self.store.meta(f"accent_total:{self.writer}") or 0) + _syllables(changes)
         _set_accents(self.store, self.writer, current, total)
@@ -618,7 +612,7 @@ class MilvusWriter:
         seen: set[str] = set()
         # into an empty collection nothing can be stale: the scan for it reads every document id
         # (minutes through milvus-lite at 100k documents)
-        was_empty = self.store.counts()[1] == 0
+        was_empty = self.store.count(self.documents_name) == 0
         with tqdm(total=total, desc=f"indexing shard {index + 1}/{shards}" if shards > 1 else "indexing", unit="doc",
                   disable=not self.progress, smoothing=0.05) as bar:
             for group in groups:
@@ -651,7 +645,7 @@ class MilvusWriter:
             counts: Counter = Counter()
             with tqdm(desc="recounting accents", unit="passage", disable=not self.progress) as bar:
                 for batch in self.store.scan(self.passages_name, ["context", "text"]):
-                    counts.update(form_counts(_embedding_text(row) for row in batch))
+                    counts.update(form_counts(embedding_text_of(row["context"], row["text"]) for row in batch))
                     bar.update(len(batch))
             counts.update(form_counts(QUESTION_PHRASES))
             old = [row["pk"] for batch in self.store.scan(self.store.accents_name, ["pk"]) for row in batch]
@@ -688,10 +682,6 @@ def _set_accents(store: MilvusStore, writer: str, counts: Counter, total: int) -
     for start in range(0, len(rows), _BATCH):
         store.client.upsert(store.accents_name, rows[start : start + _BATCH])
     store.set_meta(f"accent_total:{writer}", total)
-
-
-def _embedding_text(row: dict) -> str:
-    return f"{row['context']}\n{row['text']}" if row["context"] else row["text"]
 
 
 _BUILD_ONLY = ("corpus_fingerprint", "created_at")  # what differs between two builds of one index

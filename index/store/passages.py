@@ -21,7 +21,7 @@ from pathlib import Path
 
 import numpy as np
 
-from index.ingest.chunk import Passage
+from index.ingest.chunk import Passage, embedding_text_of
 from index.ingest.files import Document
 from index.store.accents import QUESTION_PHRASES, form_counts
 
@@ -48,7 +48,6 @@ CREATE TABLE state (key TEXT PRIMARY KEY, value TEXT NOT NULL);
 INSERT INTO state VALUES ('version', '0'), ('lexical_version', '0'), ('lexical_files', '{}'), ('checkpoint', 'null'),
     ('documents', '0'), ('accent_total', '0');
 """
-_EMBEDDING_TEXT = "CASE WHEN context = '' THEN text ELSE context || char(10) || text END"
 _SELECT = """
 SELECT p.int_id, p.id, p.doc_id, p.position, p.heading, p.text, d.title, d.date, d.source, d.byline, p.context
 FROM passages p JOIN documents d ON d.doc_id = p.doc_id
@@ -79,7 +78,7 @@ class StoredPassage:
 
     @property
     def embedding_text(self) -> str:
-        return f"{self.context}\n{self.text}" if self.context else self.text
+        return embedding_text_of(self.context, self.text)
 
     def to_dict(self) -> dict:
         return {
@@ -221,7 +220,7 @@ class PassageStore:
         """What the derived parts of an index need of the passages with `int_ids` (those that
         still exist), or of those with an int_id above `after`, in id order. Texts only when
         asked for: readers and compaction need vectors alone, and texts are as large again."""
-        sql = (f"SELECT p.int_id, p.doc_id, d.source, d.day, p.vector{', ' + _EMBEDDING_TEXT if texts else ''}"
+        sql = (f"SELECT p.int_id, p.doc_id, d.source, d.day, p.vector{', p.context, p.text' if texts else ''}"
                " FROM passages p JOIN documents d ON d.doc_id = p.doc_id ")
         if int_ids is None:
             found = self._query(sql + "WHERE p.int_id > ? ORDER BY p.int_id LIMIT ?", (after, limit))
@@ -231,7 +230,8 @@ class PassageStore:
                 part = [int(i) for i in int_ids[start : start + 30_000]]
                 found += self._query(sql + f"WHERE p.int_id IN ({','.join('?' * len(part))}) ORDER BY p.int_id", part)
         vectors = np.frombuffer(b"".join(row[4] for row in found), dtype=np.float32).reshape(len(found), dim)
-        return IndexRows([CatalogRow(*row[:4]) for row in found], vectors, [row[5] for row in found] if texts else [])
+        return IndexRows([CatalogRow(*row[:4]) for row in found], vectors,
+                         [embedding_text_of(row[5], row[6]) for row in found] if texts else [])
 
     def all_rows(self, dim: int, batch: int = 50_000, texts: bool = False) -> Iterator[IndexRows]:
         after = 0
@@ -336,8 +336,8 @@ class PassageStore:
                 for start in range(0, len(gone), 10_000):
                     part = gone[start : start + 10_000]
                     marks = ",".join("?" * len(part))
-                    removed_texts += [row[0] for row in c.execute(
-                        f"SELECT {_EMBEDDING_TEXT} FROM passages WHERE doc_id IN ({marks})", part)]
+                    removed_texts += [embedding_text_of(*row) for row in c.execute(
+                        f"SELECT context, text FROM passages WHERE doc_id IN ({marks})", part)]
                     removed += c.execute(
                         f"INSERT INTO changes SELECT ?, int_id, 0 FROM passages WHERE doc_id IN ({marks})", [version, *part]).rowcount
                     c.execute(f"DELETE FROM passages WHERE doc_id IN ({marks})", part)
