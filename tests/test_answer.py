@@ -92,6 +92,21 @@ def test_accent_restoration_uses_the_corpus(tmp_path):
     assert vocabulary.restore("How many members were admitted") == "How many members were admitted"
 
 
+def test_accent_restoration_weighs_each_word_by_what_follows_it(tmp_path):
+    """A bigram language model: "bao" before "nhieu" is "bao" (the only pair the corpus has),
+    although "bảo" is the commoner syllable and "nhiều dân" the commoner pair that follows; and a
+    query is a question, so a trailing "o dau" asks where ("ở đâu") even where the corpus only
+    says "at the head of" ("ở đầu")."""
+    texts = (["Thành phố có nhiều dân."] * 6 + ["Lực lượng bảo vệ bảo đảm an ninh."] * 6
+             + ["Hỏi bao nhiêu người cũng được."] * 2 + ["Con đường nằm ở đầu làng."] * 4)
+    documents = [document_from_record(f"d{n}", {"text": text}, "test") for n, text in enumerate(texts)]
+    build_from_documents(documents, tmp_path / "index", FakeEncoder(), progress=False)
+    vocabulary = open_index(tmp_path / "index").accents
+    assert vocabulary.restore("co bao nhieu dan") == "có bao nhiêu dân"
+    assert vocabulary.restore("con duong nam o dau") == "con đường nằm ở đâu"
+    assert vocabulary.restore("bao ve an ninh") == "bảo vệ an ninh"
+
+
 def test_lexical_prefers_exact_accents_and_finds_unaccented_queries(tmp_path):
     import numpy as np
 
