@@ -107,6 +107,19 @@ def test_accent_restoration_weighs_each_word_by_what_follows_it(tmp_path):
     assert vocabulary.restore("bao ve an ninh") == "bảo vệ an ninh"
 
 
+def test_english_whose_words_fold_like_vietnamese_is_not_read_as_vietnamese(tmp_path):
+    """"in", "to" and "an" are Vietnamese syllables too ("in", "tổ", "an"), so most words of an
+    English query may be corpus words; its word pairs are not."""
+    texts = ["Thế giới có tổ chức in ấn.", "An ninh là việc của tổ chức."] * 3
+    documents = [document_from_record(f"d{n}", {"text": text}, "test") for n, text in enumerate(texts)]
+    build_from_documents(documents, tmp_path / "index", FakeEncoder(), progress=False)
+    vocabulary = open_index(tmp_path / "index").accents
+    assert vocabulary.coverage("sign in to an app") == 0.0  # 3 of 5 words, none of 4 pairs
+    assert vocabulary.restore("sign in to an app") == "sign in to an app"
+    assert vocabulary.coverage("to chuc in an") == 1.0
+    assert vocabulary.restore("to chuc in an") == "tổ chức in ấn"
+
+
 def test_lexical_prefers_exact_accents_and_finds_unaccented_queries(tmp_path):
     import numpy as np
 
