@@ -125,7 +125,8 @@ def test_search_page_without_query(client):
 
 
 def test_search_page_renders_results_on_the_server(client):
-    page = client.get("/?q=tuyên+truyền+Fanpage+Zalo&k=5").get_data(as_text=True)
+    # query_string: a URL written with raw non-ASCII reached the app as mojibake
+    page = client.get("/", query_string={"q": "tuyên truyền Fanpage Zalo", "k": 5}).get_data(as_text=True)
     assert page.count('class="result"') == 5
     assert "<mark>Fanpage</mark>" in page and "<mark>Zalo</mark>" in page
     assert "Đoạn tương tự" in page and "/passages/" in page
