@@ -37,3 +37,18 @@ def test_normalized_score_fusion_scales_each_leg():
     assert ids.tolist()[0] == 2
     empty = (np.zeros(0), np.zeros(0, np.int64))
     assert normalized_score_fusion([empty, empty], [1, 1])[1].size == 0
+
+
+def test_eval_set_of_questions_naming_their_documents(tmp_path):
+    """A .jsonl set may name relevant documents instead of answer strings (so questions about a
+    third-party corpus carry none of its text); it is then scored by document, as BEIR sets are."""
+    from index.evaluate.quality import load_eval_set
+
+    named = tmp_path / "named.jsonl"
+    named.write_text('{"id": "q1", "query": "Who?", "relevant": ["doc-7"]}\n', encoding="utf-8")
+    evalset = load_eval_set(named, tmp_path / "corpus.jsonl")
+    assert evalset.kind == "qrels" and evalset.queries[0].relevant == {"doc-7"}
+    assert evalset.corpus == [tmp_path / "corpus.jsonl"]
+    answers = tmp_path / "answers.jsonl"
+    answers.write_text('{"query": "Who?", "answers": ["Ann"]}\n', encoding="utf-8")
+    assert load_eval_set(answers).kind == "answers"

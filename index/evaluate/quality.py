@@ -38,7 +38,8 @@ class EvalSet:
 
 def load_eval_set(path: Path, corpus: Path | None = None) -> EvalSet:
     """A directory with corpus.jsonl, queries*.jsonl and qrels*.tsv (BEIR), or a .jsonl file of
-    {"query", "answers"} lines searched against `corpus` (default: the bundled corpus)."""
+    {"query", "answers"} or {"query", "relevant": [document ids]} lines searched against `corpus`
+    (default: the bundled corpus)."""
     path = Path(path)
     if path.is_dir():
         queries_file = _one(path, "queries*.jsonl")
@@ -54,10 +55,12 @@ def load_eval_set(path: Path, corpus: Path | None = None) -> EvalSet:
             if (query_id := q.get("id", q.get("_id"))) in qrels
         ]
         return EvalSet(path.name, [_one(path, "corpus.jsonl")], queries, "qrels")
-    queries = [
-        EvalQuery(q.get("id", str(n)), q["query"], answers=q["answers"])
-        for n, q in enumerate(map(json.loads, filter(str.strip, path.read_text(encoding="utf-8").splitlines())))
-    ]
+    records = list(map(json.loads, filter(str.strip, path.read_text(encoding="utf-8").splitlines())))
+    # questions about a third-party corpus name their passages by id: its text stays out of the project
+    if records and all("relevant" in q for q in records):
+        queries = [EvalQuery(q.get("id", str(n)), q["query"], relevant=set(q["relevant"])) for n, q in enumerate(records)]
+        return EvalSet(path.stem, [Path(corpus or "data/corpus")], queries, "qrels")
+    queries = [EvalQuery(q.get("id", str(n)), q["query"], answers=q["answers"]) for n, q in enumerate(records)]
     return EvalSet(path.stem, [Path(corpus or "data/corpus")], queries, "answers")
 
 
