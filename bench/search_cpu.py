@@ -63,6 +63,7 @@ def main() -> None:
     timed(index.accents, "restore", "accents and coverage", spent)
     timed(index.accents, "coverage", "accents and coverage", spent)
     timed(index.passages, "by_int_ids", "read passages (SQLite)", spent)
+    timed(searcher, "_by_sentences", "sentence evidence (read and score candidates)", spent)
     timed(searcher, "_results", "results, highlights, answers", spent)
 
     def run(batch: list[str]) -> float:

@@ -52,16 +52,25 @@ def test_add_replace_delete_are_seen_by_a_reader_that_refreshes(fake_index, fake
     assert fake_searcher.search("Zyxwv", 5, mode="dense")[0].doc_id == "new-1"
     assert fake_searcher.index.accents.frequency("zyxwv") == 2  # the accent vocabulary followed
 
-    # replaced: the unchanged paragraph keeps its vector, the changed one is embedded
+    # replaced: the unchanged paragraph keeps its vectors (its sentences' too), the changed one is embedded
+    store = fake_searcher.index.passages
+    before = {p.text: fake_searcher.index.evidence([p.int_id]) for p in store.in_document("new-1", 0, 9)}
     replaced = write(fake_index, [new_document(text=NEW_TEXT.replace("mười hai", "mười bốn"))])
     assert (replaced.commit.added, replaced.commit.removed, replaced.embedded) == (2, 2, 1)
     fake_searcher.reload_if_changed()
+    after = {p.text: fake_searcher.index.evidence([p.int_id]) for p in store.in_document("new-1", 0, 9)}
+    kept = "Chi bộ Zyxwv tổ chức hội thao truyền thống."
+    assert np.array_equal(after[kept].sentences, before[kept].sentences) and np.array_equal(after[kept].passages, before[kept].passages)
+    changed = next(text for text in after if "mười bốn" in text)
+    assert (after[changed].sentences @ FakeEncoder().encode_passages([changed])[0]).max() == pytest.approx(1, abs=0.01)
     texts = [r.text for r in fake_searcher.search("Zyxwv bóng chuyền", 5) if r.doc_id == "new-1"]
     assert any("mười bốn" in t for t in texts) and not any("mười hai" in t for t in texts)
 
+    gone = [p.int_id for p in store.in_document("new-1", 0, 9)]
     deleted = write(fake_index, delete=["new-1"])
     assert deleted.commit.removed == 2
     fake_searcher.reload_if_changed()
+    assert len(fake_searcher.index.evidence(gone)) == 0
     for mode in ("hybrid", "dense", "lexical"):
         assert "new-1" not in {r.doc_id for r in fake_searcher.search("Zyxwv bóng chuyền", 20, mode=mode)}
     assert fake_searcher.index.accents.frequency("zyxwv") == 0
@@ -177,12 +186,12 @@ def test_filters_against_a_brute_force_oracle(dated_index, fake_encoder, filters
     matrix = np.stack([searcher.index.vector(p.int_id) for p in allowed]) if allowed else np.zeros((0, fake_encoder.dim))
     for query in ("đảng viên chi bộ", "kinh tế nông nghiệp", "Zalo"):
         k = 10
-        dense = searcher.search(query, k, mode="dense", filters=filters)
-        assert len(dense) == min(k, len(allowed))
-        scores = np.sort(matrix @ fake_encoder.encode_queries([query])[0])[::-1][:k]
-        assert [r.score for r in dense] == pytest.approx(list(scores), abs=1e-5)
-        lexical = searcher.search(query, k, mode="lexical", filters=filters)
+        nearest, _ = searcher.index.dense(fake_encoder.encode_queries([query])[0], k, filters)
+        assert nearest.tolist() == pytest.approx(np.sort(matrix @ fake_encoder.encode_queries([query])[0])[::-1][:k].tolist(), abs=1e-5)
         by_id = {p.id: p for p in every}
+        dense = searcher.search(query, k, mode="dense", filters=filters)
+        assert len(dense) == min(k, len(allowed)) and all(passes(by_id[r.id], filters) for r in dense)
+        lexical = searcher.search(query, k, mode="lexical", filters=filters)
         assert all(passes(by_id[r.id], filters) for r in lexical)
         # the oracle: the unfiltered ranking (all of it when it has under 100), then the filter
         everything = searcher.search(query, 100, mode="lexical")
@@ -332,7 +341,8 @@ def test_compaction_of_an_ivf_index_reuses_its_training(tmp_path, fake_encoder, 
         assert writer.compact() and writer.compact()
     searcher = Searcher.open(out, encoder=fake_encoder)
     assert searcher.index.view.delta.count == 0
-    assert searcher.search("Zyxwv bóng chuyền", 1, mode="dense")[0].doc_id == "new-1"
+    _, nearest = searcher.index.dense(fake_encoder.encode_queries(["Zyxwv bóng chuyền"])[0], 1)
+    assert searcher.index.passages.doc_ids_of(nearest.tolist()) == {int(nearest[0]): "new-1"}
     assert verify_index(out)
 
 

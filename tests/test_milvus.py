@@ -12,6 +12,7 @@ import sys
 import textwrap
 import time
 
+import numpy as np
 import pytest
 
 from index.build import build_index, build_milvus
@@ -85,7 +86,7 @@ def test_another_model_or_setting_is_refused(lite, fake_encoder):
         open_milvus(MilvusTarget(lite.uri, "elsewhere"))
 
 
-def test_accent_counts_equal_the_embedded_index_through_writes(lite, fake_encoder, tmp_path):
+def test_accent_counts_and_sentence_vectors_equal_the_embedded_index_through_writes(lite, fake_encoder, tmp_path):
     embedded = tmp_path / "embedded"
     build_index([CORPUS], embedded, fake_encoder, progress=False)
     build_milvus([CORPUS], lite, fake_encoder, progress=False)
@@ -103,6 +104,13 @@ def test_accent_counts_equal_the_embedded_index_through_writes(lite, fake_encode
     assert {k: store.accent_forms(k, 8) for k in keys} == {k: reference.accent_forms(k, 8) for k in keys}
     assert store.accent_total() == reference.accent_total()
     assert store.accent_known(set(keys) | {"qqq"}) == reference.accent_known(set(keys) | {"qqq"})
+    # the same passages, keyed by the embedded index's counter and by Milvus's hash of the id
+    stored = reference.by_int_ids(reference.all_int_ids())
+    assert "late" in {p.doc_id for p in stored.values()}
+    for passage in stored.values():
+        ours = reference.evidence([passage.int_id], fake_encoder.dim)
+        theirs = store.evidence([int(passage.id, 16)], fake_encoder.dim)
+        assert np.array_equal(ours.passages, theirs.passages) and np.array_equal(ours.sentences, theirs.sentences)
 
 
 def test_a_build_run_again_skips_what_it_committed_and_follows_the_input(lite, fake_encoder, tmp_path):

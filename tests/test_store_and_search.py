@@ -35,16 +35,42 @@ def test_faiss_search_matches_brute_force(fake_searcher, fake_encoder):
     """The FAISS path returns what an exhaustive numpy scan over every stored vector returns."""
     index = fake_searcher.index
     ids = np.array(index.passages.all_int_ids())
-    public = {p.int_id: p.id for p in index.passages.by_int_ids(ids.tolist()).values()}
     matrix = np.stack([index.vector(i) for i in ids])
     for query in ["đảng viên sinh hoạt chi bộ", "Fanpage Zalo mạng xã hội", "Hồ Chí Minh"]:
         q = fake_encoder.encode_queries([query])[0]
-        expected = ids[np.argsort(-(matrix @ q), kind="stable")][:5]
-        scores = np.sort(matrix @ q)[::-1][:5]
+        scores, found = index.dense(q, 5)
+        assert scores.tolist() == pytest.approx(np.sort(matrix @ q)[::-1][:5].tolist(), abs=1e-5)
+        assert set(found[:3].tolist()) <= set(_ties(matrix @ q, ids, scores[2]))
+
+
+def test_dense_search_scores_each_passage_by_its_whole_and_its_best_sentence(fake_searcher, fake_encoder):
+    """Dense results against an oracle that scans every passage and embeds the sentences of the
+    nearest `depth` afresh: score = share · q·passage + (1 − share) · max q·sentence. Stored
+    sentence vectors are 8-bit, hence the tolerance."""
+    from index.retrieve.search import FUSION
+
+    index = fake_searcher.index
+    stored = list(index.passages.by_int_ids(index.passages.all_int_ids()).values())
+    passages = np.stack([index.vector(p.int_id) for p in stored])
+    share = FUSION.passage_share
+    several = next(p for p in stored if len(_sentences_of(p)) > 2)
+    for query in ["đảng viên sinh hoạt chi bộ", "Hồ Chí Minh", _sentences_of(several)[1]]:
+        q = fake_encoder.encode_queries([query])[0]
+        nearest = np.argsort(-(passages @ q))[: FUSION.depth]
+        sentences = [fake_encoder.encode_passages(_sentences_of(stored[i])) for i in nearest]
+        oracle = share * (passages[nearest] @ q) + (1 - share) * np.array([(s @ q).max() for s in sentences])
         results = fake_searcher.search(query, 5, mode="dense")
-        assert [r.score for r in results] == pytest.approx(list(scores), abs=1e-5)
-        allowed = {public[i] for i in expected.tolist() + _ties(matrix @ q, ids, scores[2])}
-        assert {r.id for r in results[:3]} <= allowed
+        top = np.sort(oracle)[::-1]
+        assert [r.score for r in results] == pytest.approx(top[:5].tolist(), abs=0.01)
+        assert {r.id for r in results[:3]} <= {stored[i].id for i, score in zip(nearest, oracle) if score >= top[2] - 0.02}
+    assert results[0].id == several.id  # its own sentence is its best
+
+def _sentences_of(passage):
+    """Each sentence alone, and under the passage's context."""
+    from index.ingest.chunk import evidence_sentences
+
+    alone = evidence_sentences(passage.text)
+    return alone + [f"{passage.context}\n{sentence}" for sentence in alone] if passage.context else alone
 
 
 def _ties(scores, ids, threshold):
@@ -202,3 +228,24 @@ def test_reload_follows_a_rebuild_and_refuses_another_model(fake_index, fake_enc
     with pytest.raises(ModelMismatch, match="another-model"):
         searcher.reload_if_changed()
     assert searcher.index.directory == serving and searcher.search("đảng viên", 1)
+
+
+def test_packed_sentence_vectors_keep_their_cosines():
+    """8-bit sentence vectors with one scale each: cosines to a query move by well under .01,
+    exact zeros survive, and bytes that are not packed vectors are refused."""
+    from index.store.evidence import pack_vectors, unpack_vectors
+
+    rng = np.random.default_rng(0)
+    vectors = rng.normal(size=(7, 384)).astype(np.float32)
+    vectors /= np.linalg.norm(vectors, axis=1, keepdims=True)
+    vectors[3] = 0.0
+    packed = pack_vectors(vectors)
+    assert len(packed) == 7 * (384 + 4)
+    restored = unpack_vectors(packed, 384)
+    query = rng.normal(size=384).astype(np.float32)
+    query /= np.linalg.norm(query)
+    assert np.abs(restored @ query - vectors @ query).max() < 0.003
+    assert not restored[3].any()
+    for broken in (b"", packed[:-1]):
+        with pytest.raises(ValueError, match="not packed"):
+            unpack_vectors(broken, 384)

@@ -39,3 +39,16 @@ def _sorted(fused: dict[int, float]) -> Ranking:
     scores = np.fromiter(fused.values(), dtype=np.float64, count=len(fused))
     order = np.lexsort((ids, -scores))  # ties broken by id, so results are deterministic
     return scores[order].astype(np.float32), ids[order]
+
+
+def sentence_evidence(query: np.ndarray, passages: np.ndarray, sentences: np.ndarray, counts: np.ndarray,
+                      passage_share: float) -> np.ndarray:
+    """Each candidate's dense score from its whole and its best sentence:
+    passage_share · q·p + (1 − passage_share) · max over its sentences s of q·s.
+    `sentences` holds every candidate's sentences in order, `counts[i]` of them candidate i's."""
+    if not len(counts):
+        return np.zeros(0, np.float32)
+    # numpy's own loop on one thread: OpenBLAS, woken for products this small, left its threads
+    # spinning through the rest of the search (1.5 ms of CPU per search more)
+    best = np.maximum.reduceat(np.einsum("sd,d->s", sentences, query), np.concatenate(([0], np.cumsum(counts)[:-1])))
+    return (passage_share * np.einsum("pd,d->p", passages, query) + (1 - passage_share) * best).astype(np.float32)

@@ -2,7 +2,8 @@
 
     generation/
       manifest.json            settings fixed at build time (model, chunking, ...)
-      passages.sqlite          the source of truth: documents, passages, vectors, change log, state
+      passages.sqlite          the source of truth: documents, passages, vectors (of passages and
+                               of their sentences), change log, state
       lexical/                 tantivy, updated by the writer after each commit
       checkpoint-<v>-<token>/  vectors.faiss as of version v (written by compaction)
       files.lock               shared by readers opening files, exclusive while the writer swaps them
@@ -36,6 +37,7 @@ from index.store.accents import AccentVocabulary
 from index.store.filters import NO_FILTERS, Catalog, Filters
 from index.store.integrity import CheckedFiles, DamagedFiles, check_files, fsync_directory, fsync_tree, inventory
 from index.store.lexical import DIRECTORY as LEXICAL, LexicalEntry, LexicalIndex
+from index.store.evidence import Evidence, pack_vectors
 from index.store.passages import Commit, PassageStore
 from index.store.vectors import FaissBackend, IndexPlan, VectorDelta, merge_top
 
@@ -188,6 +190,10 @@ class LiveIndex:
     def vector(self, int_id: int) -> np.ndarray:
         return self.passages.vector(int_id, self.dim)
 
+    def evidence(self, int_ids: Sequence[int]) -> Evidence:
+        """Vectors of those of `int_ids` still stored, and of their sentences."""
+        return self.passages.evidence(int_ids, self.dim)
+
     def documents(self) -> int:
         return self.passages.state()["documents"]
 
@@ -254,11 +260,12 @@ class IndexWriter:
         """Add or replace `documents` and delete the documents `delete` names, as one commit."""
         self.recover()
         chunked = [(doc, chunk_for(self.manifest, self.encoder, doc)) for doc in documents]
-        vectors, embedded = self._vectors([p for _, passages in chunked for p in passages])
+        embedded = self._embedded([p for _, passages in chunked for p in passages])
         rows, start = [], 0
         for doc, passages in chunked:
-            rows.append((doc, passages, vectors[start : start + len(passages)]))
-            start += len(passages)
+            end = start + len(passages)
+            rows.append((doc, passages, embedded.vectors[start:end], embedded.sentences[start:end]))
+            start = end
         commit = self.store.commit(delete, rows)
         self._update_lexical()
         compacted = False
@@ -267,10 +274,11 @@ class IndexWriter:
                 compacted = self.compact(force=False)
             except Exception:  # the write is committed and served from the delta; the next one retries
                 log.exception("compaction after version %d failed", commit.version)
-        return WriteResult(commit, embedded, compacted)
+        return WriteResult(commit, embedded.count, compacted)
 
-    def _vectors(self, passages: list[Passage]) -> tuple[np.ndarray, int]:
-        known = {id_: np.frombuffer(vector, np.float32) for id_, vector in self.store.existing_vectors(passages).items()}
+    def _embedded(self, passages: list[Passage]) -> Embedded:
+        known = {id_: (np.frombuffer(vector, np.float32), sentences)
+                 for id_, (vector, sentences) in self.store.existing_vectors(passages).items()}
         return embed_passages(passages, known, self.encoder, self.dim, self.progress)
 
     def recover(self) -> None:
@@ -353,25 +361,45 @@ def chunk_for(manifest, encoder, doc: Document) -> list[Passage]:
     return list(chunk_document(doc, encoder.count_tokens, chunking["max_tokens"], chunking["overlap_sentences"]))
 
 
-def embed_passages(passages: list[Passage], known: dict[str, np.ndarray], encoder, dim: int,
-                   progress: bool = False) -> tuple[np.ndarray, int]:
-    """Vectors of `passages`: those in `known` (stored vectors of passages whose id and context
-    are unchanged) reused, the rest embedded. Returns them and how many were embedded."""
+@dataclass(frozen=True)
+class Embedded:
+    vectors: np.ndarray  # one per passage
+    sentences: list[bytes]  # each passage's sentence vectors, packed
+    count: int  # passages that needed the encoder
+
+
+def embed_passages(passages: list[Passage], known: dict[str, tuple[np.ndarray, bytes]], encoder, dim: int,
+                   progress: bool = False) -> Embedded:
+    """Vectors of `passages` and of their sentences: those in `known` (stored for passages whose
+    id and context are unchanged) reused, the rest embedded."""
     vectors = np.empty((len(passages), dim), np.float32)
+    sentences: list[bytes] = [b""] * len(passages)
     todo = []
     for i, passage in enumerate(passages):
         if passage.id in known:
-            vectors[i] = known[passage.id]
+            vectors[i], sentences[i] = known[passage.id]
         else:
             todo.append(i)
+    vectors[todo] = _encoded([passages[i].embedding_text for i in todo], encoder, dim, "embedding passages", progress)
+    texts = {i: passages[i].sentences for i in todo}
+    encoded = _encoded([sentence for i in todo for sentence in texts[i]], encoder, dim, "embedding sentences", progress)
+    start = 0
+    for i in todo:
+        sentences[i] = pack_vectors(encoded[start : start + len(texts[i])])
+        start += len(texts[i])
+    return Embedded(vectors, sentences, len(todo))
+
+
+def _encoded(texts: list[str], encoder, dim: int, what: str, progress: bool) -> np.ndarray:
+    vectors = np.empty((len(texts), dim), np.float32)
     # longest first, so each batch pads to a similar length
-    todo.sort(key=lambda i: -len(passages[i].embedding_text))
-    with tqdm(total=len(todo), desc="embedding", unit="passage", disable=not progress or not todo) as bar:
-        for start in range(0, len(todo), EMBED_GROUP):
-            group = todo[start : start + EMBED_GROUP]
-            vectors[group] = encoder.encode_passages([passages[i].embedding_text for i in group])
+    order = sorted(range(len(texts)), key=lambda i: -len(texts[i]))
+    with tqdm(total=len(texts), desc=what, unit="text", disable=not progress or not texts) as bar:
+        for start in range(0, len(order), EMBED_GROUP):
+            group = order[start : start + EMBED_GROUP]
+            vectors[group] = encoder.encode_passages([texts[i] for i in group])
             bar.update(len(group))
-    return vectors, len(todo)
+    return vectors
 
 
 def open_live(directory: Path, manifest, checked: CheckedFiles) -> LiveIndex:

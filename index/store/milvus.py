@@ -2,8 +2,9 @@
 directory, kept in four Milvus collections instead, so that an index can outgrow one machine
 and every service process is stateless (any number, on any machine, behind a load balancer).
 
-    <name>_passages   per passage: the vector, the analysed terms (BM25 by Milvus), the text and
-                      its document's metadata (filters and results need no second lookup)
+    <name>_passages   per passage: the vector, its sentences' vectors (packed, read to rescore
+                      candidates), the analysed terms (BM25 by Milvus), the text and its
+                      document's metadata (filters and results need no second lookup)
     <name>_documents  per document: its metadata and a fingerprint of its content; written last
                       in a write, so a document is committed when its row exists
     <name>_accents    the accent vocabulary's counts (accents.py): per writer and unaccented key,
@@ -26,6 +27,7 @@ A `milvus-lite` file (`./x.db`) serves one process; a Milvus server (`http://hos
 
 from __future__ import annotations
 
+import base64
 import hashlib
 import json
 import logging
@@ -41,11 +43,12 @@ from tqdm import tqdm
 from index.ingest.chunk import Passage, embedding_text_of
 from index.ingest.files import Document
 from index.store.accents import QUESTION_PHRASES, AccentVocabulary, form_counts
+from index.store.evidence import Evidence
 from index.store.filters import NO_FILTERS, Filters
 from index.store.lexical import K1, B, analyze
 from index.store.live import chunk_for, embed_passages
 from index.store.passages import Commit, StoredPassage, day_number
-from index.store.publish import IndexProblem, Manifest, ModelMismatch
+from index.store.publish import FORMAT_VERSION, IndexProblem, Manifest, ModelMismatch
 
 log = logging.getLogger("semsearch")
 
@@ -253,6 +256,10 @@ class MilvusStore:
             raise KeyError(int_id)
         return np.asarray(rows[0]["vector"], np.float32)
 
+    def evidence(self, int_ids: Sequence[int], dim: int) -> Evidence:
+        return Evidence.of([(row["int_id"], row["vector"], base64.b64decode(row["sentences"]))
+                            for row in self.get(self.passages_name, int_ids, ["vector", "sentences"])], dim)
+
     def doc_ids_of(self, int_ids: Sequence[int]) -> dict[int, str]:
         return {row["int_id"]: row["doc_id"] for row in self.get(self.passages_name, int_ids, ["doc_id"])}
 
@@ -344,6 +351,9 @@ class MilvusIndex:
     def vector(self, int_id: int) -> np.ndarray:
         return self.passages.vector(int_id, self.dim)
 
+    def evidence(self, int_ids: Sequence[int]) -> Evidence:
+        return self.passages.evidence(int_ids, self.dim)
+
     def documents(self) -> int:
         return self.passages.count(self.passages.documents_name)
 
@@ -386,6 +396,7 @@ def _schemas(client, dim: int) -> dict[str, tuple]:
     passages.add_field("terms", DataType.VARCHAR, max_length=_TEXT, enable_analyzer=True, analyzer_params={"tokenizer": "standard"})
     passages.add_field("lexical", DataType.SPARSE_FLOAT_VECTOR)
     passages.add_field("vector", DataType.FLOAT_VECTOR, dim=dim)
+    passages.add_field("sentences", DataType.VARCHAR, max_length=_TEXT)  # base64 of evidence.pack_vectors
     passages.add_function(Function(name="bm25", function_type=FunctionType.BM25, input_field_names=["terms"],
                                    output_field_names=["lexical"]))
     passage_index = client.prepare_index_params()
@@ -443,6 +454,9 @@ def milvus_manifest(target: MilvusTarget) -> Manifest:
                                      f"`semsearch index PATH --backend milvus --milvus-uri {target.uri}`")
         store.load()
         recorded = store.meta("manifest")
+        if recorded.get("format_version") != FORMAT_VERSION:
+            raise MilvusIndexProblem(f"the index in {target} has format {recorded.get('format_version')}, not {FORMAT_VERSION}; "
+                                     f"rebuild it with `semsearch index PATH --backend milvus --milvus-uri {target.uri}`")
         return Manifest(**{key: recorded[key] for key in Manifest.__dataclass_fields__ if key in recorded})
     finally:
         store.close()
@@ -526,12 +540,13 @@ class MilvusWriter:
         with self._lock:
             documents = list(documents)
             gone = list(dict.fromkeys([*delete, *(d.doc_id for d in documents)]))
-            old = self.store.rows_in(self.passages_name, "doc_id", gone, ["int_id", "id", "context", "text", "vector"]) if gone else []
+            old = self.store.rows_in(self.passages_name, "doc_id", gone, ["int_id", "id", "context", "text", "vector", "sentences"]) if gone else []
             chunked = [(doc, chunk_for(self.manifest, self.encoder, doc)) for doc in documents]
             new = [p for _, passages in chunked for p in passages]
             stored = {row["id"]: row for row in old}
-            unchanged = {p.id: stored[p.id]["vector"] for p in new if p.id in stored and stored[p.id]["context"] == p.context}
-            vectors, embedded = embed_passages(new, unchanged, self.encoder, self.manifest.dimension)
+            unchanged = {p.id: (stored[p.id]["vector"], base64.b64decode(stored[p.id]["sentences"]))
+                         for p in new if p.id in stored and stored[p.id]["context"] == p.context}
+            embedded = embed_passages(new, unchanged, self.encoder, self.manifest.dimension)
             kept = {p.int_id for p in new}
             stale = [row["int_id"] for row in old if row["int_id"] not in kept]
             for start in range(0, len(stale), _BATCH):
@@ -539,7 +554,7 @@ class MilvusWriter:
             rows = []
             for (doc, passages) in chunked:
                 for passage in passages:
-                    rows.append(self._passage_row(doc, passage, vectors[len(rows)]))
+                    rows.append(self._passage_row(doc, passage, embedded.vectors[len(rows)], embedded.sentences[len(rows)]))
             for start in range(0, len(rows), _BATCH):
                 self.client.upsert(self.passages_name, rows[start : start + _BATCH])
             self._count_accents([p.embedding_text for p in new], [embedding_text_of(row["context"], row["text"]) for row in old])
@@ -551,7 +566,7 @@ class MilvusWriter:
                 self._add_sources({doc.source for doc in documents if doc.source})
             version = (self.store.meta(f"version:{self.writer}") or 0) + 1
             self.store.set_meta(f"version:{self.writer}", version)
-            return MilvusWriteResult(Commit(self.store.version(), len(rows), len(old), tuple(gone)), embedded)
+            return MilvusWriteResult(Commit(self.store.version(), len(rows), len(old), tuple(gone)), embedded.count)
 
     @property
     def passages_name(self) -> str:
@@ -561,7 +576,7 @@ class MilvusWriter:
     def documents_name(self) -> str:
         return self.store.documents_name
 
-    def _passage_row(self, doc: Document, passage: Passage, vector: np.ndarray) -> dict:
+    def _passage_row(self, doc: Document, passage: Passage, vector: np.ndarray, sentences: bytes) -> dict:
         terms = milvus_terms(passage.embedding_text)
         for name, value in (("text", passage.text), ("terms", terms)):
             if len(value.encode()) > _TEXT:
@@ -569,7 +584,8 @@ class MilvusWriter:
         return {"int_id": passage.int_id, "id": passage.id, "doc_id": doc.doc_id, "position": passage.position,
                 "heading": passage.heading, "context": passage.context, "text": passage.text, "title": doc.title,
                 "date": doc.date, "byline": doc.byline, "source": doc.source, "day": day_number(doc.date),
-                "terms": terms, "vector": np.asarray(vector, np.float32).tolist()}
+                "terms": terms, "vector": np.asarray(vector, np.float32).tolist(),
+                "sentences": base64.b64encode(sentences).decode("ascii")}
 
     def _document_row(self, doc: Document) -> dict:
         return {"doc_id": doc.doc_id, "title": doc.title, "byline": doc.byline, "date": doc.date, "source": doc.source,

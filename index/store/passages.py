@@ -24,6 +24,7 @@ import numpy as np
 from index.ingest.chunk import Passage, embedding_text_of
 from index.ingest.files import Document
 from index.store.accents import QUESTION_PHRASES, form_counts
+from index.store.evidence import Evidence
 
 FILE = "passages.sqlite"
 _EPOCH = datetime.date(1970, 1, 1)
@@ -36,7 +37,8 @@ CREATE TABLE documents (
 CREATE TABLE passages (
     int_id INTEGER PRIMARY KEY AUTOINCREMENT, id TEXT NOT NULL UNIQUE,
     doc_id TEXT NOT NULL REFERENCES documents(doc_id), position INTEGER NOT NULL, heading TEXT,
-    context TEXT NOT NULL, text TEXT NOT NULL, vector BLOB NOT NULL
+    context TEXT NOT NULL, text TEXT NOT NULL, vector BLOB NOT NULL,
+    sentences BLOB NOT NULL  -- the sentences' vectors (evidence.pack_vectors)
 );
 CREATE INDEX passages_by_document ON passages (doc_id, position);
 CREATE TABLE changes (version INTEGER NOT NULL, int_id INTEGER NOT NULL, added INTEGER NOT NULL);
@@ -215,6 +217,12 @@ class PassageStore:
             raise KeyError(int_id)
         return np.frombuffer(rows[0][0], dtype=np.float32, count=dim)
 
+    def evidence(self, int_ids: Sequence[int], dim: int) -> Evidence:
+        """Vectors of the passages with `int_ids` that still exist, and of their sentences."""
+        found = self._query(f"SELECT int_id, vector, sentences FROM passages WHERE int_id IN ({','.join('?' * len(int_ids))})",
+                            [int(i) for i in int_ids]) if len(int_ids) else []
+        return Evidence.of([(int_id, np.frombuffer(vector, np.float32, count=dim), sentences) for int_id, vector, sentences in found], dim)
+
     def rows(self, dim: int, int_ids: Sequence[int] | None = None, after: int = 0, limit: int = -1,
              texts: bool = False) -> IndexRows:
         """What the derived parts of an index need of the passages with `int_ids` (those that
@@ -290,18 +298,18 @@ class PassageStore:
     def accent_total(self) -> int:
         return int(self._query("SELECT value FROM state WHERE key = 'accent_total'")[0][0])
 
-    def existing_vectors(self, passages: Iterable[Passage]) -> dict[str, bytes]:
-        """Stored vectors of passages whose id and context are unchanged: a re-added document
-        only embeds the paragraphs that changed."""
+    def existing_vectors(self, passages: Iterable[Passage]) -> dict[str, tuple[bytes, bytes]]:
+        """Stored (vector, packed sentence vectors) of passages whose id and context are
+        unchanged: a re-added document only embeds the paragraphs that changed."""
         wanted = {p.id: p.context for p in passages}
-        found: dict[str, bytes] = {}
+        found: dict[str, tuple[bytes, bytes]] = {}
         ids = list(wanted)
         for start in range(0, len(ids), 30_000):
             part = ids[start : start + 30_000]
-            for id_, context, vector in self._query(
-                f"SELECT id, context, vector FROM passages WHERE id IN ({','.join('?' * len(part))})", part):
+            for id_, context, vector, sentences in self._query(
+                f"SELECT id, context, vector, sentences FROM passages WHERE id IN ({','.join('?' * len(part))})", part):
                 if wanted[id_] == context:
-                    found[id_] = vector
+                    found[id_] = (vector, sentences)
         return found
 
     @staticmethod
@@ -320,11 +328,13 @@ class PassageStore:
 
     # -- writing: the caller holds the index's writer lock -----------------------------------------
 
-    def commit(self, removed_documents: Iterable[str], documents: Sequence[tuple[Document, Sequence[Passage], np.ndarray]]) -> Commit:
+    def commit(self, removed_documents: Iterable[str],
+               documents: Sequence[tuple[Document, Sequence[Passage], np.ndarray, Sequence[bytes]]]) -> Commit:
         """In one transaction: remove `removed_documents` (absent ones are ignored) and every
-        document about to be replaced, insert `documents` with their passages and vectors, log
+        document about to be replaced, insert `documents` with their passages, vectors and
+        packed sentence vectors, log
         each passage added or removed, and advance the version."""
-        replaced = [doc.doc_id for doc, _, _ in documents]
+        replaced = [doc.doc_id for doc, *_ in documents]
         gone = list(dict.fromkeys([*removed_documents, *replaced]))
         with self._lock:
             c = self._connection
@@ -343,17 +353,18 @@ class PassageStore:
                     c.execute(f"DELETE FROM passages WHERE doc_id IN ({marks})", part)
                     documents_removed += c.execute(f"DELETE FROM documents WHERE doc_id IN ({marks})", part).rowcount
                 added = 0
-                for doc, passages, vectors in documents:
+                for doc, passages, vectors, sentences in documents:
                     c.execute("INSERT INTO documents VALUES (?, ?, ?, ?, ?, ?, ?)",
                               (doc.doc_id, doc.title, doc.date, doc.byline, doc.source, doc.original_name, day_number(doc.date)))
-                    for passage, vector in zip(passages, vectors):
+                    for passage, vector, packed in zip(passages, vectors, sentences):
                         cursor = c.execute(
-                            "INSERT INTO passages (id, doc_id, position, heading, context, text, vector) VALUES (?, ?, ?, ?, ?, ?, ?)",
+                            "INSERT INTO passages (id, doc_id, position, heading, context, text, vector, sentences)"
+                            " VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
                             (passage.id, passage.doc_id, passage.position, passage.heading, passage.context, passage.text,
-                             np.ascontiguousarray(vector, dtype=np.float32).tobytes()))
+                             np.ascontiguousarray(vector, dtype=np.float32).tobytes(), packed))
                         c.execute("INSERT INTO changes VALUES (?, ?, 1)", (version, cursor.lastrowid))
                         added += 1
-                _count_accents(c, (p.embedding_text for _, passages, _ in documents for p in passages), removed_texts)
+                _count_accents(c, (p.embedding_text for _, passages, *_ in documents for p in passages), removed_texts)
                 c.execute("UPDATE state SET value = ? WHERE key = 'version'", (json.dumps(version),))
                 # kept here so that serving the count costs nothing at any size
                 c.execute("UPDATE state SET value = value + ? WHERE key = 'documents'", (len(documents) - documents_removed,))

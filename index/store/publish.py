@@ -35,7 +35,7 @@ from index.store.integrity import CheckedFiles, DamagedFiles, fsync_directory, f
 from index.store.live import IndexWriter, LiveIndex, open_live
 from index.store.passages import FILE as PASSAGES_FILE
 
-FORMAT_VERSION = 6  # 6: accent counts in passages.sqlite
+FORMAT_VERSION = 7  # 6: accent counts in passages.sqlite; 7: sentence vectors
 MANIFEST = "manifest.json"
 SQLITE_CHECK = "sqlite quick_check"
 
