@@ -84,6 +84,13 @@ def test_another_model_or_setting_is_refused(lite, fake_encoder):
         MilvusWriter.create(lite, other, fake_encoder)
     with pytest.raises(MilvusIndexProblem, match="no semsearch index"):
         open_milvus(MilvusTarget(lite.uri, "elsewhere"))
+    # a collection of an older format (no sentence vectors) is refused, by readers and writers
+    store = MilvusStore(lite)
+    store.set_meta("manifest", {**store.meta("manifest"), "format_version": 6})
+    with pytest.raises(MilvusIndexProblem, match="format 6.*rebuild"):
+        open_milvus(lite)
+    with pytest.raises(MilvusIndexProblem, match="built otherwise.*format_version"):
+        MilvusWriter.create(lite, _manifest(fake_encoder), fake_encoder)
 
 
 def test_accent_counts_and_sentence_vectors_equal_the_embedded_index_through_writes(lite, fake_encoder, tmp_path):
