@@ -1,10 +1,10 @@
-"""CPU per search, in process, and where it goes: hybrid, k=10, distinct questions (the query
+"""CPU per search, in process, and where it goes: hybrid (or --mode), k=10, distinct questions (the query
 cache never hits), one calling thread; the process's CPU, so the encoder's own threads count.
 
 Each step is timed by wrapping the method that does it; "other" is what is left (checks, fusion,
 building results). Prints min / median / max over repeated passes of the mean CPU per search.
 
-    python bench/search_cpu.py [--index var/eval/viquad] [--queries 200] [--passes 5]
+    python bench/search_cpu.py [--index var/eval/viquad] [--queries 200] [--passes 5] [--mode dense]
 """
 
 from __future__ import annotations
@@ -22,7 +22,7 @@ sys.path.insert(0, str(ROOT))
 sys.path.insert(0, str(ROOT / "bench"))
 
 from figures import spread  # noqa: E402
-from index.retrieve.search import Searcher  # noqa: E402
+from index.retrieve.search import MODES, Searcher  # noqa: E402
 from index.text import normalize  # noqa: E402
 
 VIQUAD = ROOT.parent / "shared" / "eval" / "viquad"
@@ -47,6 +47,7 @@ def main() -> None:
     parser.add_argument("--index", type=Path, default=ROOT / "var" / "eval" / "viquad")
     parser.add_argument("--queries", type=int, default=200)
     parser.add_argument("--passes", type=int, default=5)
+    parser.add_argument("--mode", choices=MODES, default="hybrid")
     args = parser.parse_args()
 
     searcher = Searcher.open(args.index)
@@ -71,7 +72,7 @@ def main() -> None:
         searcher._query_vector.cache_clear()
         started = time.process_time()
         for question in batch:
-            searcher.search(question, 10, mode="hybrid")
+            searcher.search(question, 10, mode=args.mode)
         return (time.process_time() - started) / len(batch) * 1000
 
     run(questions[: args.queries])  # warm-up: pages, compiled shapes
@@ -82,7 +83,7 @@ def main() -> None:
     # results time includes reading passages; show it without
     steps["results, highlights, answers"] -= steps.get("read passages (SQLite)", 0.0)
     total = statistics.mean(per_pass)
-    print(f"{searcher.size:,} passages, {args.queries} distinct questions x {args.passes} passes, hybrid, k=10")
+    print(f"{searcher.size:,} passages, {args.queries} distinct questions x {args.passes} passes, {args.mode}, k=10")
     print(f"CPU per search ms (min / median / max of passes): {spread(per_pass)}")
     print("| step | CPU ms per search |")
     print("|---|---|")
