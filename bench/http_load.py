@@ -31,7 +31,7 @@ MAX_SECONDS_PER_LEVEL = 120
 
 def questions(limit: int) -> list[str]:
     viquad = ROOT.parent / "shared" / "eval" / "viquad" / "queries_dev.jsonl"
-    source = viquad if viquad.exists() else ROOT / "data" / "eval" / "seed_queries_dev.jsonl"
+    source = viquad if viquad.exists() else ROOT.parent / "shared" / "eval" / "seed_queries_dev.jsonl"
     lines = [json.loads(line) for line in source.read_text(encoding="utf-8").splitlines() if line.strip()]
     return [q.get("text") or q["query"] for q in lines][:limit]
 

@@ -29,7 +29,7 @@ SEED_CORPUS = ROOT / "data" / "corpus"
 SETS = {
     "ViQuAD": (SHARED_EVAL / "viquad", None, "viquad"),
     "ViNewsQA": (SHARED_EVAL / "vinewsqa", None, "vinewsqa"),
-    "seed dev": (ROOT / "data" / "eval" / "seed_queries_dev.jsonl", SEED_CORPUS, "seed"),
+    "seed dev": (SHARED_EVAL / "seed_queries_dev.jsonl", SEED_CORPUS, "seed"),
     "English seed": (ROOT / "data" / "eval" / "english_seed.jsonl", SEED_CORPUS, "seed"),
     "English ViQuAD": (ROOT / "data" / "eval" / "english_viquad.jsonl", SHARED_EVAL / "viquad" / "corpus.jsonl", "viquad"),
 }

@@ -16,8 +16,8 @@ from index.text import fold
 
 ROOT = Path(__file__).resolve().parent.parent
 CORPUS = ROOT / "data" / "corpus"
-SEED_QUERIES = ROOT / "data" / "eval" / "seed_queries_dev.jsonl"
 SHARED = ROOT.parent / "shared"
+SEED_QUERIES = SHARED / "eval" / "seed_queries_dev.jsonl"
 
 
 class FakeEncoder:
