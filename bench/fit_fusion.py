@@ -74,7 +74,8 @@ def candidates(searcher: Searcher, label: str) -> list[Candidates]:
     for unaccented in (False,) if label.startswith("English") else (False, True):
         for query in evalset.queries:
             text = normalize(fold(normalize(query.text)) if unaccented else query.text)
-            vector = searcher._query_vector(index.accents.restore(text))
+            coverage = index.accents.coverage(text)
+            vector = searcher._query_vector(index.accents.restore(text, coverage))
             dense = index.dense(vector, FUSION.depth)
             lexical = index.lexical_search(text, FUSION.depth)
             evidence = index.evidence(list(dict.fromkeys(np.concatenate([dense[1], lexical[1]]).tolist())))
@@ -87,7 +88,7 @@ def candidates(searcher: Searcher, label: str) -> list[Candidates]:
                 unit_of = {i: str(i) for i in ids}
                 relevant = {str(i) for i, t in texts.items() if any(normalize(a) in t for a in query.answers)}
             found.append(Candidates(f"{label}:{query.id}", f"{label}{' unaccented' if unaccented else ''}", evidence.ids,
-                                    evidence.passages @ vector, best, lexical, index.accents.coverage(text), unit_of, relevant))
+                                    evidence.passages @ vector, best, lexical, coverage, unit_of, relevant))
     return found
 
 

@@ -233,7 +233,10 @@ def test_reload_follows_a_rebuild_and_refuses_another_model(fake_index, fake_enc
 def test_packed_sentence_vectors_keep_their_cosines():
     """8-bit sentence vectors with one scale each: cosines to a query move by well under .01,
     exact zeros survive, and bytes that are not packed vectors are refused."""
-    from index.store.evidence import pack_vectors, unpack_vectors
+    from index.store.evidence import Evidence, pack_vectors
+
+    def unpacked(packed: bytes) -> np.ndarray:
+        return Evidence.of([(0, np.zeros(384, np.float32), packed)], 384).sentences
 
     rng = np.random.default_rng(0)
     vectors = rng.normal(size=(7, 384)).astype(np.float32)
@@ -241,11 +244,22 @@ def test_packed_sentence_vectors_keep_their_cosines():
     vectors[3] = 0.0
     packed = pack_vectors(vectors)
     assert len(packed) == 7 * (384 + 4)
-    restored = unpack_vectors(packed, 384)
+    restored = unpacked(packed)
     query = rng.normal(size=384).astype(np.float32)
     query /= np.linalg.norm(query)
     assert np.abs(restored @ query - vectors @ query).max() < 0.003
     assert not restored[3].any()
     for broken in (b"", packed[:-1]):
         with pytest.raises(ValueError, match="not packed"):
-            unpack_vectors(broken, 384)
+            unpacked(broken)
+
+
+def test_a_hybrid_search_reads_the_query_coverage_once(fake_searcher, monkeypatch):
+    """Restoring an unaccented query and weighing its lexical leg both need the coverage; it is
+    one read of the accent counts (a round trip on Milvus), not two."""
+    accents = fake_searcher.index.accents
+    calls = []
+    measure = accents.coverage
+    monkeypatch.setattr(accents, "coverage", lambda query: calls.append(query) or measure(query))
+    assert fake_searcher.search("dang vien sinh hoat chi bo", 5)
+    assert calls == ["dang vien sinh hoat chi bo"]

@@ -210,8 +210,10 @@ class Searcher:
         if mode == "lexical":
             return index.lexical_search(query, k, filters, view)
         depth = max(k, fusion.depth)
+        # read once: restoration and the lexical weight both need it (a round trip each on Milvus)
+        coverage = index.accents.coverage(query) if mode == "hybrid" else None
         # the model reads accented Vietnamese far better than the same words typed without accents
-        vector = self._observed_query_vector(index.accents.restore(query))
+        vector = self._observed_query_vector(index.accents.restore(query, coverage))
         dense = index.dense(vector, depth, filters, view)
         if mode == "dense":
             scores, ids = self._by_sentences(index, vector, dense[1], depth, fusion)
@@ -219,7 +221,7 @@ class Searcher:
         lexical = index.lexical_search(query, depth, filters, view)
         legs = (self._by_sentences(index, vector, np.concatenate([dense[1], lexical[1]]), depth, fusion), lexical)
         # a query the corpus vocabulary does not cover (English, say) matches lexically by accident
-        weights = (fusion.dense_weight, fusion.lexical_weight * index.accents.coverage(query))
+        weights = (fusion.dense_weight, fusion.lexical_weight * coverage)
         if fusion.method == "rrf":
             scores, ids = reciprocal_rank_fusion(legs, weights, fusion.rrf_k)
         else:

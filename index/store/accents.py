@@ -98,15 +98,15 @@ class AccentVocabulary:
                 share *= pair_share
         return share
 
-    def restore(self, query: str) -> str:
+    def restore(self, query: str, coverage: float | None = None) -> str:
         """`query` with diacritics put back where it was typed without any: the written forms
         most probable under a bigram language model of the corpus (its syllable and pair counts,
         smoothed; Viterbi). A query with diacritics, or one not in the corpus's language (English,
-        say), comes back as it was."""
+        say), comes back as it was. `coverage` is the query's, when the caller has read it."""
         words = syllables(query)
         if not words or any(fold(w) != w for w in words):
             return query
-        if self.coverage(query) < RESTORE_MIN_KNOWN:
+        if (self.coverage(query) if coverage is None else coverage) < RESTORE_MIN_KNOWN:
             return query
         total = max(self.total, 1)
         forms = [self._forms(word) for word in words]

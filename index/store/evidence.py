@@ -26,11 +26,6 @@ def pack_vectors(vectors: np.ndarray) -> bytes:
     return records.tobytes()
 
 
-def unpack_vectors(packed: bytes, dim: int) -> np.ndarray:
-    """The float32 rows `pack_vectors` packed."""
-    return _unpacked([packed], dim)[0]
-
-
 def _unpacked(packed: Sequence[bytes], dim: int) -> tuple[np.ndarray, np.ndarray]:
     """The rows of every value in `packed`, stacked, and how many each value held."""
     size = _record(dim).itemsize
