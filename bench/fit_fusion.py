@@ -75,9 +75,9 @@ def candidates(searcher: Searcher, label: str) -> list[Candidates]:
         for query in evalset.queries:
             text = normalize(fold(normalize(query.text)) if unaccented else query.text)
             coverage = index.accents.coverage(text)
-            vector = searcher._query_vector(index.accents.restore(text, coverage))
-            dense = index.dense(vector, FUSION.depth)
             lexical = index.lexical_search(text, FUSION.depth)
+            vector = searcher._query_vector(searcher.restored(index, text, coverage, lexical))
+            dense = index.dense(vector, FUSION.depth)
             evidence = index.evidence(list(dict.fromkeys(np.concatenate([dense[1], lexical[1]]).tolist())))
             best = sentence_evidence(vector, evidence.passages, evidence.sentences, evidence.counts, passage_share=0.0)
             ids = evidence.ids.tolist()

@@ -10,6 +10,7 @@ _WHITESPACE = re.compile(r"\s+")
 _SENTENCE_END = re.compile(r"[.!?…]+[\"”’»)\]]*\s+")
 _OPENING = "\"“‘«(["
 _WORD = re.compile(r"\w+", re.UNICODE)
+_GAP_AND_WORD = re.compile(r"(\W*)(\w+)", re.UNICODE)
 
 # Function words that would light up every passage if highlighted.
 _STOPWORDS_TEXT = (
@@ -74,6 +75,11 @@ def split_sentences(text: str) -> list[str]:
 
 
 _STOPWORDS = frozenset(fold(word) for word in _STOPWORDS_TEXT.split())
+
+
+def gaps_and_words(text: str) -> list[tuple[str, str]]:
+    """(what stands before a word since the last one, the word) for every word of `text`."""
+    return _GAP_AND_WORD.findall(text)
 
 
 def syllables(text: str) -> list[str]:

@@ -1,6 +1,7 @@
 from index.build import build_from_documents
 from index.ingest.files import document_from_record
 from index.retrieve.answer import BIGRAM_BONUS, Annotator
+from index.store.accents import NearbyText, with_usual_capitals
 from index.store.lexical import analyze
 from index.store.publish import open_index
 from index.text import folded_words, query_terms, sentence_spans
@@ -105,6 +106,38 @@ def test_accent_restoration_weighs_each_word_by_what_follows_it(tmp_path):
     assert vocabulary.restore("co bao nhieu dan") == "có bao nhiêu dân"
     assert vocabulary.restore("con duong nam o dau") == "con đường nằm ở đâu"
     assert vocabulary.restore("bao ve an ninh") == "bảo vệ an ninh"
+
+
+def test_restoration_follows_the_passages_a_query_matches(tmp_path):
+    """The corpus mostly says "máu" (blood); a passage the query matches says "màu" (colour) and
+    writes "Paris" with a capital, which a query typed without either takes from it. The query
+    keeps its punctuation and the capitals it was typed with."""
+    texts = ["Xét nghiệm máu của bệnh nhân."] * 3 + ["Bầu trời Paris hôm nay rất đẹp."] * 2
+    documents = [document_from_record(f"d{n}", {"text": text}, "test") for n, text in enumerate(texts)]
+    build_from_documents(documents, tmp_path / "index", FakeEncoder(), progress=False)
+    vocabulary = open_index(tmp_path / "index").accents
+
+    def nearby() -> list[str]:
+        return ["Màu của bầu trời Paris thay đổi theo mùa."]
+
+    def unread() -> list[str]:
+        raise AssertionError("a query with diacritics and capitals needs no passages")
+
+    assert vocabulary.restore("mau cua bau troi paris") == "máu của bầu trời paris"
+    assert vocabulary.restore("mau cua bau troi paris?", nearby=nearby) == "màu của bầu trời Paris?"
+    assert vocabulary.restore("Mau cua bau troi PARIS?", nearby=nearby) == "Màu của bầu trời PARIS?"
+    assert vocabulary.restore("màu của bầu trời paris", nearby=nearby) == "màu của bầu trời Paris"
+    assert vocabulary.restore("Màu của bầu trời paris", nearby=unread) == "Màu của bầu trời paris"
+
+
+def test_capitals_are_read_beside_the_query_neighbours_and_not_opening_a_sentence():
+    texts = [NearbyText.of(text) for text in (
+        "Bệnh ở Việt Nam và ở nam giới. Nam giới ít hơn ở Khối các Cơ quan và GDP của Pháp: Hôm nay",
+        "Ông nói: “Tôi đi.” Ở Hà Nội", "")]
+    assert with_usual_capitals("gdp của pháp ở hà nội".split(), texts) == "GDP của Pháp ở Hà Nội".split()
+    assert with_usual_capitals("việt nam và nam giới".split(), texts) == "Việt Nam và nam giới".split()
+    assert with_usual_capitals("khối các cơ quan có cơ sở".split(), texts) == "Khối các Cơ quan có cơ sở".split()
+    assert with_usual_capitals("ông nói tôi đi".split(), texts) == "ông nói tôi đi".split()
 
 
 def test_english_whose_words_fold_like_vietnamese_is_not_read_as_vietnamese(tmp_path):

@@ -7,6 +7,7 @@ import pytest
 from index.build import build_index, is_current
 from index.retrieve.search import MAX_K, MAX_QUERY_CHARS, InvalidRequest, Searcher, UnknownPassage
 from index.store.publish import IndexCorrupt, IndexNotFound, Manifest, ModelMismatch, open_index
+from index.text import fold
 from tests.conftest import CORPUS, FakeEncoder
 
 
@@ -252,6 +253,24 @@ def test_packed_sentence_vectors_keep_their_cosines():
     for broken in (b"", packed[:-1]):
         with pytest.raises(ValueError, match="not packed"):
             unpacked(broken)
+
+
+@pytest.mark.parametrize("backend", ["embedded", "milvus"])
+def test_hybrid_search_embeds_the_query_as_its_lexical_matches_write_it(fake_searcher, monkeypatch):
+    """Typed without diacritics or capitals, a question is embedded with the diacritics the
+    corpus gives it and the capitals of the passages it matches ("Khối", as the seed articles
+    write the bloc's name), keeping its question mark; dense mode has no lexical matches to
+    follow, so only diacritics come back."""
+    embedded = []
+    encode = fake_searcher._query_vector
+    monkeypatch.setattr(fake_searcher, "_query_vector", lambda query: embedded.append(query) or encode(query))
+    query = "dang bo khoi co bao nhieu dang vien?"
+    fake_searcher.search(query, 5)
+    fake_searcher.search(query, 5, mode="dense")
+    hybrid, dense = embedded
+    assert fold(hybrid) == fold(dense) == query
+    assert "Khối" in hybrid and hybrid.endswith("?") and "đảng viên" in hybrid
+    assert dense == dense.lower() and "đảng viên" in dense
 
 
 def test_a_hybrid_search_reads_the_query_coverage_once(fake_searcher, monkeypatch):

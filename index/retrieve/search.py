@@ -39,6 +39,8 @@ MODES = ("hybrid", "dense", "lexical")
 # gone from the database by the time its text is read, and the next candidate takes its place.
 LATE_DELETES = 10
 QUERY_CACHE_SIZE = 1024
+# Lexical matches whose spelling restores a query typed without diacritics or capitals.
+NEARBY_PASSAGES = 5
 
 
 @dataclass(frozen=True)
@@ -210,15 +212,15 @@ class Searcher:
         if mode == "lexical":
             return index.lexical_search(query, k, filters, view)
         depth = max(k, fusion.depth)
-        # read once: restoration and the lexical weight both need it (a round trip each on Milvus)
-        coverage = index.accents.coverage(query) if mode == "hybrid" else None
-        # the model reads accented Vietnamese far better than the same words typed without accents
-        vector = self._observed_query_vector(index.accents.restore(query, coverage))
-        dense = index.dense(vector, depth, filters, view)
         if mode == "dense":
-            scores, ids = self._by_sentences(index, vector, dense[1], depth, fusion)
+            vector = self._observed_query_vector(index.accents.restore(query))
+            scores, ids = self._by_sentences(index, vector, index.dense(vector, depth, filters, view)[1], depth, fusion)
             return scores[:k], ids[:k]
+        # read once: restoration and the lexical weight both need it (a round trip each on Milvus)
+        coverage = index.accents.coverage(query)
         lexical = index.lexical_search(query, depth, filters, view)
+        vector = self._observed_query_vector(self.restored(index, query, coverage, lexical))
+        dense = index.dense(vector, depth, filters, view)
         legs = (self._by_sentences(index, vector, np.concatenate([dense[1], lexical[1]]), depth, fusion), lexical)
         # a query the corpus vocabulary does not cover (English, say) matches lexically by accident
         weights = (fusion.dense_weight, fusion.lexical_weight * coverage)
@@ -227,6 +229,17 @@ class Searcher:
         else:
             scores, ids = normalized_score_fusion(legs, weights)
         return scores[:k], ids[:k]
+
+    @staticmethod
+    def restored(index: LiveIndex, query: str, coverage: float, lexical: Ranking) -> str:
+        """The query the dense leg embeds: the model reads Vietnamese with its diacritics and
+        capitals far better than without, and the passages the query matches lexically show how
+        its words are written."""
+
+        def nearby() -> list[str]:
+            return [p.text for p in index.passages.by_int_ids(lexical[1][:NEARBY_PASSAGES].tolist()).values()]
+
+        return index.accents.restore(query, coverage, nearby)
 
     @staticmethod
     def _by_sentences(index: LiveIndex, vector: np.ndarray, candidates: np.ndarray, depth: int,
