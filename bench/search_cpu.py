@@ -1,11 +1,13 @@
-"""CPU per search, in process, and where it goes: hybrid (or --mode), k=10, distinct questions (the query
-cache never hits; --unaccented: typed without diacritics or capitals), one calling thread; the
-process's CPU, so the encoder's own threads count.
+"""CPU per search, in process, and where it goes: hybrid (or --mode), k=10, distinct questions
+(the query cache never hits; --unaccented: typed without diacritics or capitals), one calling
+thread; the process's CPU, so the encoder's own threads count.
 
 Each step is timed by wrapping the method that does it, less the timed steps it calls; "other"
-is what is left (checks, fusion, building results). Prints min / median / max over repeated passes of the mean CPU per search.
+is what is left (checks, fusion, building results). Prints min / median / max over repeated
+passes of the mean CPU per search.
 
-    python bench/search_cpu.py [--index var/eval/viquad] [--queries 200] [--passes 5] [--mode dense] [--unaccented]
+    python bench/search_cpu.py [--index var/eval/viquad] [--queries 200] [--passes 5]
+                               [--mode dense] [--unaccented]
 """
 
 from __future__ import annotations

@@ -114,19 +114,20 @@ class AccentVocabulary:
         without any. Diacritics: the written forms most probable under a bigram language model
         of the corpus (its syllable and pair counts, smoothed; Viterbi), with the forms of the
         `nearby` passages (those the query matches) weighing more. Capitals: each word as the
-        nearby passages usually write it ("paris" -> "Paris"). The query keeps its punctuation
-        and any capitals typed. A query with both diacritics and capitals, or one not in the
-        corpus's language (English, say), comes back as it was. `coverage` is the query's, when
-        the caller has read it; `nearby` is called only when the query needs restoring."""
+        nearby passages usually write it ("paris" -> "Paris"), so only with `nearby`. The query
+        keeps its punctuation and any capitals typed. A query with both diacritics and capitals,
+        or one not in the corpus's language (English, say), comes back as it was, without a read
+        of the coverage. `coverage` is the query's, when the caller has read it; `nearby` is
+        called only when the query needs restoring."""
         tokens = gaps_and_words(query)
         words = [word.lower() for _, word in tokens]
         needs_accents = all(fold(w) == w for w in words)
-        needs_capitals = query == query.lower()
+        needs_capitals = nearby is not None and query == query.lower()
         if not words or not (needs_accents or needs_capitals):
             return query
         if (self.coverage(query) if coverage is None else coverage) < RESTORE_MIN_KNOWN:
             return query
-        texts = [NearbyText.of(text) for text in nearby()] if nearby else []
+        texts = [NearbyText.of(text) for text in nearby()] if nearby is not None else []
         if needs_accents:
             words = self._most_probable(words, nearby_forms(texts, words))
         if needs_capitals:
