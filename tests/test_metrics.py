@@ -32,11 +32,29 @@ def test_reciprocal_rank_fusion_matches_the_formula():
 def test_normalized_score_fusion_scales_each_leg():
     dense = (np.array([0.9, 0.5]), np.array([1, 2]))
     lexical = (np.array([20.0, 10.0, 0.0]), np.array([2, 3, 4]))
-    scores, ids = normalized_score_fusion([dense, lexical], [0.5, 1.0])
+    scores, ids = normalized_score_fusion([dense, lexical], [0.5, 1.0], scale="range")
     assert dict(zip(ids.tolist(), scores.tolist())) == pytest.approx({1: 0.5, 2: 1.0, 3: 0.5, 4: 0.0})
     assert ids.tolist()[0] == 2
+    # by the standard deviation: the dense leg's 0.2, the lexical leg's sqrt(200 / 3)
+    scores, ids = normalized_score_fusion([dense, lexical], [0.5, 1.0], scale="sd")
+    lexical_sd = math.sqrt(200 / 3)
+    assert dict(zip(ids.tolist(), scores.tolist())) == pytest.approx(
+        {1: 0.5 * 0.4 / 0.2, 2: 20 / lexical_sd, 3: 10 / lexical_sd, 4: 0.0}, rel=1e-6)
+    assert ids.tolist() == [2, 3, 1, 4]
     empty = (np.zeros(0), np.zeros(0, np.int64))
     assert normalized_score_fusion([empty, empty], [1, 1])[1].size == 0
+    flat = (np.array([3.0, 3.0]), np.array([5, 6]))
+    assert dict(zip(*reversed([a.tolist() for a in normalized_score_fusion([flat, empty], [2, 1])]))) == {5: 2.0, 6: 2.0}
+
+
+def test_standard_deviation_fusion_weighs_how_far_ahead_a_first_stands():
+    """Min-max gives each leg's first 1 however far ahead of the rest it stands; divided by the
+    standard deviation, a first far ahead of its leg (the dense leg's, 2.4 deviations above the
+    lowest) outweighs one with a close rival (the lexical leg's, 2.2)."""
+    dense = (np.array([0.90, 0.50, 0.49, 0.48]), np.array([1, 2, 3, 4]))
+    lexical = (np.array([10.0, 9.0, 1.0, 0.0]), np.array([3, 2, 5, 6]))
+    assert normalized_score_fusion([dense, lexical], [1.0, 1.0], scale="range")[1][0] == 3
+    assert normalized_score_fusion([dense, lexical], [1.0, 1.0], scale="sd")[1][0] == 1
 
 
 def test_eval_set_of_questions_naming_their_documents(tmp_path):

@@ -18,15 +18,19 @@ def reciprocal_rank_fusion(rankings: Sequence[Ranking], weights: Sequence[float]
     return _sorted(fused)
 
 
-def normalized_score_fusion(rankings: Sequence[Ranking], weights: Sequence[float]) -> Ranking:
-    """sum_i w_i * s_i with each leg's scores scaled to [0, 1] over its own candidates (min-max);
-    a candidate a leg did not return gets 0 from it."""
+def normalized_score_fusion(rankings: Sequence[Ranking], weights: Sequence[float], scale: str = "sd") -> Ranking:
+    """sum_i w_i * s_i with each leg's scores shifted to start at 0 over its own candidates and
+    divided by their standard deviation ("sd") or their range ("range", min-max); a candidate a
+    leg did not return gets 0 from it. Divided by the range, one outlying score (a single
+    far-ahead first, or a long flat tail) squeezes the rest of its leg; the standard deviation
+    is the z-score up to a shift every candidate shares."""
     fused: dict[int, float] = {}
     for (scores, ids), weight in zip(rankings, weights):
         if len(scores) == 0:
             continue
-        low, high = float(scores.min()), float(scores.max())
-        scaled = (scores - low) / (high - low) if high > low else np.ones_like(scores)
+        low = float(scores.min())
+        spread = float(scores.std()) if scale == "sd" else float(scores.max()) - low
+        scaled = (scores - low) / spread if spread > 0 else np.ones_like(scores)
         for id_, value in zip(ids.tolist(), scaled.tolist()):
             fused[id_] = fused.get(id_, 0.0) + weight * value
     return _sorted(fused)

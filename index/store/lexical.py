@@ -49,8 +49,8 @@ class LexicalIndex:
     atomic commits and keyword and integer fields for filters (not block-max WAND: the binding's
     search wraps the top-k collector in a MultiCollector, which tantivy never prunes). Its BM25 is
     Lucene's (k1 1.2, b 0.75, the values used here before): on ViQuAD dev it ranked within .002
-    MRR@10 of bm25s, with 97% of the top ten alike (its scores are bm25s's times k1 + 1, which
-    min-max fusion does not see).
+    MRR@10 of bm25s, with 97% of the top ten alike (its scores are bm25s's times k1 + 1, a
+    scale the fusion does not see: it divides each leg by its own spread).
 
     One process writes (`apply`, under the index's writer lock); readers `reload` to see its
     commits."""
