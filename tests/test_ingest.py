@@ -90,7 +90,7 @@ def test_fingerprint_changes_with_content(tmp_path):
 
 
 def test_structured_records_keep_lines_that_look_like_site_furniture(tmp_path):
-    record = {"id": "r", "title": "Ukraina", "text": "13 thành viên Hội đồng Bảo an đã lên án cuộc bỏ phiếu.\n\n12/03/2014\n\n..."}
+    record = {"id": "r", "title": "Thư viện", "text": "Thư viện tỉnh mở thêm 3 phòng đọc cho thiếu nhi.\n\n12/03/2014\n\n..."}
     [doc] = docs(tmp_path, "r.jsonl", json.dumps(record, ensure_ascii=False))
-    assert [b.text for b in doc.blocks] == ["13 thành viên Hội đồng Bảo an đã lên án cuộc bỏ phiếu.", "12/03/2014"]
+    assert [b.text for b in doc.blocks] == ["Thư viện tỉnh mở thêm 3 phòng đọc cho thiếu nhi.", "12/03/2014"]
     assert doc.date is None
