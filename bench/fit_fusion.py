@@ -83,12 +83,12 @@ def candidates(searcher: Searcher, label: str, mode: str) -> list[Candidates]:
     for unaccented in (False,) if label.startswith("English") else (False, True):
         for query in evalset.queries:
             text = normalize(fold(normalize(query.text)) if unaccented else query.text)
-            coverage = index.accents.coverage(text)
             if mode == "hybrid":
+                coverage = index.accents.coverage(text)
                 lexical = index.lexical_search(text, DEPTH)
                 vector = searcher._query_vector(searcher.restored(index, text, coverage, lexical))
-            else:
-                lexical = (np.zeros(0, np.float32), np.zeros(0, np.int64))
+            else:  # no lexical leg to weigh, and restore reads the coverage when it needs it
+                coverage, lexical = 0.0, (np.zeros(0, np.float32), np.zeros(0, np.int64))
                 vector = searcher._query_vector(index.accents.restore(text))
             dense = index.dense(vector, DEPTH)
             evidence = index.evidence(list(dict.fromkeys(np.concatenate([dense[1], lexical[1]]).tolist())))

@@ -45,19 +45,20 @@ NEARBY_PASSAGES = 5
 
 @dataclass(frozen=True)
 class FusionSettings:
-    """How hybrid search merges the legs. The dense leg scores each candidate of either leg by
-    its whole passage and its best sentence (`passage_share` of the first); each leg's top
-    `depth` scores are shifted to start at 0, divided by their standard deviation (`scale`) and
-    summed with these weights. `scale`, `passage_share` and `dense_weight` come from `python
+    """How hybrid search merges the legs. The dense leg scores each candidate of either leg by its
+    whole passage and its best sentence (`passage_share` of the first); each leg's top `depth`
+    scores are shifted to start at 0, divided by their standard deviation (`scale`) and summed
+    with these weights. `scale`, `passage_share` and `dense_weight` come from `python
     bench/fit_fusion.py` (a grid, 5-fold cross-validation on the ViQuAD and ViNewsQA dev
-    questions, accented and not): every fold picks the standard deviation, and its best, share
-    0 and weight 1.4 (mean MRR@10 .842), lowers dense mode on the seed questions (.922 -> .878);
+    questions, accented and not): every fold picks the standard deviation, and its best, share 0
+    and weight 1.4 (mean MRR@10 .842), lowers dense mode on the seed questions (.922 -> .878);
     share .2 and weight 1.3 (.841) is the best setting that lowers none of the project's own
-    sets in either mode. Divided by the range (min-max), as before, the same rule picks share .2,
-    weight 1.1 (.838; the service had 1.0, .837), and with passages alone weight 0.6. Min-max fusion beat reciprocal-rank fusion on
-    both sets (ViQuAD .823 vs .784, ViNewsQA .794 vs .729, before sentences); depth 50-300
-    changed MRR@10 by under .005. The lexical weight is further scaled by the share of query
-    syllables the corpus knows, which keeps English questions on the dense leg."""
+    sets in either mode. Divided by the range (min-max), as before, the same rule picks share
+    .2, weight 1.1 (.838; the service had 1.0, .837), and with passages alone weight 0.6.
+    Min-max fusion beat reciprocal-rank fusion on both sets (ViQuAD .823 vs .784, ViNewsQA .794
+    vs .729, before sentences); depth 50-300 changed MRR@10 by under .005. The lexical weight is
+    further scaled by the share of query syllables the corpus knows, which keeps English
+    questions on the dense leg."""
 
     method: str = "score"  # "score" (normalised scores summed) or "rrf"
     scale: str = "sd"  # what "score" divides each leg's scores by: "sd" or "range" (min-max)
