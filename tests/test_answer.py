@@ -82,11 +82,11 @@ def test_analyzer_terms():
 
 
 def test_accent_restoration_uses_the_corpus(tmp_path):
-    texts = ["Tỷ lệ đảng viên tham gia sinh hoạt chi bộ.", "Đảng viên đang học.", "Cái bàn đang ở đây."] * 3
+    texts = ["Đảng viên nâng cao chất lượng sinh hoạt chi bộ.", "Đảng viên đang học.", "Cái bàn đang ở đây."] * 3
     documents = [document_from_record(f"d{n}", {"text": text}, "test") for n, text in enumerate(texts)]
     build_from_documents(documents, tmp_path / "index", FakeEncoder(), progress=False)
     vocabulary = open_index(tmp_path / "index").accents
-    assert vocabulary.restore("ty le dang vien tham gia sinh hoat chi bo") == "tỷ lệ đảng viên tham gia sinh hoạt chi bộ"
+    assert vocabulary.restore("nang cao chat luong sinh hoat chi bo") == "nâng cao chất lượng sinh hoạt chi bộ"
     assert vocabulary.restore("ban dang o day") == "bàn đang ở đây"
     assert vocabulary.restore("bao nhieu dang vien") == "bao nhiêu đảng viên"  # question words built in
     assert vocabulary.restore("Đảng viên đang học") == "Đảng viên đang học"  # already accented: untouched

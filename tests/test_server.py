@@ -33,7 +33,7 @@ def test_errors_over_http(live_server):
 def test_similar_post_over_http(live_server):
     request = urllib.request.Request(
         f"{live_server}/api/similar",
-        data=json.dumps({"text": "Cuộc thi viết Bác Hồ với Nam Định", "k": 2}).encode(),
+        data=json.dumps({"text": "Kỷ niệm 60 năm Ngày Bác Hồ về thăm Đảng bộ và nhân dân tỉnh Nam Định", "k": 2}).encode(),
         headers={"Content-Type": "application/json"},
     )
     with urllib.request.urlopen(request, timeout=60) as response:
