@@ -260,63 +260,6 @@ def test_a_second_writer_waits_then_gets_a_clear_error(fake_index):
                 pass
 
 
-_KILLED_WRITER = textwrap.dedent("""
-    import os, signal, sys, time
-    sys.path.insert(0, {root!r})
-    from tests.conftest import FakeEncoder
-    from tests.test_living_index import new_document
-    from index.store.publish import writing
-    import index.store.lexical as lexical
-
-    where = sys.argv[2]
-    class Dying(FakeEncoder):
-        def encode_passages(self, texts, batch_size=32):
-            if where == "embedding" and self.encoded > 100:
-                os.kill(os.getpid(), signal.SIGKILL)
-            return super().encode_passages(texts, batch_size)
-    if where == "lexical":  # after the database committed, before tantivy did
-        lexical.LexicalIndex.apply = classmethod(lambda *a, **k: os.kill(os.getpid(), signal.SIGKILL))
-    documents = [new_document(f"batch-{{n}}", f"Đoạn số {{n}} nói về Zyxwv.\\n\\nĐoạn thứ hai {{n}}.") for n in range(300)]
-    with writing(sys.argv[1], Dying()) as writer:
-        writer.write(documents)
-""")
-
-
-def _snapshot(out, encoder):
-    searcher = Searcher.open(out, encoder=encoder)
-    index = searcher.index
-    return (index.view.version, index.passages.counts(), sorted(index.passages.all_int_ids()),
-            ids_of(searcher.search("Zyxwv đoạn", 10)), ids_of(searcher.search("đảng viên", 10)))
-
-
-def _run_killed_writer(out, where):
-    done = subprocess.run([sys.executable, "-c", _KILLED_WRITER.format(root=str(ROOT)), str(out), where],
-                          cwd=ROOT, capture_output=True, text=True, timeout=300)
-    assert done.returncode == -signal.SIGKILL, done.stderr
-
-
-def test_a_writer_killed_mid_batch_leaves_the_index_exactly_as_it_was(fake_index, fake_encoder):
-    before = _snapshot(fake_index, fake_encoder)
-    _run_killed_writer(fake_index, "embedding")
-    assert _snapshot(fake_index, fake_encoder) == before
-    assert verify_index(fake_index)
-    assert write(fake_index, [new_document()]).commit.version == before[0] + 1  # the lock was released
-
-
-def test_a_writer_killed_after_its_commit_is_completed_by_the_next_writer(fake_index, fake_encoder):
-    version = open_index(fake_index).view.version
-    _run_killed_writer(fake_index, "lexical")
-    searcher = Searcher.open(fake_index, encoder=fake_encoder)
-    assert searcher.index.view.version == version + 1
-    assert searcher.index.view.lexical_version == version  # tantivy did not get there
-    assert searcher.search("Zyxwv đoạn", 3, mode="dense")  # the vectors are already served
-    write(fake_index, [new_document()])  # the next writer replays the log into tantivy first
-    searcher.reload_if_changed()
-    assert searcher.index.view.lexical_version == version + 2
-    assert len({r.doc_id for r in searcher.search("Zyxwv đoạn", 50, mode="lexical")}) > 40
-    assert verify_index(fake_index)
-
-
 def test_unaccented_queries_restore_words_added_later(fake_index, fake_searcher):
     assert fake_searcher.index.accents.restore("xuan quynh zyxwv") == "xuan quynh zyxwv"
     write(fake_index, [new_document("poet", "Thơ Xuân Quỳnh Zyxwv được ngâm tại lễ hội.")])

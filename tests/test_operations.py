@@ -104,23 +104,22 @@ def test_metrics_add_up_every_worker(server):
     assert after - before == 20
 
 
-def test_a_damaged_index_stops_the_server_at_start(tmp_path, real_index):
+def test_a_damaged_database_stops_the_server_at_start(tmp_path, real_index):
+    """(Damaged vectors or postings are rebuilt from the database instead: test_crash_safety.py.)"""
     copy = tmp_path / "index"
     generation = tmp_path / ".index.gen-copy"
     shutil.copytree(real_index.resolve(), generation)
     os.symlink(generation.name, copy)
-    from index.store.publish import open_index
-
-    vectors = generation / open_index(copy).view.checkpoint_name / "vectors.faiss"
-    data = bytearray(vectors.read_bytes())
-    data[len(data) // 2] ^= 0xFF
-    vectors.write_bytes(bytes(data))
+    database = generation / "passages.sqlite"
+    data = bytearray(database.read_bytes())
+    data[4096 + 8 : 4096 + 72] = bytes(b ^ 0x5A for b in data[4096 + 8 : 4096 + 72])
+    database.write_bytes(bytes(data))
     done = subprocess.run(
         [sys.executable, "-m", "service.cli", "serve", "--index", str(copy), "--workers", "2", "--port", "0"],
         cwd=ROOT, capture_output=True, text=True, timeout=180,
     )
     assert done.returncode == 2
-    assert "vectors.faiss does not match its checksum" in done.stderr
+    assert "passages.sqlite" in done.stderr and "semsearch verify" in done.stderr
 
 
 def test_a_rebuilt_index_reaches_every_worker_without_a_restart(tmp_path, real_encoder):

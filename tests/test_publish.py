@@ -141,20 +141,14 @@ def _garble(path, at=None, length=64):
     path.write_bytes(bytes(data))
 
 
-@pytest.mark.parametrize("damage", ["garble-sqlite", "truncate-sqlite", "garble-vectors", "garble-postings", "drop-meta"])
-def test_damaged_files_are_refused_at_open(fake_index, damage):
-    directory = fake_index.resolve()
+@pytest.mark.parametrize("damage", ["garble-sqlite", "truncate-sqlite"])
+def test_a_damaged_database_is_refused_at_open(fake_index, damage):
+    """(Damaged derived files are rebuilt instead: test_crash_safety.py.)"""
+    path = fake_index.resolve() / "passages.sqlite"
     if damage == "garble-sqlite":  # a b-tree page; bytes inside a row's payload are SQLite's to miss
-        _garble(directory / "passages.sqlite", at=4096 + 8)
-    elif damage == "truncate-sqlite":
-        path = directory / "passages.sqlite"
-        path.write_bytes(path.read_bytes()[:4096])
-    elif damage == "garble-vectors":
-        _garble(directory / open_index(fake_index).view.checkpoint_name / "vectors.faiss")
-    elif damage == "garble-postings":
-        _garble(next((directory / "lexical").glob("*.idx")), at=16)
+        _garble(path, at=4096 + 8)
     else:
-        (directory / "lexical" / "meta.json").unlink()
+        path.write_bytes(path.read_bytes()[:4096])
     with pytest.raises(IndexCorrupt, match="is damaged"):
         open_index(fake_index)
 
@@ -188,16 +182,15 @@ def test_files_checked_before_are_not_read_again_until_one_changes(fake_index, m
     reads.clear()
     open_index(fake_index).close()
     assert reads == {}
-    # a file written since is read again, and refused; the others are still not read
+    # a file written since is read again; the others are still not read
     time.sleep(0.05)
-    _garble(next((fake_index.resolve() / "lexical").glob("*.idx")), at=16)
-    with pytest.raises(IndexCorrupt, match="does not match its checksum"):
-        open_index(fake_index)
+    postings = next((fake_index.resolve() / "lexical").glob("*.idx"))
+    postings.write_bytes(postings.read_bytes())
+    open_index(fake_index).close()
     assert reads == {"checksums": 1}
     # verify reads everything, whatever an open remembered
     reads.clear()
-    with pytest.raises(IndexCorrupt):
-        verify_index(fake_index)
+    verify_index(fake_index)
     assert reads["checksums"] == files
 
 

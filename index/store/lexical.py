@@ -80,10 +80,10 @@ class LexicalIndex:
         return builder.build()
 
     @classmethod
-    def _open(cls, directory: Path, create: bool = False):
+    def _open(cls, directory: Path, create: bool = False, name: str = DIRECTORY):
         import tantivy
 
-        target = Path(directory) / DIRECTORY
+        target = Path(directory) / name
         if create:
             target.mkdir(exist_ok=True)
             index = tantivy.Index(cls._schema(), path=str(target))
@@ -93,8 +93,8 @@ class LexicalIndex:
         return index
 
     @classmethod
-    def create(cls, directory: Path) -> None:
-        cls._open(directory, create=True)
+    def create(cls, directory: Path, name: str = DIRECTORY) -> None:
+        cls._open(directory, create=True, name=name)
 
     @classmethod
     def load(cls, directory: Path) -> LexicalIndex:
@@ -102,7 +102,7 @@ class LexicalIndex:
 
     @classmethod
     def apply(cls, directory: Path, removed: Iterable[int], added: Iterable[LexicalEntry], progress: bool = False,
-              threads: int | None = None) -> None:
+              threads: int | None = None, name: str = DIRECTORY) -> None:
         """Delete `removed` and (re-)add `added`, as one tantivy commit on `threads` indexing
         threads (tantivy's choice when None). Deleting by id first makes replaying the same
         changes harmless. Returns once merges are done, so every file the commit leaves is final."""
@@ -120,7 +120,7 @@ class LexicalIndex:
             if entry.day is not None:
                 fields[cls.DAY] = entry.day
             documents.append(tantivy.Document(**fields))
-        index = cls._open(directory)
+        index = cls._open(directory, name=name)
         writer = index.writer(heap_size=cls.WRITER_HEAP, num_threads=threads or 0)
         try:
             for int_id in [*removed, *(entry.int_id for entry in added)]:

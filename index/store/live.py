@@ -20,6 +20,7 @@ from __future__ import annotations
 import fcntl
 import logging
 import os
+import re
 import secrets
 import shutil
 import threading
@@ -45,6 +46,11 @@ log = logging.getLogger("semsearch")
 
 FILES_LOCK = "files.lock"
 CHECKPOINT_PREFIX = "checkpoint-"
+# What a writer killed at the wrong moment can leave in a generation: a checkpoint being written or
+# no longer recorded, and a lexical index being rebuilt or swapped out. Only names of these forms
+# are ever removed, and only when the state does not record them.
+_LEFTOVER = re.compile(rf"^(\.{CHECKPOINT_PREFIX}\d+-[0-9a-f]{{8}}\.staging|{CHECKPOINT_PREFIX}\d+-[0-9a-f]{{8}}"
+                       rf"|\.{LEXICAL}\.(rebuild|old)-[0-9a-f]{{8}})$")
 # Compaction folds the delta into a new checkpoint once this many passages were added or removed
 # since the last one (or a tenth of the index, if more): the exact delta costs ~1 ms per 10k
 # passages per search.
@@ -52,8 +58,13 @@ COMPACT_AFTER = 20_000
 EMBED_GROUP = 256
 
 
-class IndexFilesChanged(RuntimeError):
-    """Raised inside a reader's open when the files it needs are not (or no longer) the recorded ones."""
+class DerivedDamaged(DamagedFiles):
+    """Files of the parts derived from the database (`parts`: "lexical", "checkpoint") are not
+    what was recorded, or cannot be read: IndexWriter.repair rebuilds them from the database."""
+
+    def __init__(self, problems: dict[str, str]):
+        super().__init__("; ".join(problems.values()))
+        self.parts = set(problems)
 
 
 @contextmanager
@@ -96,27 +107,38 @@ class LiveIndex:
         self._refreshing = threading.Lock()
         with files_lock(self.directory, exclusive=False):
             self.view = self._open_view(checked)  # checks the files first
-            self.lexical = LexicalIndex.load(self.directory)
+            try:
+                self.lexical = LexicalIndex.load(self.directory)
+            except ValueError as exc:  # tantivy's word for files it cannot read
+                raise DerivedDamaged({"lexical": f"{LEXICAL}: {exc}"}) from exc
         self.accents = AccentVocabulary(store)
 
     # -- following writes --------------------------------------------------------------------------
 
     def _open_view(self, checked: CheckedFiles | None = None) -> View:
-        """Everything derived, from the checkpoint and the database (caller holds the files lock)."""
+        """Everything derived, from the checkpoint and the database (caller holds the files lock).
+        The lexical files are checked only when tantivy has caught up with the log: behind it,
+        a writer may have died between tantivy's commit and recording its files, and the next
+        writer replays the log into it (see IndexWriter.recover)."""
         with self._log.snapshot():
             state = self._log.state()
             checkpoint = state["checkpoint"]
-            problems = []
-            for where, files in ((self.directory / checkpoint["name"], checkpoint["files"]),
-                                 (self.directory / LEXICAL, state["lexical_files"])):
+            parts = {"checkpoint": (self.directory / checkpoint["name"], checkpoint["files"])}
+            if state["lexical_version"] == state["version"]:
+                parts["lexical"] = (self.directory / LEXICAL, state["lexical_files"])
+            problems = {}
+            for part, (where, files) in parts.items():
                 try:
                     check_files(where, files, checked)
                 except DamagedFiles as exc:
-                    problems.append(f"{where.name}: {exc}")
+                    problems[part] = f"{where.name}: {exc}"
             if problems:
-                raise DamagedFiles("; ".join(problems))
+                raise DerivedDamaged(problems)
             last = checkpoint["last_int_id"]
-            vectors = self._load_checkpoint(checkpoint)
+            try:
+                vectors = self._load_checkpoint(checkpoint)
+            except Exception as exc:  # faiss raises RuntimeError
+                raise DerivedDamaged({"checkpoint": f"{checkpoint['name']}: {exc}"}) from exc
             recent = self._log.rows(self.dim, after=last)
             catalog = Catalog.load(self.directory / checkpoint["name"])
             if catalog is None:
@@ -282,10 +304,19 @@ class IndexWriter:
         return embed_passages(passages, known, self.encoder, self.dim, self.progress)
 
     def recover(self) -> None:
-        """Finish what a writer killed after its commit left undone: the lexical index."""
+        """Finish what a writer killed after its commit left undone (the lexical index), and
+        remove what a killed compaction or repair left behind."""
         state = self.store.state()
         if state["lexical_version"] != state["version"]:
             self._update_lexical()
+        self._remove_leftovers(state)
+
+    def _remove_leftovers(self, state: dict) -> None:
+        recorded = {record["name"] for record in (state["checkpoint"], state.get("previous_checkpoint")) if record}
+        for path in self.directory.iterdir():
+            if _LEFTOVER.match(path.name) and path.name not in recorded and path.is_dir() and not path.is_symlink():
+                log.warning("removing %s, left by an interrupted write", path)
+                shutil.rmtree(path)
 
     def _update_lexical(self) -> None:
         state = self.store.state()
@@ -300,10 +331,38 @@ class IndexWriter:
             self.store.set_state(lexical_version=state["version"],
                                  lexical_files=inventory(self.directory / LEXICAL, skip_suffixes=(".lock",), known=recorded))
 
-    def compact(self, force: bool = True) -> bool:
+    def repair(self, parts: set[str]) -> None:
+        """Rebuild the derived `parts` ("lexical", "checkpoint") from the database."""
+        if "lexical" in parts:
+            self._rebuild_lexical()
+        if "checkpoint" in parts:
+            self.compact(force=True, reuse_training=False)
+        self._remove_leftovers(self.store.state())
+
+    def _rebuild_lexical(self) -> None:
+        """A new tantivy index of every passage, swapped in for the old one under the files lock."""
+        token = secrets.token_hex(4)
+        rebuilt, old = f".{LEXICAL}.rebuild-{token}", self.directory / f".{LEXICAL}.old-{token}"
+        state = self.store.state()
+        LexicalIndex.create(self.directory, name=rebuilt)
+        for rows in self.store.all_rows(self.dim, texts=True):
+            entries = [LexicalEntry(row.int_id, text, row.doc_id, row.source, row.day) for row, text in zip(rows.catalog, rows.texts)]
+            LexicalIndex.apply(self.directory, (), entries, self.progress, self.threads, name=rebuilt)
+        fsync_tree(self.directory / rebuilt)
+        with files_lock(self.directory, exclusive=True):
+            if (self.directory / LEXICAL).exists():
+                os.rename(self.directory / LEXICAL, old)
+            os.rename(self.directory / rebuilt, self.directory / LEXICAL)
+            fsync_directory(self.directory)
+            self.store.set_state(lexical_version=state["version"],
+                                 lexical_files=inventory(self.directory / LEXICAL, skip_suffixes=(".lock",)))
+        shutil.rmtree(old, ignore_errors=True)
+
+    def compact(self, force: bool = True, reuse_training: bool = True) -> bool:
         """Fold the delta and deletions into a new checkpoint (retraining IVF when the index
-        crossed a size step). Unless forced, only when they have grown past COMPACT_AFTER or the
-        index's size calls for another kind of FAISS index. Searches go on meanwhile."""
+        crossed a size step, or unless `reuse_training`). Unless forced, only when they have
+        grown past COMPACT_AFTER or the index's size calls for another kind of FAISS index.
+        Searches go on meanwhile."""
         state = self.store.state()
         checkpoint = state["checkpoint"]
         if not force and checkpoint is not None:
@@ -317,7 +376,7 @@ class IndexWriter:
         count = self.store.counts()[0]
         plan = IndexPlan.for_size(count, self.manifest.memory_saving)
         previous = None
-        if checkpoint is not None and IndexPlan.from_description(checkpoint["backend"]) == plan and plan.nprobe:
+        if reuse_training and checkpoint is not None and IndexPlan.from_description(checkpoint["backend"]) == plan and plan.nprobe:
             previous = FaissBackend.load(self.directory / checkpoint["name"], self.dim, plan)
 
         catalog = Catalog.of(())

@@ -21,23 +21,29 @@ from __future__ import annotations
 
 import fcntl
 import json
+import logging
 import os
 import secrets
 import shutil
 import sqlite3
 import time
 from collections.abc import Iterator
-from contextlib import contextmanager
+from contextlib import closing, contextmanager
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 from index.store.integrity import CheckedFiles, DamagedFiles, fsync_directory, fsync_tree
-from index.store.live import IndexWriter, LiveIndex, open_live
-from index.store.passages import FILE as PASSAGES_FILE
+from index.store.live import DerivedDamaged, IndexWriter, LiveIndex, open_live
+from index.store.passages import FILE as PASSAGES_FILE, PassageStore
+
+log = logging.getLogger("semsearch")
 
 FORMAT_VERSION = 7  # 6: accent counts in passages.sqlite; 7: sentence vectors
 MANIFEST = "manifest.json"
 SQLITE_CHECK = "sqlite quick_check"
+# An open that finds derived files damaged waits this long for a writer to finish before it
+# rebuilds them itself.
+REPAIR_WAIT_SECONDS = 60.0
 
 
 class IndexProblem(RuntimeError):
@@ -108,9 +114,11 @@ class Manifest:
 
 
 def open_index(out: Path, model: str | None = None, reread: bool = False) -> LiveIndex:
-    """Open the index at `out`, refusing one whose files differ from what was recorded. `model`,
-    when given, must be the model that built it. Files an earlier open found sound and that have
-    not changed since are not read again, unless `reread`."""
+    """Open the index at `out`, refusing one whose database differs from what was recorded.
+    `model`, when given, must be the model that built it. Files an earlier open found sound and
+    that have not changed since are not read again, unless `reread`. Parts derived from the
+    database that a killed writer left behind, or that are damaged, are brought up to date or
+    rebuilt from it first (by this process, when no writer is at work)."""
     directory = Path(out).resolve()
     manifest = Manifest.read(directory)
     if model is not None and model != manifest.model:
@@ -118,13 +126,26 @@ def open_index(out: Path, model: str | None = None, reread: bool = False) -> Liv
             f"the index at {out} was built with model {manifest.model!r}, not {model!r}; "
             f"search it with that model or rebuild it with `semsearch index --model {model}`"
         )
+    _finish_interrupted_write(out, directory, manifest)
     checked = CheckedFiles(directory, remember=not reread)
     try:
-        index = open_live(directory, manifest, checked)
+        try:
+            index = open_live(directory, manifest, checked)
+        except DerivedDamaged as exc:
+            log.warning("the index at %s: %s; rebuilding %s from passages.sqlite", out, exc, " and ".join(sorted(exc.parts)))
+            with index_lock(out, wait_seconds=REPAIR_WAIT_SECONDS):
+                with _writer(directory, manifest) as writer:
+                    writer.repair(exc.parts)
+            checked = CheckedFiles(directory, remember=False)
+            index = open_live(directory, manifest, checked)
     except DamagedFiles as exc:
-        raise IndexCorrupt(f"the index at {out} is damaged: {exc}; rebuild it with `semsearch index`") from exc
-    except Exception as exc:  # faiss raises RuntimeError, sqlite DatabaseError, tantivy ValueError, ...
-        raise IndexCorrupt(f"the index at {out} is damaged (it cannot be read: {exc}); rebuild it with `semsearch index`") from exc
+        raise IndexCorrupt(damage_message(out, str(exc))) from exc
+    except sqlite3.DatabaseError as exc:
+        raise IndexCorrupt(damage_message(out, f"passages.sqlite cannot be read: {exc}")) from exc
+    except IndexBusy:
+        raise
+    except Exception as exc:  # faiss raises RuntimeError, tantivy ValueError, ...
+        raise IndexCorrupt(damage_message(out, f"it cannot be read: {exc}")) from exc
     database = directory / PASSAGES_FILE
     if not checked.unchanged(database, SQLITE_CHECK):
         try:
@@ -133,10 +154,42 @@ def open_index(out: Path, model: str | None = None, reread: bool = False) -> Liv
             problems = [str(exc)]
         if problems != ["ok"]:
             index.close()
-            raise IndexCorrupt(f"the index at {out} is damaged: passages.sqlite fails SQLite's check: {'; '.join(problems[:5])}")
+            raise IndexCorrupt(damage_message(out, f"passages.sqlite fails SQLite's check: {'; '.join(problems[:5])}"))
         checked.passed(database, SQLITE_CHECK)
     checked.save()
     return index
+
+
+def damage_message(out: Path, problem: str) -> str:
+    """Real damage (the database itself): what is wrong, and steps that lose nothing."""
+    return (f"the index at {out} is damaged: {problem}. Nothing was changed; run `semsearch verify --index {out}` "
+            f"for a full report, and restore the index from a backup (`semsearch restore`)")
+
+
+def _finish_interrupted_write(out: Path, directory: Path, manifest: Manifest) -> None:
+    """A writer killed between its commit and tantivy's leaves the lexical index behind the log:
+    replay it now, unless a writer is at work (it replays first) or this process may not write."""
+    try:
+        with closing(PassageStore(directory)) as store:
+            state = store.state()
+    except (OSError, sqlite3.Error):
+        return  # the open that follows says what is wrong
+    if state["lexical_version"] == state["version"]:
+        return
+    try:
+        with index_lock(out), _writer(directory, manifest) as writer:
+            writer.recover()
+    except (IndexBusy, OSError):
+        pass
+
+
+@contextmanager
+def _writer(directory: Path, manifest: Manifest, encoder=None, progress: bool = False) -> Iterator[IndexWriter]:
+    writer = IndexWriter(directory, manifest, encoder, progress)
+    try:
+        yield writer
+    finally:
+        writer.close()
 
 
 def verify_index(out: Path) -> list[str]:
@@ -309,11 +362,8 @@ def writing(out: Path, encoder=None, progress: bool = False, wait_seconds: float
         manifest = Manifest.read(directory)
         if encoder is not None and encoder.model_id != manifest.model:
             raise ModelMismatch(f"the index at {out} was built with model {manifest.model!r}, not {encoder.model_id!r}")
-        writer = IndexWriter(directory, manifest, encoder, progress)
-        try:
+        with _writer(directory, manifest, encoder, progress) as writer:
             yield writer
-        finally:
-            writer.close()
 
 
 def _publish(siblings: _Siblings, ledger: dict[str, list[str]], staging: Path, token: str) -> None:
