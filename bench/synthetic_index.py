@@ -114,7 +114,7 @@ def main() -> int:
     write_corpus(corpus, paragraphs, args.passages)
 
     started = time.perf_counter()
-    _, commit = build_index([corpus], args.out, encoder, memory_saving=args.memory_saving, passage_tokens=10_000)
+    commit = build_index([corpus], args.out, encoder, memory_saving=args.memory_saving, passage_tokens=10_000).commit
     passages = commit.added
     peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024
     print(f"built {passages:,} passages in {time.perf_counter() - started:.0f} s, peak resident {peak / 2**30:.2f} GiB")

@@ -55,6 +55,9 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--memory-saving", action="store_true", help="8-bit vectors above 50k passages (a quarter of the RAM)")
     p.add_argument("--precision", choices=PRECISIONS, help="encoder precision ($SEMSEARCH_PRECISION; auto: int8 on CPUs with VNNI, else bf16 where native, else fp32)")
     p.add_argument("--if-stale", action="store_true", help="do nothing when the index already matches the files and model")
+    p.add_argument("--drop-written", action="store_true",
+                   help="leave out the documents written to the index since its build (by `semsearch add` or the API); "
+                        "without it they are carried into the new build")
     p.add_argument("--quiet", action="store_true", help="no progress bars")
     p.add_argument("--shard", type=_shard, default=(0, 1), metavar="K/N",
                    help="on Milvus: index only the K-th of N shares of the documents (K from 1), so N processes build at once; "
@@ -166,15 +169,26 @@ def _index(args) -> int:
     encoder = load_encoder(args.model, precision=args.precision)
     started = time.perf_counter()
     if not isinstance(location, Path):
-        written, skipped, deleted = build_milvus(args.paths, location, encoder, passage_tokens, args.shard, progress=not args.quiet)
+        written, skipped, deleted = build_milvus(args.paths, location, encoder, passage_tokens, args.shard, progress=not args.quiet,
+                                                 keep_written=not args.drop_written)
         print(f"indexed {written} documents into {location} ({skipped} already there, {deleted} no longer in the input "
               f"deleted) in {time.perf_counter() - started:.1f} s", file=sys.stderr)
         return 0
-    _, commit = build_index(args.paths, args.out, encoder, passage_tokens=passage_tokens,
-                            memory_saving=args.memory_saving, progress=not args.quiet)
+    built = build_index(args.paths, args.out, encoder, passage_tokens=passage_tokens, memory_saving=args.memory_saving,
+                        progress=not args.quiet, keep_written=not args.drop_written)
+    commit = built.commit
     print(f"indexed {commit.added} passages from {len(commit.documents)} documents into {args.out} "
           f"(version {commit.version}) in {time.perf_counter() - started:.1f} s", file=sys.stderr)
+    for ids, what in ((built.kept, "kept, written since the last build (`--drop-written` leaves them out)"),
+                      (built.replaced, "written since the last build, replaced by the input's document of the same id"),
+                      (built.dropped, "written since the last build, dropped (--drop-written)")):
+        if ids:
+            print(f"{len(ids)} document(s) {what}: {_first(ids)}", file=sys.stderr)
     return 0
+
+
+def _first(ids, shown: int = 20) -> str:
+    return ", ".join(map(repr, ids[:shown])) + (f" and {len(ids) - shown} more" if len(ids) > shown else "")
 
 
 def _shard(text: str) -> tuple[int, int]:

@@ -122,7 +122,7 @@ def post_documents():
 
 def _document(doc_id: str, body: DocumentBody):
     """Cleaned and cut as files are; a document whose text is all boilerplate is kept without passages."""
-    return document_from_record(doc_id, body.model_dump(), "api")
+    return document_from_record(doc_id, body.model_dump(), None, origin="api")
 
 
 def _batch() -> list[DocumentItem]:

@@ -222,7 +222,10 @@ class StoredDocument(BaseModel):
     date: str | None
     byline: str | None
     source: str | None
-    original_name: str | None
+    original_name: str | None = Field(None, description="the name of the file it was read from")
+    origin: str | None = Field(None, description='"build" (read by `semsearch index`), "add" (`semsearch add`) or "api" (written '
+                                           "over HTTP); a build keeps documents of the last two")
+    path: str | None = Field(None, description="the file it was read from, as given")
     passages: list[str] = Field(description="its passages' ids, in reading order")
 
 

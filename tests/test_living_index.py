@@ -308,3 +308,93 @@ def test_the_accent_vocabulary_stays_a_count_of_the_live_passages(fake_index, fa
     assert stored == dict(expected)
     assert fake_searcher.index.accents.total == sum(n for (key, _), n in expected.items() if " " not in key)
     assert fake_searcher.index.accents.frequency("quynh") == 0
+
+
+def _origins(out) -> dict[str, str]:
+    index = open_index(out)
+    try:
+        return {doc_id: index.passages.document(doc_id)["origin"]
+                for doc_id in {p.doc_id for p in index.passages.by_int_ids(index.passages.all_int_ids()).values()}}
+    finally:
+        index.close()
+
+
+def test_a_rebuild_keeps_documents_written_since_and_reuses_their_vectors(fake_index, tmp_path):
+    from index.build import build_index
+
+    api = document_from_record("api-1", {"text": NEW_TEXT, "title": "Qua API"}, None, origin="api")
+    added = new_document("added-1", "Đoàn viên Qwerty tham gia hiến máu.")
+    added.origin = "add"
+    write(fake_index, [api, added])
+    before = {d: open_index(fake_index).passages.document(d) for d in ("api-1", "added-1")}
+    class Recording(FakeEncoder):
+        texts: list[str] = []
+
+        def encode_passages(self, texts, batch_size=32):
+            self.texts += texts
+            return super().encode_passages(texts, batch_size)
+
+    encoder = Recording()
+    built = build_index([CORPUS], fake_index, encoder, progress=False)
+    assert built.kept == ("added-1", "api-1") and not built.dropped and not built.replaced
+    assert encoder.texts and not any("Qwerty" in text or "Zyxwv" in text for text in encoder.texts)  # vectors reused
+    origins = _origins(fake_index)
+    assert origins["api-1"] == "api" and origins["added-1"] == "add"
+    assert {origin for doc_id, origin in origins.items() if doc_id not in before} == {"build"}
+    index = open_index(fake_index)
+    assert {d: index.passages.document(d) for d in before} == before  # same passages, same ids
+    index.close()
+    searcher = Searcher.open(fake_index, encoder=FakeEncoder())
+    assert searcher.search("Zyxwv hội thao", 1, mode="lexical")[0].doc_id == "api-1"
+    assert searcher.search("Qwerty hiến máu", 1, mode="dense")[0].doc_id == "added-1"
+
+
+def test_a_rebuild_with_another_model_embeds_written_documents_again(fake_index):
+    from index.build import build_index
+
+    class OtherModel(FakeEncoder):
+        model_id = "test/another-fake-encoder"
+
+    api = document_from_record("api-1", {"text": NEW_TEXT, "title": "Qua API"}, None, origin="api")
+    write(fake_index, [api])
+    encoder = OtherModel()
+    built = build_index([CORPUS], fake_index, encoder, progress=False)
+    assert built.kept == ("api-1",)
+    searcher = Searcher.open(fake_index, encoder=OtherModel())
+    assert searcher.index.manifest.model == OtherModel.model_id
+    assert searcher.search("Zyxwv hội thao", 1, mode="dense")[0].doc_id == "api-1"
+    assert verify_index(fake_index)
+
+
+def test_a_rebuild_drops_written_documents_only_when_asked_and_the_input_replaces_its_own(fake_index, tmp_path):
+    from index.build import build_index
+
+    corpus = tmp_path / "corpus"
+    corpus.mkdir()
+    (corpus / "same-id.txt").write_text("Tiêu đề\n\nChi bộ Asdfg sinh hoạt chuyên đề.\n", encoding="utf-8")
+    written = [document_from_record(doc_id, {"text": NEW_TEXT}, None, origin="api") for doc_id in ("same-id", "api-2")]
+    write(fake_index, written)
+    built = build_index([corpus], fake_index, FakeEncoder(), progress=False, keep_written=False)
+    assert built.replaced == ("same-id",) and built.dropped == ("api-2",) and not built.kept
+    index = open_index(fake_index)
+    assert index.passages.document("api-2") is None
+    assert index.passages.document("same-id")["origin"] == "build"
+    index.close()
+
+
+def test_an_emptied_document_is_empty_through_the_cli_as_over_http(fake_index, tmp_path, capsys):
+    from service.cli import main
+
+    article = tmp_path / "emptied.txt"
+    article.write_text("Tiêu đề\n\nChi bộ Zyxwv tổ chức hội thao.\n", encoding="utf-8")
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setattr("service.cli._writer_encoder", lambda location: FakeEncoder())
+        assert main(["add", str(article), "--index", str(fake_index), "--quiet"]) == 0
+        article.write_text("", encoding="utf-8")
+        assert main(["add", str(article), "--index", str(fake_index), "--quiet"]) == 0
+    assert "0 passages added (0 embedded), 1 removed" in capsys.readouterr().err
+    index = open_index(fake_index)
+    assert index.passages.document("emptied")["passages"] == []
+    index.close()
+    searcher = Searcher.open(fake_index, encoder=FakeEncoder())
+    assert "emptied" not in {r.doc_id for r in searcher.search("Zyxwv hội thao", 10, mode="lexical")}

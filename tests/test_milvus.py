@@ -270,3 +270,21 @@ def test_the_cli_names_a_milvus_lite_file_another_process_holds(tmp_path, fake_e
         assert done.returncode == 2 and "lets one process open a file" in done.stderr and "milvus-lite server" in done.stderr
     finally:
         stop()
+
+
+def test_a_build_keeps_documents_written_since_unless_asked_to_drop_them(lite, fake_encoder, tmp_path):
+    from index.ingest.files import document_from_record
+
+    documents = texts(4)
+    build_milvus([corpus_file(tmp_path, documents)], lite, fake_encoder, progress=False)
+    api = document_from_record("api-1", {"text": "Chi bộ Zyxwv tổ chức hội thao.", "title": "Qua API"}, None, origin="api")
+    with MilvusWriter(lite, open_milvus(lite).manifest, fake_encoder) as writer:
+        writer.write([api])
+    del documents["doc-0"]
+    assert build_milvus([corpus_file(tmp_path, documents)], lite, fake_encoder, progress=False) == (0, 3, 1)
+    store = MilvusStore(lite)
+    assert store.document("api-1")["origin"] == "api" and store.document("doc-0") is None
+    assert store.document("doc-1")["origin"] == "build"
+    assert build_milvus([corpus_file(tmp_path, documents)], lite, fake_encoder, progress=False, keep_written=False) == (0, 3, 1)
+    assert store.document("api-1") is None
+    assert store.written() == set()

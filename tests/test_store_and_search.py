@@ -86,7 +86,7 @@ def test_a_build_in_groups_equals_a_build_in_one(tmp_path, fake_encoder, monkeyp
     build_index([CORPUS], whole, fake_encoder, progress=False)
     monkeypatch.setattr(index.build, "BUILD_GROUP", 2)
     grouped = tmp_path / "grouped"
-    _, commit = build_index([CORPUS], grouped, fake_encoder, progress=False)
+    commit = build_index([CORPUS], grouped, fake_encoder, progress=False).commit
     assert commit.version == 3 and len(commit.documents) == 5  # 5 documents in groups of 2
     built = [open_index(whole), open_index(grouped)]
     try:

@@ -119,3 +119,42 @@ def test_an_acknowledged_write_survives_kill_9_of_the_server(real_index, tmp_pat
     finally:
         process.terminate()
         process.wait(timeout=30)
+
+
+def test_a_rebuild_under_a_running_server_keeps_the_documents_written_to_it(real_index, tmp_path, capsys):
+    """`make serve` after a corpus file changed rebuilds with `semsearch index --if-stale`: the
+    documents written over HTTP and by `semsearch add` since the last build stay."""
+    import shutil
+
+    from tests.conftest import CORPUS
+
+    index = copy_index(real_index, tmp_path / "copy")
+    corpus = tmp_path / "corpus"
+    shutil.copytree(CORPUS, corpus)
+    article = tmp_path / "rung-chuong-vang.txt"
+    article.write_text(f"{NEW['title']}\n\n12/04/2024 - 08:00\n\n{NEW['text']}\n", encoding="utf-8")
+    process, base = start_server(index, "--workers", "1", "--rate-limit", "off", env={"SEMSEARCH_API_KEYS": KEY})
+    try:
+        assert call(base, "/api/documents/api-doc-1", "PUT", {**NEW, "title": "Bài viết qua API"})[0] == 200
+        assert main(["add", str(article), "--index", str(index), "--quiet"]) == 0
+        generation = call(base, "/api/health")[1]["index_generation"]
+        (corpus / "extra.txt").write_text("Tin ngắn\n\nChi bộ Zyxwv họp thường kỳ tháng Năm.\n", encoding="utf-8")
+        capsys.readouterr()
+        assert main(["index", str(corpus), "--out", str(index), "--if-stale", "--quiet"]) == 0
+        said = capsys.readouterr().err
+        assert "2 document(s) kept, written since the last build" in said and "'api-doc-1'" in said
+        wait_for(lambda: call(base, "/api/health")[1]["index_generation"] != generation, 10.0)
+        status, document = call(base, "/api/documents/api-doc-1")
+        assert status == 200 and document["origin"] == "api" and document["passages"]
+        assert call(base, "/api/documents/rung-chuong-vang")[1]["origin"] == "add"
+        assert call(base, "/api/documents/extra")[1]["origin"] == "build"
+        assert top_doc(base) in ("api-doc-1", "rung-chuong-vang")
+
+        (corpus / "extra.txt").write_text("Tin ngắn\n\nChi bộ Zyxwv họp thường kỳ tháng Sáu.\n", encoding="utf-8")
+        assert main(["index", str(corpus), "--out", str(index), "--drop-written", "--quiet"]) == 0
+        said = capsys.readouterr().err
+        assert "2 document(s) written since the last build, dropped (--drop-written): 'api-doc-1', 'rung-chuong-vang'" in said
+        wait_for(lambda: call(base, "/api/documents/api-doc-1")[0] == 404, 10.0)
+    finally:
+        process.terminate()
+        process.wait(timeout=30)

@@ -30,6 +30,10 @@ class Document:
     source: str | None = None
     original_name: str | None = None
     dropped: list[tuple[str, str]] = field(default_factory=list)
+    # where it came from: "build" (read by a full build from its input), "add" (a file given to
+    # `semsearch add`) or "api" (written over HTTP); a build keeps documents of the last two
+    origin: str = "build"
+    path: str | None = None  # the file it was read from
 
 
 def find_files(paths: Iterable[Path]) -> list[Path]:
@@ -55,14 +59,17 @@ def fingerprint(files: list[Path]) -> str:
     return digest.hexdigest()
 
 
-def read_documents(files: list[Path]) -> Iterator[Document]:
+def read_documents(files: list[Path], origin: str = "build", empty: bool = False) -> Iterator[Document]:
+    """The documents in `files`; those without text too when `empty` (a file emptied since it was
+    added must empty its document, not leave the old text searchable)."""
     seen: set[str] = set()
     for path in files:
         for doc in _read_file(path):
             if doc.doc_id in seen:
                 raise IngestError(f"{path}: document id {doc.doc_id!r} appears twice in the input")
             seen.add(doc.doc_id)
-            if doc.blocks:
+            if doc.blocks or empty:
+                doc.origin, doc.path = origin, str(path)
                 yield doc
 
 
@@ -98,7 +105,7 @@ def _read_file(path: Path) -> Iterator[Document]:
 
 
 def _document(
-    doc_id: str, original_name: str, lines: list[str], title: str | None = None, infer_structure: bool = True, **meta
+    doc_id: str, original_name: str | None, lines: list[str], title: str | None = None, infer_structure: bool = True, **meta
 ) -> Document:
     article = clean_article(lines, title=title, infer_structure=infer_structure)
     return Document(
@@ -127,13 +134,15 @@ def _read_jsonl(path: Path, lines: Iterable[str]) -> Iterator[Document]:
         yield document_from_record(doc_id, record, path.name)
 
 
-def document_from_record(doc_id: str, record: dict, origin: str) -> Document:
+def document_from_record(doc_id: str, record: dict, original_name: str | None, origin: str = "build") -> Document:
     """A document given as fields (a JSON Lines record, a document sent to the API): `text` with
     paragraphs separated by blank lines (or one per line), and optional title, date, byline, source."""
     text = record["text"]
     lines = text.split("\n\n") if "\n\n" in text else text.splitlines()
     meta = {key: _optional_str(record.get(key)) for key in ("date", "byline", "source")}
-    return _document(doc_id, origin, lines, title=str(record.get("title") or ""), infer_structure=False, **meta)
+    doc = _document(doc_id, original_name, lines, title=str(record.get("title") or ""), infer_structure=False, **meta)
+    doc.origin = origin
+    return doc
 
 
 def _optional_str(value) -> str | None:

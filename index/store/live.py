@@ -260,6 +260,7 @@ class IndexWriter:
         self.progress = progress
         self.threads = threads
         self.store = PassageStore(self.directory)
+        self.store.record_origins()
         self.dim = manifest.dimension
 
     @classmethod
@@ -280,9 +281,15 @@ class IndexWriter:
 
     def write(self, documents: Sequence[Document] = (), delete: Iterable[str] = (), compact: bool = True) -> WriteResult:
         """Add or replace `documents` and delete the documents `delete` names, as one commit."""
+        return self.write_chunked([(doc, chunk_for(self.manifest, self.encoder, doc)) for doc in documents], delete, compact)
+
+    def write_chunked(self, chunked: Sequence[tuple[Document, list[Passage]]], delete: Iterable[str] = (),
+                      compact: bool = True, known: dict[str, tuple[bytes, bytes]] | None = None) -> WriteResult:
+        """`write` of documents already cut into passages. Passages in `known` (stored vector and
+        packed sentence vectors, from an index of the same model) are not embedded again."""
         self.recover()
-        chunked = [(doc, chunk_for(self.manifest, self.encoder, doc)) for doc in documents]
-        embedded = self._embedded([p for _, passages in chunked for p in passages])
+        passages = [p for _, passages in chunked for p in passages]
+        embedded = self._embedded(passages, known or {})
         rows, start = [], 0
         for doc, passages in chunked:
             end = start + len(passages)
@@ -298,10 +305,10 @@ class IndexWriter:
                 log.exception("compaction after version %d failed", commit.version)
         return WriteResult(commit, embedded.count, compacted)
 
-    def _embedded(self, passages: list[Passage]) -> Embedded:
-        known = {id_: (np.frombuffer(vector, np.float32), sentences)
-                 for id_, (vector, sentences) in self.store.existing_vectors(passages).items()}
-        return embed_passages(passages, known, self.encoder, self.dim, self.progress)
+    def _embedded(self, passages: list[Passage], known: dict[str, tuple[bytes, bytes]]) -> Embedded:
+        reused = {id_: (np.frombuffer(vector, np.float32), sentences)
+                  for id_, (vector, sentences) in {**known, **self.store.existing_vectors(passages)}.items()}
+        return embed_passages(passages, reused, self.encoder, self.dim, self.progress)
 
     def recover(self) -> None:
         """Finish what a writer killed after its commit left undone (the lexical index), and

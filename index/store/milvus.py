@@ -55,6 +55,9 @@ log = logging.getLogger("semsearch")
 DEFAULT_COLLECTION = "semsearch"
 # Milvus wants a vector field in every collection; the tables that need none carry this one.
 _SPARE = "spare"
+# Meta rows "origin:<doc_id>" record the documents not read by a build (`semsearch add`, the API),
+# which a build keeps: the documents collection has no field for it, and milvus-lite cannot add one.
+ORIGIN = "origin:"
 _SPARE_DIM = 2
 _TEXT = 65_535  # VARCHAR's largest size, in bytes
 _NAME = 2_048
@@ -240,8 +243,14 @@ class MilvusStore:
         if not rows:
             return None
         passages = self._query(self.passages_name, f"doc_id == {literal(doc_id)}", ["id", "position"])
-        return {"id": doc_id, **{name: rows[0].get(name) for name in fields},
+        origin = self.meta(ORIGIN + doc_id) or {"origin": "build", "path": None}
+        return {"id": doc_id, **{name: rows[0].get(name) for name in fields}, **origin,
                 "passages": [p["id"] for p in sorted(passages, key=lambda p: p["position"])]}
+
+    def written(self) -> set[str]:
+        """Ids of the documents written since they were built (see MilvusWriter.write)."""
+        return {row["key"][len(ORIGIN):] for batch in self.scan(self.meta_name, ["key"], f"key like {literal(ORIGIN + '%')}")
+                for row in batch}
 
     def sources(self) -> list[str]:
         return sorted({s for sources in self.meta_like("sources:").values() for s in sources})
@@ -558,6 +567,7 @@ class MilvusWriter:
             for start in range(0, len(rows), _BATCH):
                 self.client.upsert(self.passages_name, rows[start : start + _BATCH])
             self._count_accents([p.embedding_text for p in new], [embedding_text_of(row["context"], row["text"]) for row in old])
+            self._record_origins(documents, gone)
             removed_documents = [d for d in delete if d not in {doc.doc_id for doc in documents}]
             if removed_documents:
                 self.client.delete(self.documents_name, ids=removed_documents)
@@ -567,6 +577,17 @@ class MilvusWriter:
             version = (self.store.meta(f"version:{self.writer}") or 0) + 1
             self.store.set_meta(f"version:{self.writer}", version)
             return MilvusWriteResult(Commit(self.store.version(), len(rows), len(old), tuple(gone)), embedded.count)
+
+    def _record_origins(self, documents: list[Document], gone: list[str]) -> None:
+        """Before the documents' rows commit them: the origin of those not read by a build, and
+        none for the rest of `gone` (a crash in between leaves an origin row nobody reads)."""
+        written = {doc.doc_id: {"origin": doc.origin, "path": doc.path} for doc in documents if doc.origin != "build"}
+        recorded = self.store.rows_in(self.store.meta_name, "key", [ORIGIN + d for d in gone if d not in written], ["key"])
+        if recorded:
+            self.client.delete(self.store.meta_name, ids=[row["key"] for row in recorded])
+        if written:
+            self.client.upsert(self.store.meta_name, [{"key": ORIGIN + doc_id, "value": json.dumps(origin, ensure_ascii=False),
+                                                       _SPARE: [0.0] * _SPARE_DIM} for doc_id, origin in written.items()])
 
     @property
     def passages_name(self) -> str:
@@ -618,11 +639,13 @@ class MilvusWriter:
         """{doc_id: fingerprint} of those of `doc_ids` whose write completed."""
         return {row["doc_id"]: row["fingerprint"] for row in self.store.rows_in(self.documents_name, "doc_id", list(doc_ids), ["doc_id", "fingerprint"])}
 
-    def build(self, groups: Iterable[list[Document]], shard: tuple[int, int] = (0, 1), total: int | None = None) -> tuple[int, int, int]:
+    def build(self, groups: Iterable[list[Document]], shard: tuple[int, int] = (0, 1), total: int | None = None,
+              keep_written: bool = True) -> tuple[int, int, int]:
         """Index the documents of `groups` that fall in `shard` (K of N), skipping those already
         committed unchanged (a shard run again after a crash goes on where it stopped), then
-        delete this shard's documents that the input no longer has. Returns (written, skipped,
-        deleted) document counts."""
+        delete this shard's documents that the input no longer has, except those written since
+        they were built (`semsearch add`, the API) unless not `keep_written`. Returns (written,
+        skipped, deleted) document counts."""
         index, shards = shard
         written = skipped = 0
         seen: set[str] = set()
@@ -641,8 +664,10 @@ class MilvusWriter:
                 written, skipped = written + len(todo), skipped + len(mine) - len(todo)
                 bar.update(len(group))
                 bar.set_postfix(written=written, skipped=skipped, refresh=False)
+        kept = set() if was_empty or not keep_written else self.store.written()
         stale = [] if was_empty else [doc_id for batch in self.store.scan(self.documents_name, ["doc_id", "shard"])
-                                      for row in batch if row["shard"] % shards == index and (doc_id := row["doc_id"]) not in seen]
+                                      for row in batch if row["shard"] % shards == index
+                                      and (doc_id := row["doc_id"]) not in seen and doc_id not in kept]
         for start in range(0, len(stale), _BATCH):
             self.write(delete=stale[start : start + _BATCH])
         self.flush()

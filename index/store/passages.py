@@ -32,7 +32,7 @@ _EPOCH = datetime.date(1970, 1, 1)
 _SCHEMA = """
 CREATE TABLE documents (
     doc_id TEXT PRIMARY KEY, title TEXT NOT NULL, date TEXT, byline TEXT, source TEXT, original_name TEXT,
-    day INTEGER
+    day INTEGER, origin TEXT NOT NULL DEFAULT 'build', path TEXT
 );
 CREATE TABLE passages (
     int_id INTEGER PRIMARY KEY AUTOINCREMENT, id TEXT NOT NULL UNIQUE,
@@ -142,6 +142,19 @@ def connect(directory: Path, create: bool = False) -> sqlite3.Connection:
     return connection
 
 
+def record_origins(connection: sqlite3.Connection) -> None:
+    """Give a database of before documents recorded their origin the columns for it (the
+    writer's, under its lock). Of its documents only those written over HTTP can be told apart."""
+    columns = {row[1] for row in connection.execute("PRAGMA table_info(documents)")}
+    if "origin" in columns:
+        return
+    connection.execute("BEGIN IMMEDIATE")
+    connection.execute("ALTER TABLE documents ADD COLUMN origin TEXT NOT NULL DEFAULT 'build'")
+    connection.execute("ALTER TABLE documents ADD COLUMN path TEXT")
+    connection.execute("UPDATE documents SET origin = 'api' WHERE original_name = 'api'")
+    connection.execute("COMMIT")
+
+
 def _count_accents(connection: sqlite3.Connection, added: Iterable[str], removed: Iterable[str]) -> None:
     """Within the caller's transaction: the accent counts of `added` texts in, of `removed` out."""
     changes = form_counts(added)
@@ -200,16 +213,35 @@ class PassageStore:
         return self._rows("WHERE p.doc_id = ? AND p.position BETWEEN ? AND ? ORDER BY p.position", (doc_id, first, last))
 
     def document(self, doc_id: str) -> dict | None:
-        """A document's metadata and its passages' ids in reading order."""
+        """A document's metadata (its origin too, once a writer recorded origins) and its
+        passages' ids in reading order."""
         with self._lock:
-            row = self._connection.execute(
-                "SELECT doc_id, title, date, byline, source, original_name FROM documents WHERE doc_id = ?", (doc_id,)
-            ).fetchone()
+            cursor = self._connection.execute("SELECT * FROM documents WHERE doc_id = ?", (doc_id,))
+            row = cursor.fetchone()
             if row is None:
                 return None
+            found = dict(zip((column[0] for column in cursor.description), row))
             ids = [r[0] for r in self._connection.execute(
                 "SELECT id FROM passages WHERE doc_id = ? ORDER BY position", (doc_id,))]
-        return {**dict(zip(("id", "title", "date", "byline", "source", "original_name"), row)), "passages": ids}
+        shown = ("title", "date", "byline", "source", "original_name", "origin", "path")
+        return {"id": found["doc_id"], **{key: found.get(key) for key in shown}, "passages": ids}
+
+    def written_documents(self, batch: int = 500) -> Iterator[tuple[list[tuple[Document, list[Passage]]], dict[str, tuple[bytes, bytes]]]]:
+        """Documents not read by a full build (added from files or over HTTP since), `batch` at
+        a time: each with its passages and their stored (vector, packed sentence vectors)."""
+        rows = self._query("SELECT doc_id, title, date, byline, source, original_name, origin, path FROM documents"
+                           " WHERE origin != 'build' ORDER BY doc_id")
+        for start in range(0, len(rows), batch):
+            documents = {row[0]: Document(row[0], row[1], [], row[2], row[3], row[4], row[5], origin=row[6], path=row[7])
+                         for row in rows[start : start + batch]}
+            passages: dict[str, list[Passage]] = {doc_id: [] for doc_id in documents}
+            vectors = {}
+            for id_, doc_id, position, heading, context, text, vector, sentences in self._query(
+                    "SELECT id, doc_id, position, heading, context, text, vector, sentences FROM passages"
+                    f" WHERE doc_id IN ({','.join('?' * len(documents))}) ORDER BY doc_id, position", list(documents)):
+                passages[doc_id].append(Passage(id_, doc_id, position, heading, text, context))
+                vectors[id_] = (vector, sentences)
+            yield [(doc, passages[doc_id]) for doc_id, doc in documents.items()], vectors
 
     def vector(self, int_id: int, dim: int) -> np.ndarray:
         rows = self._query("SELECT vector FROM passages WHERE int_id = ?", (int(int_id),))
@@ -328,6 +360,10 @@ class PassageStore:
 
     # -- writing: the caller holds the index's writer lock -----------------------------------------
 
+    def record_origins(self) -> None:
+        with self._lock:
+            record_origins(self._connection)
+
     def commit(self, removed_documents: Iterable[str],
                documents: Sequence[tuple[Document, Sequence[Passage], np.ndarray, Sequence[bytes]]]) -> Commit:
         """In one transaction: remove `removed_documents` (absent ones are ignored) and every
@@ -354,8 +390,10 @@ class PassageStore:
                     documents_removed += c.execute(f"DELETE FROM documents WHERE doc_id IN ({marks})", part).rowcount
                 added = 0
                 for doc, passages, vectors, sentences in documents:
-                    c.execute("INSERT INTO documents VALUES (?, ?, ?, ?, ?, ?, ?)",
-                              (doc.doc_id, doc.title, doc.date, doc.byline, doc.source, doc.original_name, day_number(doc.date)))
+                    c.execute("INSERT INTO documents (doc_id, title, date, byline, source, original_name, day, origin, path)"
+                              " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                              (doc.doc_id, doc.title, doc.date, doc.byline, doc.source, doc.original_name, day_number(doc.date),
+                               doc.origin, doc.path))
                     for passage, vector, packed in zip(passages, vectors, sentences):
                         cursor = c.execute(
                             "INSERT INTO passages (id, doc_id, position, heading, context, text, vector, sentences)"
