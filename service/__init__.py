@@ -10,12 +10,14 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from flask import Flask, jsonify, render_template, request
+from flask import Flask, render_template, request
 from werkzeug.exceptions import HTTPException
 
 from index.retrieve.search import Searcher
 from index.store.location import location_of, read_errors
 from index.store.publish import IndexProblem
+
+from .errors import ConfigurationError, error_response
 
 log = logging.getLogger("semsearch")
 
@@ -63,6 +65,7 @@ def create_app(config: Mapping[str, Any] | None = None) -> Flask:
 
     from . import api, documents, guard, observability, openapi, web
 
+    documents.configured_keys(app.config)  # a file of keys that cannot be read stops the start
     location = location_of(app.config["BACKEND"], app.config["INDEX_DIR"], app.config["MILVUS_URI"],
                            app.config["MILVUS_COLLECTION"], app.config["MILVUS_TOKEN"], app.config["MILVUS_OPTIONS"])
     searcher = app.config.get("SEARCHER") or Searcher.open(location, model=app.config["MODEL"])
@@ -145,6 +148,7 @@ _ERROR_CODES = {
     400: "bad_request",
     404: "not_found",
     405: "method_not_allowed",
+    408: "request_timeout",
     413: "payload_too_large",
     401: "unauthorized",
     403: "forbidden",
@@ -154,5 +158,3 @@ _ERROR_CODES = {
 }
 
 
-def error_response(status: int, code: str, message: str):
-    return jsonify({"error": {"code": code, "message": message}}), status

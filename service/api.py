@@ -13,7 +13,7 @@ from spectree import Response
 
 from index.retrieve.search import InvalidRequest, Searcher, SearchResult, UnknownPassage
 
-from . import error_response
+from .errors import error_response
 from .observability import SEARCH_SECONDS
 from .openapi import Health, Passage, SearchAnswer, SearchQuery, SimilarAnswer, SimilarQuery, SimilarTextBody, json_answers, spec
 

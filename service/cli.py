@@ -8,6 +8,7 @@ import os
 import re
 import sys
 import time
+import unicodedata
 from pathlib import Path
 
 from index.encode.e5_build import DEFAULT_MODEL_ID
@@ -145,10 +146,11 @@ def main(argv: list[str] | None = None) -> int:
     from index.ingest.files import IngestError
     from index.retrieve.search import InvalidRequest, UnknownPassage
     from index.store.publish import IndexProblem
+    from service.errors import ConfigurationError
 
     try:
         return args.run(args)
-    except (IngestError, InvalidRequest, UnknownPassage, IndexProblem) as exc:
+    except (IngestError, InvalidRequest, UnknownPassage, IndexProblem, ConfigurationError) as exc:
         print(f"semsearch: {exc}", file=sys.stderr)
         return 2
 
@@ -237,12 +239,13 @@ def _delete(args) -> int:
     from index.store.location import writing_at
 
     location = _location(args, args.index)
+    doc_ids = [unicodedata.normalize("NFC", doc_id) for doc_id in args.doc_ids]  # as stored
     with writing_at(location) as writer:
-        missing = [d for d in args.doc_ids if writer.store.document(d) is None]
+        missing = [d for d in doc_ids if writer.store.document(d) is None]
         if missing:
             print(f"semsearch: no document with id {', '.join(map(repr, missing))}; nothing was deleted", file=sys.stderr)
             return 2
-        _report(writer.write(delete=args.doc_ids), location)
+        _report(writer.write(delete=doc_ids), location)
     return 0
 
 

@@ -8,8 +8,10 @@ configured, writes are off. Keys are compared in constant time and never logged.
 from __future__ import annotations
 
 import hmac
-import json
+import logging
 import time
+import unicodedata
+from collections.abc import Mapping
 from pathlib import Path
 
 from flask import Blueprint, current_app, jsonify, request
@@ -20,27 +22,35 @@ from index.retrieve.search import InvalidRequest
 from index.store.live import WriteResult
 from index.store.publish import IndexBusy
 
-from . import error_response
+from .errors import ConfigurationError, error_response
 from .api import searcher
 from .observability import WRITE_PASSAGES, WRITE_SECONDS, WRITES
 from .openapi import (Committed, DocumentBatch, DocumentBody, DocumentItem, StoredDocument, json_answers, spec,
                       validation_messages)
+
+log = logging.getLogger("semsearch")
 
 bp = Blueprint("documents", __name__, url_prefix="/api/documents")
 
 NDJSON = "application/x-ndjson"
 
 
-def configured_keys() -> list[bytes]:
-    keys = [k.strip() for k in str(current_app.config.get("API_KEYS") or "").split(",")]
-    if current_app.config.get("API_KEYS_FILE"):
-        keys += Path(current_app.config["API_KEYS_FILE"]).read_text(encoding="utf-8").splitlines()
+def configured_keys(config: Mapping) -> list[bytes]:
+    """The keys of API_KEYS and API_KEYS_FILE, read anew each time so that keys can be changed
+    without a restart; ConfigurationError when the file cannot be read as UTF-8 text."""
+    keys = [k.strip() for k in str(config.get("API_KEYS") or "").split(",")]
+    if config.get("API_KEYS_FILE"):
+        path = Path(config["API_KEYS_FILE"])
+        try:
+            keys += path.read_text(encoding="utf-8").splitlines()
+        except (OSError, UnicodeDecodeError) as exc:
+            raise ConfigurationError(f"the API keys file {path} cannot be read ({exc})") from None
     return [k.strip().encode() for k in keys if k.strip()]
 
 
 def _authorized() -> tuple | None:
     """None when the request carries a configured key; else the 403 or 401 answer."""
-    keys = configured_keys()
+    keys = configured_keys(current_app.config)
     if not keys:
         return error_response(403, "writes_disabled", "writing is off on this server: start it with "
                               "SEMSEARCH_API_KEYS=<key>[,<key>...] or SEMSEARCH_API_KEYS_FILE=<file>")
@@ -62,8 +72,6 @@ def _writes_need_a_key():
         refused = _authorized()
         if refused is not None:
             return refused
-        # a batch may be larger than a search request
-        request.max_content_length = current_app.config["DOCUMENTS_MAX_BYTES"]
     if request.method == "PUT" and not request.is_json or request.method == "POST" and not (request.is_json or request.mimetype == NDJSON):
         return error_response(415, "unsupported_media_type", f"send JSON (application/json){' or NDJSON (' + NDJSON + ')' if request.method == 'POST' else ''}")
     return None
@@ -72,6 +80,14 @@ def _writes_need_a_key():
 @bp.errorhandler(InvalidRequest)
 def _invalid(error: InvalidRequest):
     return error_response(400, "bad_request", str(error))
+
+
+@bp.errorhandler(ConfigurationError)
+def _keys_unavailable(error: ConfigurationError):
+    log.error("writes refused: %s", error)
+    body, status = error_response(503, "keys_unavailable", "the server cannot read its API keys right now; "
+                                  "writes are refused until it can (the operator is told)")
+    return body, status, {"Retry-After": "30"}
 
 
 @bp.errorhandler(IndexBusy)
@@ -105,9 +121,8 @@ def _commit(operation: str, documents=(), delete=()) -> dict:
 @spec.validate(json=DocumentBody, resp=json_answers(Committed, 400, 401, 403, 413, 415), tags=["documents"])
 def put_document(doc_id: str):
     """Create or replace a document (needs an API key)."""
-    _check_id(doc_id)
     body = request.context.json
-    return jsonify(_commit("put", [_document(doc_id, body)]))
+    return jsonify(_commit("put", [_document(_checked_id(doc_id), body)]))
 
 
 @bp.post("")
@@ -129,7 +144,8 @@ def _batch() -> list[DocumentItem]:
     if request.mimetype == NDJSON:
         try:
             text = request.get_data().decode("utf-8")
-            records = [current_app.json.loads(line) for line in text.splitlines() if line.strip()]
+            # "\n" alone ends a line: U+2028, U+0085 and the like are text inside a JSON string
+            records = [current_app.json.loads(line) for line in text.split("\n") if line.strip()]
         except (UnicodeDecodeError, ValueError) as exc:
             raise InvalidRequest(f"the NDJSON body is not valid: {exc}") from None
     elif request.is_json:
@@ -148,7 +164,7 @@ def _batch() -> list[DocumentItem]:
 @spec.validate(resp=json_answers(Committed, 401, 403, 404), tags=["documents"])
 def delete_document(doc_id: str):
     """Delete a document and its passages (needs an API key)."""
-    _check_id(doc_id)
+    doc_id = unicodedata.normalize("NFC", doc_id)  # as stored; an id nothing could store is not found
     committed = _commit("delete", delete=[doc_id])
     if committed is None:
         return error_response(404, "not_found", f"no document with id {doc_id!r}")
@@ -159,14 +175,15 @@ def delete_document(doc_id: str):
 @spec.validate(resp=json_answers(StoredDocument, 404), tags=["documents"])
 def get_document(doc_id: str):
     """A document's metadata and its passages' ids."""
-    found = searcher().index.passages.document(doc_id)
+    found = searcher().index.passages.document(unicodedata.normalize("NFC", doc_id))
     if found is None:
         return error_response(404, "not_found", f"no document with id {doc_id!r}")
     return jsonify(found)
 
 
-def _check_id(doc_id: str) -> None:
+def _checked_id(doc_id: str) -> str:
+    """The id in a route's path, as stored (NFC)."""
     try:
-        DocumentItem.model_validate({"id": doc_id, "text": "x"})
-    except ValidationError:
-        raise InvalidRequest("a document id is 1 to 200 printable characters without '/'") from None
+        return DocumentItem.model_validate({"id": doc_id, "text": "x"}).id
+    except ValidationError as exc:
+        raise InvalidRequest(validation_messages(exc)) from None

@@ -13,14 +13,15 @@ import re
 from urllib.parse import parse_qsl
 
 import numpy as np
-from flask import Flask, Request, request
+from flask import Flask, Request, current_app, request
 from flask.json.provider import DefaultJSONProvider
 from flask_limiter import Limiter
 from flask_limiter.util import get_remote_address
 from werkzeug.datastructures import ImmutableMultiDict
-from werkzeug.exceptions import BadRequest
+from werkzeug.exceptions import BadRequest, RequestEntityTooLarge
 
 MAX_JSON_DEPTH = 64
+WRITE_METHODS = ("PUT", "POST", "DELETE")
 _JSON_STRING = re.compile(r'"(?:[^"\\]|\\.)*"', re.DOTALL)
 
 SECURITY_HEADERS = {
@@ -94,8 +95,20 @@ def _check_request_text() -> None:
                 raise BadRequest("the query string contains a NUL character")
         # parameters as decoded strictly here, not as Werkzeug's lenient decoding left them
         request.args = ImmutableMultiDict(pairs)
-    if request.is_json and request.content_length:
-        request.get_json()  # parse now (and cache) so a bad body is a 400 before validation
+    # parse now (and cache) so a bad body is a 400 before validation; a document write's body is
+    # parsed after its key is checked, so no anonymous request makes the server read a large one
+    if request.is_json and request.content_length and request.blueprint != "documents":
+        request.get_json()
+
+
+def _limit_body() -> None:
+    """Each route's body limit, refused from Content-Length before a byte of the body is read
+    (a body sent without one stops being read at the limit: Werkzeug's max_content_length)."""
+    writes = request.blueprint == "documents" and request.method in WRITE_METHODS
+    limit = current_app.config["DOCUMENTS_MAX_BYTES" if writes else "MAX_CONTENT_LENGTH"]
+    request.max_content_length = limit
+    if (request.content_length or 0) > limit:
+        raise RequestEntityTooLarge(f"the body is {request.content_length} bytes; {request.path} takes at most {limit}")
 
 
 def _security_headers(response):
@@ -120,6 +133,7 @@ def rate_limits(app: Flask) -> list[str]:
 def install(app: Flask) -> None:
     app.json = GuardedJSONProvider(app)
     app.request_class = GuardedRequest
+    app.before_request(_limit_body)
     app.before_request(_check_request_text)
     app.after_request(_security_headers)
     limits = rate_limits(app)

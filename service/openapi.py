@@ -20,6 +20,7 @@ from spectree import Response, SpecTree
 from spectree.utils import parse_code
 from swagger_ui_bundle import swagger_ui_path
 
+from index.ingest.files import ID_FORBIDDEN, MAX_ID_CHARS, document_id
 from index.retrieve.search import MAX_DEPTH, MAX_K, MAX_QUERY_CHARS, MAX_SIMILAR_TEXT_CHARS, MODES
 from index.store.filters import Filters
 
@@ -27,8 +28,10 @@ from index.store.filters import Filters
 # Python's \x1c-\x1f and \x85, and has \ufeff), and no NUL.
 NOT_BLANK = r"^[^\x00]*[^\s\x00\x1c-\x1f\x85\ufeff][^\x00]*$"
 PASSAGE_ID = r"^[0-9a-f]{16}$"
-# A document id: printable, no slash (it is a path segment), at most 200 characters.
-DOCUMENT_ID = r"^[^\x00-\x1f\x7f/]{1,200}$"
+# A document id: no control, invisible or direction characters, no slash (it is a path segment),
+# at most 200 characters; the rest of the rules (NFC, no padding, not "." or "..") in document_id.
+DOCUMENT_ID = f"^[^{ID_FORBIDDEN}]{{1,{MAX_ID_CHARS}}}$"
+ID_RULE = f"a document id is 1 to {MAX_ID_CHARS} characters without '/', control, zero-width or direction characters"
 ISO_DATE = r"^[1-9][0-9]{3}-(0[1-9]|1[0-2])-(0[1-9]|[12][0-9]|3[01])$"
 
 
@@ -197,7 +200,7 @@ class DocumentBody(BaseModel):
 
 
 class DocumentItem(DocumentBody):
-    id: str = Field(pattern=DOCUMENT_ID)
+    id: Annotated[str, Field(pattern=DOCUMENT_ID), AfterValidator(document_id)]
 
 
 class DocumentBatch(BaseModel):
@@ -251,7 +254,7 @@ _MESSAGES = {
 
 
 _PATTERN_MESSAGES = {ISO_DATE: "{where} is not a date (YYYY-MM-DD)",
-                     DOCUMENT_ID: "{where}: a document id is 1 to 200 printable characters without '/'"}
+                     DOCUMENT_ID: "{where}: " + ID_RULE}
 
 
 def validation_message(item: dict) -> str:
@@ -336,8 +339,12 @@ _LINKED_ANSWERS = {("/api/search", "get"): "$response.body#/results/0/id",
 
 
 def document() -> dict:
-    """spectree's document with the links between operations."""
+    """spectree's document with the links between operations, and what a document id may be."""
     generated = spec.spec
+    for operation in generated["paths"].get("/api/documents/{doc_id}", {}).values():
+        for parameter in operation.get("parameters", []):
+            if parameter["name"] == "doc_id":
+                parameter["schema"] = {"type": "string", "pattern": DOCUMENT_ID, "description": ID_RULE}
     for (path, method), source in _LINKED_ANSWERS.items():
         answer = generated["paths"][path][method]["responses"]["200"]
         answer["links"] = {

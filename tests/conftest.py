@@ -212,7 +212,7 @@ def start_server(index: Path, *options: str, env: dict | None = None):
 
 @pytest.fixture(scope="session")
 def live_server(real_index: Path):
-    """The production server (two waitress processes) serving the real seed index."""
+    """The production server (two gunicorn workers) serving the real seed index."""
     process, base = start_server(real_index, "--workers", "2")
     yield base
     process.terminate()

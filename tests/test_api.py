@@ -355,3 +355,73 @@ def test_edge_requests_the_schema_allows_get_plain_answers(writable):
     assert writable.get("/api/documents/bare").get_json()["passages"] == []
     wrong_type = writable.put("/api/documents/x", data=b"text=1", headers={**AUTH, "Content-Type": "multipart/form-data"})
     assert wrong_type.status_code == 415
+
+
+def test_document_writes_take_json_bodies_up_to_their_own_limit(writable, app):
+    """(A body over a route's limit is refused from Content-Length before it is read:
+    test_operations.py, against the real server.)"""
+    big = [{**DOC, "id": f"big-{n}", "text": f"Đoạn Zyxwv {n}. " + "chữ " * 200} for n in range(400)]
+    import json
+
+    body = json.dumps(big, ensure_ascii=False).encode()
+    assert app.config["MAX_CONTENT_LENGTH"] < len(body) < app.config["DOCUMENTS_MAX_BYTES"]
+    answer = writable.post("/api/documents", data=body, headers={**AUTH, "Content-Type": "application/json"})
+    assert answer.status_code == 200, answer.get_json()
+    assert answer.get_json()["documents"][-1] == "big-399"
+    # the search routes keep theirs
+    assert writable.post("/api/similar", data=body, content_type="application/json").status_code == 413
+
+
+@pytest.mark.parametrize("separator", ["\u2028", "\u2029", "\u0085"])
+def test_ndjson_lines_end_at_newlines_only(writable, separator):
+    line = '{"id": "nd-sep", "text": "Chi bộ Zyxwv' + separator + 'họp thường kỳ."}'
+    answer = writable.post("/api/documents", data=line.encode(), headers={**AUTH, "Content-Type": "application/x-ndjson"})
+    assert answer.status_code == 200, answer.get_json()
+    assert answer.get_json()["documents"] == ["nd-sep"]
+
+
+@pytest.mark.parametrize("doc_id", [" ", "  ", " lead", "trail ", "a\u0085b", "a\u202eb", "a\u200bb", "\ufeffbom",
+                                    "a\u2028b", ".", "..", "a/b", "x" * 201])
+def test_document_ids_a_person_cannot_tell_apart_are_refused(writable, doc_id):
+    from urllib.parse import quote
+
+    answer = writable.put(f"/api/documents/{quote(doc_id, safe='')}", json=DOC, headers=AUTH)
+    assert answer.status_code in (400, 404), answer.get_json()  # '/' never reaches the route
+    batch = writable.post("/api/documents", json=[{**DOC, "id": doc_id}], headers=AUTH)
+    assert batch.status_code == 400 and "id" in batch.get_json()["error"]["message"]
+
+
+def test_document_ids_are_one_whatever_the_unicode_form(writable):
+    import unicodedata
+    from urllib.parse import quote
+
+    composed, decomposed = unicodedata.normalize("NFC", "bài-viết-é"), unicodedata.normalize("NFD", "bài-viết-é")
+    assert composed != decomposed
+    assert writable.put(f"/api/documents/{quote(composed)}", json=DOC, headers=AUTH).status_code == 200
+    replaced = writable.put(f"/api/documents/{quote(decomposed)}", json=DOC, headers=AUTH).get_json()
+    assert replaced["documents"] == [composed] and replaced["passages_removed"] == 2
+    assert writable.get(f"/api/documents/{quote(decomposed)}").get_json()["id"] == composed
+    assert writable.delete(f"/api/documents/{quote(decomposed)}", headers=AUTH).status_code == 200
+    assert writable.get(f"/api/documents/{quote(composed)}").status_code == 404
+
+
+def test_a_key_file_that_cannot_be_read_stops_the_start_and_refuses_writes_with_503(fake_searcher, tmp_path):
+    from service import create_app
+    from service.errors import ConfigurationError
+
+    keys = tmp_path / "keys"
+    config = {"TESTING": True, "SEARCHER": fake_searcher, "RATE_LIMIT": "off", "RELOAD_SECONDS": 0,
+              "API_KEYS_FILE": str(keys)}
+    with pytest.raises(ConfigurationError, match="cannot be read"):
+        create_app(config)  # missing
+    keys.write_bytes(b"\xff\xfe key")
+    with pytest.raises(ConfigurationError, match="cannot be read"):
+        create_app(config)  # not UTF-8
+    keys.write_text(f"{KEY}\n")
+    client = create_app(config).test_client()
+    assert client.put("/api/documents/k-1", json=DOC, headers=AUTH).status_code == 200
+    keys.rename(tmp_path / "moved")  # at run time
+    answer = client.put("/api/documents/k-1", json=DOC, headers=AUTH)
+    assert answer.status_code == 503 and answer.get_json()["error"]["code"] == "keys_unavailable"
+    assert answer.headers["Retry-After"]
+    assert client.get("/api/search", query_string={"q": "Zyxwv"}).status_code == 200  # reads go on

@@ -1,6 +1,7 @@
-"""The production server as operators meet it (issue 10, findings 4 and 8): waitress's limits in
-front of the app, metrics summed over workers, refusal of a damaged index at start, and a rebuilt
-index picked up by every worker without a restart."""
+"""The production server as operators meet it: gunicorn's limits in front of the app, bodies refused
+before they are read and dropped when they stop arriving, metrics summed over workers, refusal of
+a damaged database or an unreadable key file at start, and a rebuilt index picked up by every
+worker without a restart. (Supervision: test_supervision.py.)"""
 
 from __future__ import annotations
 
@@ -20,6 +21,8 @@ from index.build import build_index
 from tests.conftest import CORPUS, ROOT, start_server
 
 pytestmark = pytest.mark.model
+
+KEY = "operations-key"
 
 
 def fetch(url, data=None, headers=None, timeout=30):
@@ -43,7 +46,8 @@ def raw_request(base, payload: bytes) -> bytes:
 
 @pytest.fixture(scope="module")
 def server(real_index):
-    process, base = start_server(real_index, "--workers", "2", "--rate-limit", "off", "--idle-timeout", "5")
+    process, base = start_server(real_index, "--workers", "2", "--rate-limit", "off", "--idle-timeout", "5",
+                                 env={"SEMSEARCH_API_KEYS": KEY})
     yield base
     process.terminate()
     process.wait(timeout=30)
@@ -69,20 +73,68 @@ def test_idle_keep_alive_is_closed_by_the_server(server):
         assert time.monotonic() - started < 20
 
 
-def test_huge_body_is_refused_before_it_is_read(server):
-    announced = 64 * 1024 * 1024
-    head = (f"POST /api/similar HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n"
+def first_answer(base, payload: bytes) -> tuple[int, dict, float]:
+    """Status, JSON body and seconds until the whole answer arrived (the server may keep reading
+    the connection after it)."""
+    host, port = base.removeprefix("http://").split(":")
+    started = time.monotonic()
+    with socket.create_connection((host, int(port)), timeout=60) as connection:
+        connection.sendall(payload)
+        received = b""
+        while b"\r\n\r\n" not in received or len(received.partition(b"\r\n\r\n")[2]) < _length(received):
+            chunk = connection.recv(65536)
+            assert chunk, f"closed before a whole answer: {received!r}"
+            received += chunk
+    head, _, body = received.partition(b"\r\n\r\n")
+    return int(head.split(b" ", 2)[1]), json.loads(body), time.monotonic() - started
+
+
+def _length(received: bytes) -> int:
+    for line in received.partition(b"\r\n\r\n")[0].split(b"\r\n"):
+        if line.lower().startswith(b"content-length:"):
+            return int(line.split(b":", 1)[1])
+    return 0
+
+
+@pytest.mark.parametrize("path, headers, announced, status", [
+    ("/api/similar", "", 300_000, 413),  # over the read limit (256 KiB)
+    ("/api/documents", "", 15_000_000, 401),  # anonymous: refused before its body is read
+    ("/api/documents", f"Authorization: Bearer {KEY}\r\n", 64 * 1024 * 1024, 413),  # over the write limit (16 MiB)
+])
+def test_a_body_is_refused_from_its_length_before_it_is_read(server, path, headers, announced, status):
+    head = (f"POST {path} HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n{headers}"
             f"Content-Length: {announced}\r\n\r\n").encode()
-    answer = raw_request(server, head + b"{" * 1024)  # the rest is never sent
-    status, _, body = answer.partition(b"\r\n")[0], None, answer.split(b"\r\n\r\n", 1)[1]
-    assert b" 413 " in status
-    assert json.loads(body)["error"]["code"] == "payload_too_large"
+    code, body, seconds = first_answer(server, head + b"{" * 1024)  # the rest is never sent
+    assert code == status and seconds < 2
+    assert body["error"]["code"] == {413: "payload_too_large", 401: "unauthorized"}[status]
 
 
-def test_over_long_request_line_is_a_json_431(server):
+def test_a_body_that_stops_arriving_is_a_408(server):
+    from service.workers import READ_SECONDS
+
+    head = (f"POST /api/similar HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n"
+            f"Content-Length: 1000\r\n\r\n").encode()
+    code, body, seconds = first_answer(server, head + b'{"text": "')
+    assert code == 408 and body["error"]["code"] == "request_timeout"
+    assert READ_SECONDS <= seconds < READ_SECONDS + 5
+
+
+def test_a_request_head_that_stops_arriving_is_dropped(server):
+    from service.workers import READ_SECONDS
+
+    host, port = server.removeprefix("http://").split(":")
+    with socket.create_connection((host, int(port)), timeout=60) as connection:
+        connection.sendall(b"GET /api/health HTTP/1.1\r\nHost:")
+        started = time.monotonic()
+        assert connection.recv(1) == b""
+        assert time.monotonic() - started < READ_SECONDS + 5
+    assert fetch(f"{server}/api/health")[0] == 200
+
+
+def test_over_long_request_line_is_a_json_414(server):
     status, headers, body = fetch(f"{server}/api/search?q={'a' * 1_000_000}")
-    assert status == 431 and headers["Content-Type"] == "application/json"
-    assert json.loads(body)["error"]["code"] == "request_header_fields_too_large"
+    assert status == 414 and headers["Content-Type"] == "application/json"
+    assert json.loads(body)["error"]["code"] == "uri_too_long"
     assert headers["X-Content-Type-Options"] == "nosniff"
 
 
@@ -120,6 +172,16 @@ def test_a_damaged_database_stops_the_server_at_start(tmp_path, real_index):
     )
     assert done.returncode == 2
     assert "passages.sqlite" in done.stderr and "semsearch verify" in done.stderr
+
+
+def test_a_key_file_that_cannot_be_read_stops_the_server_at_start(tmp_path, real_index):
+    done = subprocess.run(
+        [sys.executable, "-m", "service.cli", "serve", "--index", str(real_index), "--workers", "2", "--port", "0"],
+        cwd=ROOT, capture_output=True, text=True, timeout=180,
+        env={**os.environ, "SEMSEARCH_API_KEYS_FILE": str(tmp_path / "no-such-file")},
+    )
+    assert done.returncode == 2
+    assert "the API keys file" in done.stderr and "cannot be read" in done.stderr
 
 
 def test_a_rebuilt_index_reaches_every_worker_without_a_restart(tmp_path, real_encoder):

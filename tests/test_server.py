@@ -1,4 +1,4 @@
-"""The production server (waitress processes) over real HTTP."""
+"""The production server (gunicorn, two threaded workers) over real HTTP."""
 
 import json
 from concurrent.futures import ThreadPoolExecutor

@@ -5,6 +5,7 @@ from __future__ import annotations
 import hashlib
 import json
 import re
+import unicodedata
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
 from html.parser import HTMLParser
@@ -14,6 +15,30 @@ from index.ingest.clean import Block, clean_article, looks_like_heading
 from index.text import normalize
 
 SUFFIXES = (".txt", ".md", ".markdown", ".html", ".htm", ".jsonl")
+
+
+# Characters no document id may hold: C0/C1 controls, the path separator, and the invisible ones
+# that make two ids look alike or reorder how an id is shown (zero-width, bidi controls, BOM).
+# Written so that both Python and JSON Schema (ECMA) regular expressions read it.
+ID_FORBIDDEN = r"\x00-\x1f\x7f-\x9f/\u061c\u200b-\u200f\u2028-\u202e\u2060-\u2064\u2066-\u206f\ufeff"
+MAX_ID_CHARS = 200
+_ID_FORBIDDEN = re.compile(f"[{ID_FORBIDDEN}]")
+
+
+def document_id(text: str) -> str:
+    """`text` as a document id: NFC, so that the same name typed on any system is one document.
+    Raises ValueError for an id a person could not tell from another or type back: empty,
+    padded with white space, with a character of ID_FORBIDDEN, ".", "..", or too long."""
+    doc_id = unicodedata.normalize("NFC", text)
+    if not doc_id.strip() or doc_id != doc_id.strip():
+        raise ValueError("must not be empty or start or end with white space")
+    if _ID_FORBIDDEN.search(doc_id):
+        raise ValueError("must not hold control, zero-width or direction characters, or '/'")
+    if doc_id in (".", ".."):
+        raise ValueError("must not be '.' or '..'")
+    if len(doc_id) > MAX_ID_CHARS:
+        raise ValueError(f"must be at most {MAX_ID_CHARS} characters")
+    return doc_id
 
 
 class IngestError(ValueError):
@@ -109,7 +134,7 @@ def _document(
 ) -> Document:
     article = clean_article(lines, title=title, infer_structure=infer_structure)
     return Document(
-        doc_id=doc_id,
+        doc_id=unicodedata.normalize("NFC", doc_id),
         title=article.title,
         blocks=article.blocks,
         date=meta.get("date") or article.date,
