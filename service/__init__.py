@@ -41,7 +41,9 @@ DEFAULTS: dict[str, Any] = {
     "API_KEYS": "",
     "API_KEYS_FILE": None,
     "DOCUMENTS_MAX_BYTES": 16 * 1024 * 1024,
-    "WRITE_WAIT_SECONDS": 30.0,  # for another writer to finish before answering 503
+    # for another process's write (or a build) to finish before answering 503 with Retry-After;
+    # short, as the request thread waits meanwhile
+    "WRITE_WAIT_SECONDS": 2.0,
     "ACCESS_LOG": True,
     "LOG_QUERIES": False,  # query text in the access log
 }

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import hmac
 import logging
+import threading
 import time
 import unicodedata
 from collections.abc import Mapping
@@ -96,8 +97,16 @@ def _busy(error: IndexBusy):
     return body, status, {"Retry-After": "1"}
 
 
+# One write at a time per process: the others are answered 503 at once instead of holding request
+# threads while they wait, so searches keep this process's threads.
+_WRITING = threading.Lock()
+
+
 def _commit(operation: str, documents=(), delete=()) -> dict:
     started = time.perf_counter()
+    if not _WRITING.acquire(blocking=False):
+        WRITES.labels(operation, "busy").inc()
+        raise IndexBusy("another write is under way in this server process; try again shortly")
     try:
         with searcher().writing(wait_seconds=current_app.config["WRITE_WAIT_SECONDS"]) as writer:
             if operation == "delete" and writer.store.document(delete[0]) is None:
@@ -107,6 +116,8 @@ def _commit(operation: str, documents=(), delete=()) -> dict:
     except IndexBusy:
         WRITES.labels(operation, "busy").inc()
         raise
+    finally:
+        _WRITING.release()
     WRITES.labels(operation, "ok").inc()
     WRITE_SECONDS.labels(operation).observe(time.perf_counter() - started)
     WRITE_PASSAGES.labels("added").inc(result.commit.added)

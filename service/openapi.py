@@ -32,6 +32,11 @@ PASSAGE_ID = r"^[0-9a-f]{16}$"
 # at most 200 characters; the rest of the rules (NFC, no padding, not "." or "..") in document_id.
 DOCUMENT_ID = f"^[^{ID_FORBIDDEN}]{{1,{MAX_ID_CHARS}}}$"
 ID_RULE = f"a document id is 1 to {MAX_ID_CHARS} characters without '/', control, zero-width or direction characters"
+# What one write may ask of a serving worker (each document is chunked and embedded there; larger
+# loads go through `semsearch add`, in a process of its own): a 20,000-document batch held the
+# index's lock for 220 s.
+MAX_BATCH_DOCUMENTS = 1_000
+MAX_DOCUMENT_CHARS = 200_000  # about 80 pages of text
 ISO_DATE = r"^[1-9][0-9]{3}-(0[1-9]|1[0-2])-(0[1-9]|[12][0-9]|3[01])$"
 
 
@@ -192,7 +197,8 @@ class DocumentBody(BaseModel):
     """A document to index: cleaned and cut into passages as files are."""
 
     model_config = ConfigDict(extra="forbid")
-    text: str = Field(min_length=1, pattern=NOT_BLANK, description="paragraphs separated by blank lines (or one per line)")
+    text: str = Field(min_length=1, max_length=MAX_DOCUMENT_CHARS, pattern=NOT_BLANK,
+                      description="paragraphs separated by blank lines (or one per line)")
     title: str = Field("", max_length=1000)
     date: IsoDate | None = None
     source: str | None = Field(None, min_length=1, max_length=200, pattern=NOT_BLANK)
@@ -207,7 +213,8 @@ class DocumentBatch(BaseModel):
     """POST /api/documents: a JSON array of documents, or NDJSON (one per line). Written in order,
     so of two with the same id the later one stays."""
 
-    documents: list[DocumentItem] = Field(min_length=1, description="as many as the body limit (16 MiB) holds")
+    documents: list[DocumentItem] = Field(min_length=1, max_length=MAX_BATCH_DOCUMENTS,
+                                          description=f"at most {MAX_BATCH_DOCUMENTS}, and as many as the body limit (16 MiB) holds")
 
 
 class Committed(BaseModel):

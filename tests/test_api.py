@@ -425,3 +425,33 @@ def test_a_key_file_that_cannot_be_read_stops_the_start_and_refuses_writes_with_
     assert answer.status_code == 503 and answer.get_json()["error"]["code"] == "keys_unavailable"
     assert answer.headers["Retry-After"]
     assert client.get("/api/search", query_string={"q": "Zyxwv"}).status_code == 200  # reads go on
+
+
+def test_writes_are_capped_for_key_holders(writable):
+    from service.openapi import MAX_BATCH_DOCUMENTS, MAX_DOCUMENT_CHARS
+
+    many = [{"id": f"cap-{n}", "text": "x"} for n in range(MAX_BATCH_DOCUMENTS + 1)]
+    answer = writable.post("/api/documents", json=many, headers=AUTH)
+    assert answer.status_code == 400 and f"more than {MAX_BATCH_DOCUMENTS}" in answer.get_json()["error"]["message"]
+    long = writable.put("/api/documents/cap-long", json={**DOC, "text": "chữ " * (MAX_DOCUMENT_CHARS // 4 + 1)}, headers=AUTH)
+    assert long.status_code == 400 and f"longer than {MAX_DOCUMENT_CHARS}" in long.get_json()["error"]["message"]
+
+
+def test_a_write_waiting_for_another_is_answered_503_soon(writable, fake_searcher):
+    import time
+
+    from service import documents
+
+    with documents._WRITING:  # a write of this process under way: answered at once
+        started = time.monotonic()
+        answer = writable.put("/api/documents/w-1", json=DOC, headers=AUTH)
+        assert answer.status_code == 503 and answer.headers["Retry-After"] and time.monotonic() - started < 1
+    if fake_searcher.index.directory is not None:  # another process's write: after WRITE_WAIT_SECONDS
+        from index.store.publish import index_lock
+
+        with index_lock(fake_searcher.location):
+            started = time.monotonic()
+            answer = writable.put("/api/documents/w-1", json=DOC, headers=AUTH)
+            assert answer.status_code == 503 and answer.get_json()["error"]["code"] == "index_busy"
+            assert time.monotonic() - started < 5
+    assert writable.put("/api/documents/w-1", json=DOC, headers=AUTH).status_code == 200

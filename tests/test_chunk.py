@@ -47,3 +47,16 @@ def test_ids_are_stable_and_distinct():
     assert first == again and len(set(first)) == 2
     assert passage_id("d", 0, "A.") != passage_id("e", 0, "A.") != passage_id("d", 1, "A.")
     assert all(len(i) == 16 and int(i, 16) < 2**63 for i in first)
+
+
+def test_text_without_spaces_or_sentences_is_cut_to_fit():
+    """A 262 KB run of one "word" was stored and served as one passage."""
+
+    def characters(text: str) -> int:  # a tokenizer's view of a long run: a token per 4 characters
+        return sum(-(-len(word) // 4) for word in text.split())
+
+    run = "x" * 262_000
+    windows = split_to_fit(f"Mở đầu {run} kết thúc.", characters, 256)
+    assert all(characters(w) <= 256 for w in windows)
+    assert "".join(w.replace("Mở đầu", "").replace("kết thúc.", "").replace(" ", "") for w in windows) == run
+    assert windows[0].startswith("Mở đầu") and windows[-1].endswith("kết thúc.")

@@ -4,7 +4,8 @@ from __future__ import annotations
 
 import logging
 import os
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Protocol
 
@@ -167,3 +168,15 @@ class SentenceTransformerEncoder:
     def encode_queries(self, texts: Sequence[str]) -> np.ndarray:
         vectors = self.model.encode_query([normalize(t) for t in texts], show_progress_bar=False)
         return unit_rows(vectors)
+
+
+@contextmanager
+def limited_cores(encoder, cores: int | None) -> Iterator[None]:
+    """Passages encoded on this thread within the block use at most `cores` cores, where the
+    encoder can be told so (the int8 encoder); None: all of them."""
+    limited = getattr(encoder, "limited", None)
+    if cores is None or limited is None:
+        yield
+        return
+    with limited(cores):
+        yield

@@ -13,7 +13,8 @@ from __future__ import annotations
 import json
 import os
 import threading
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
 from pathlib import Path
 
 import numpy as np
@@ -141,9 +142,11 @@ class _Network:
             request.infer(inputs)
             vectors[:] = mean_pool(request.get_output_tensor(0).data, inputs["attention_mask"])
             return vectors
-        queue = getattr(self._queues, "queue", None)
+        jobs = min(self.streams, getattr(self._queues, "cores", None) or self.streams)
+        queues = self._queues.__dict__.setdefault("by_jobs", {})
+        queue = queues.get(jobs)
         if queue is None:
-            queue = self._queues.queue = AsyncInferQueue(self.compiled, self.streams)
+            queue = queues[jobs] = AsyncInferQueue(self.compiled, jobs)
 
         def pooled(request, batch) -> None:
             rows, mask = batch
@@ -194,6 +197,18 @@ class Int8Encoder:
     def encode_queries(self, texts: Sequence[str]) -> np.ndarray:
         sequences = self.tokenizer.model_inputs(self.prompts.get("query", ""), texts)
         return self._network.run(sequences, self, len(sequences), QUERY_SHAPE_STEP)
+
+    @contextmanager
+    def limited(self, cores: int) -> Iterator[None]:
+        """Passages encoded on this thread inside the block use at most `cores` of the streams (a
+        write beside a served index leaves the other cores to the searches)."""
+        queues = self._network._queues
+        before = getattr(queues, "cores", None)
+        queues.cores = cores
+        try:
+            yield
+        finally:
+            queues.cores = before
 
     def encode_passages(self, texts: Sequence[str], batch_size: int = 16) -> np.ndarray:
         if not len(texts):

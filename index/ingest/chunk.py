@@ -123,7 +123,7 @@ def _cut_words(sentence: str, count_tokens: TokenCounter, budget: int) -> list[s
         return [sentence]
     pieces: list[str] = []
     current: list[str] = []
-    for word in sentence.split():
+    for word in (piece for word in sentence.split() for piece in _cut_characters(word, count_tokens, budget)):
         if current and count_tokens(" ".join([*current, word])) > budget:
             pieces.append(" ".join(current))
             current = []
@@ -131,3 +131,16 @@ def _cut_words(sentence: str, count_tokens: TokenCounter, budget: int) -> list[s
     if current:
         pieces.append(" ".join(current))
     return pieces
+
+
+def _cut_characters(word: str, count_tokens: TokenCounter, budget: int) -> list[str]:
+    """A "word" too long on its own (a URL, a run of symbols, text without spaces) in pieces
+    that fit: otherwise it would be one passage however long."""
+    pieces = []
+    while count_tokens(word) > budget:
+        size = max(1, len(word) * budget // count_tokens(word))
+        while size > 1 and count_tokens(word[:size]) > budget:
+            size = size * 3 // 4
+        pieces.append(word[:size])
+        word = word[size:]
+    return [*pieces, word] if word else pieces

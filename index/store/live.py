@@ -32,6 +32,7 @@ from pathlib import Path
 import numpy as np
 from tqdm import tqdm
 
+from index.encode.embed import limited_cores
 from index.ingest.chunk import Passage, chunk_document
 from index.ingest.files import Document
 from index.store.accents import AccentVocabulary
@@ -250,7 +251,7 @@ class WriteResult:
 class IndexWriter:
     """The one writer of a generation; the caller holds the index's writer lock for its lifetime.
 
-    Beside a served index a writer keeps to one core (`threads=1`) for tantivy and FAISS, so
+    Beside a served index a writer keeps to one core (`threads=1`) for the encoder, tantivy and FAISS, so
     searches keep the others; a build nobody searches yet uses them all (`threads=None`)."""
 
     def __init__(self, directory: Path, manifest, encoder=None, progress: bool = False, threads: int | None = 1):
@@ -308,7 +309,7 @@ class IndexWriter:
     def _embedded(self, passages: list[Passage], known: dict[str, tuple[bytes, bytes]]) -> Embedded:
         reused = {id_: (np.frombuffer(vector, np.float32), sentences)
                   for id_, (vector, sentences) in {**known, **self.store.existing_vectors(passages)}.items()}
-        return embed_passages(passages, reused, self.encoder, self.dim, self.progress)
+        return embed_passages(passages, reused, self.encoder, self.dim, self.progress, cores=self.threads)
 
     def recover(self) -> None:
         """Finish what a writer killed after its commit left undone (the lexical index), and
@@ -435,9 +436,9 @@ class Embedded:
 
 
 def embed_passages(passages: list[Passage], known: dict[str, tuple[np.ndarray, bytes]], encoder, dim: int,
-                   progress: bool = False) -> Embedded:
+                   progress: bool = False, cores: int | None = None) -> Embedded:
     """Vectors of `passages` and of their sentences: those in `known` (stored for passages whose
-    id and context are unchanged) reused, the rest embedded."""
+    id and context are unchanged) reused, the rest embedded on at most `cores` cores."""
     vectors = np.empty((len(passages), dim), np.float32)
     sentences: list[bytes] = [b""] * len(passages)
     todo = []
@@ -446,9 +447,10 @@ def embed_passages(passages: list[Passage], known: dict[str, tuple[np.ndarray, b
             vectors[i], sentences[i] = known[passage.id]
         else:
             todo.append(i)
-    vectors[todo] = _encoded([passages[i].embedding_text for i in todo], encoder, dim, "embedding passages", progress)
     texts = {i: passages[i].sentences for i in todo}
-    encoded = _encoded([sentence for i in todo for sentence in texts[i]], encoder, dim, "embedding sentences", progress)
+    with limited_cores(encoder, cores):
+        vectors[todo] = _encoded([passages[i].embedding_text for i in todo], encoder, dim, "embedding passages", progress)
+        encoded = _encoded([sentence for i in todo for sentence in texts[i]], encoder, dim, "embedding sentences", progress)
     start = 0
     for i in todo:
         sentences[i] = pack_vectors(encoded[start : start + len(texts[i])])
