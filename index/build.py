@@ -12,6 +12,7 @@ from tqdm import tqdm
 
 from index.encode.embed import TextEncoder
 from index.ingest.files import Document, IngestError, count_documents, find_files, fingerprint, read_documents
+from index.store.integrity import refused_when_disk_full
 from index.store.lexical import LexicalIndex
 from index.store.live import IndexWriter, WriteResult
 from index.store.location import IndexLocation, writing_at
@@ -100,7 +101,7 @@ def build_from_documents(
     the documents written to the previous generation since its build (see build_index)."""
     manifest = new_manifest(encoder, corpus_fingerprint, passage_tokens, memory_saving)
     version = previous_version(out)
-    with staging_directory(out) as staging:
+    with refused_when_disk_full("the build", Path(out).parent), staging_directory(out) as staging:
         # one bar for the whole build rather than one per group
         writer = IndexWriter.create(staging, manifest, encoder, progress=False, version=version)
         commits: list[Commit] = []

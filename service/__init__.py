@@ -52,6 +52,7 @@ DEFAULTS: dict[str, Any] = {
 @dataclass
 class IndexState:
     reload_error: str | None = None
+    disk_full: str | None = None  # why the last write was refused for a full disk, until one succeeds
 
 
 def create_app(config: Mapping[str, Any] | None = None) -> Flask:
@@ -157,6 +158,7 @@ _ERROR_CODES = {
     415: "unsupported_media_type",
     429: "too_many_requests",
     500: "internal_error",
+    507: "disk_full",
 }
 
 

@@ -5,6 +5,7 @@ is generated from."""
 from __future__ import annotations
 
 import os
+import shutil
 import time
 from collections.abc import Callable
 
@@ -92,6 +93,21 @@ def _json_bodies_only():
     return None
 
 
+# Below this much free space at the index, writes are bound to fail: health says so before one does.
+DISK_HEADROOM_BYTES = 16 * 1024 * 1024
+
+
+def _disk(index, state) -> str:
+    if index.directory is None:  # on Milvus: its servers' disks are theirs to watch
+        return "ok"
+    free = shutil.disk_usage(index.directory).free
+    if free < DISK_HEADROOM_BYTES:
+        return f"full: {free // 1024} KiB free at {index.directory}; writes are refused until there is room"
+    if state.disk_full:
+        return f"low: the last write found the disk full ({free // 1024} KiB free now); the next one may succeed"
+    return "ok"
+
+
 @bp.get("/health")
 @spec.validate(resp=Response(HTTP_200=Health, HTTP_503=Health), tags=["operations"])
 def health():
@@ -111,6 +127,6 @@ def health():
         "status": "ok" if healthy else "unavailable", "model": manifest.model, "passages": view.passages,
         "documents": documents, "index_version": view.version, "index_generation": current.name,
         "index_created_at": manifest.created_at, "checks": checks, "reload_error": state.reload_error,
-        "process": os.getpid(),
+        "disk": _disk(current, state), "process": os.getpid(),
     }
     return jsonify(body), 200 if healthy else 503

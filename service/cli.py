@@ -110,6 +110,16 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--index", type=Path, **index_dir)
     p.set_defaults(run=_verify)
 
+    p = commands.add_parser("backup", help="copy the index, while it serves, into a new directory (verified)")
+    p.add_argument("destination", type=Path)
+    p.add_argument("--index", type=Path, **index_dir)
+    p.set_defaults(run=_backup)
+
+    p = commands.add_parser("restore", help="publish a verified backup as the index (the current one is kept beside it)")
+    p.add_argument("backup", type=Path)
+    p.add_argument("--index", type=Path, **index_dir)
+    p.set_defaults(run=_restore)
+
     p = commands.add_parser("eval", help="measure retrieval quality on a BEIR-style or answer-string set")
     p.add_argument("dataset", type=Path, help="directory with corpus.jsonl, queries*.jsonl, qrels*.tsv; or a .jsonl of {query, answers}")
     p.add_argument("--corpus", type=Path, default=Path(DEFAULT_CORPUS), help="corpus of an answer-string set")
@@ -145,12 +155,13 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     from index.ingest.files import IngestError
     from index.retrieve.search import InvalidRequest, UnknownPassage
+    from index.store.integrity import DiskFull
     from index.store.publish import IndexProblem
     from service.errors import ConfigurationError
 
     try:
         return args.run(args)
-    except (IngestError, InvalidRequest, UnknownPassage, IndexProblem, ConfigurationError) as exc:
+    except (IngestError, InvalidRequest, UnknownPassage, IndexProblem, ConfigurationError, DiskFull) as exc:
         print(f"semsearch: {exc}", file=sys.stderr)
         return 2
 
@@ -288,6 +299,26 @@ def _verify(args) -> int:
     for line in verify_index(args.index):
         print(f"ok: {line}")
     print(f"{args.index} is sound")
+    return 0
+
+
+def _backup(args) -> int:
+    from index.store.backup import backup_index
+
+    started = time.perf_counter()
+    for line in backup_index(args.index, args.destination):
+        print(f"ok: {line}")
+    print(f"backed up {args.index} into {args.destination} in {time.perf_counter() - started:.1f} s")
+    return 0
+
+
+def _restore(args) -> int:
+    from index.store.backup import restore_index
+
+    for line in restore_index(args.backup, args.index):
+        print(f"ok: {line}")
+    print(f"restored {args.backup} as {args.index} (now {Path(args.index).resolve().name}; the index it replaces "
+          "stays beside it until the next build or restore)")
     return 0
 
 

@@ -20,6 +20,7 @@ from pydantic import ValidationError
 
 from index.ingest.files import document_from_record
 from index.retrieve.search import InvalidRequest
+from index.store.integrity import DiskFull
 from index.store.live import WriteResult
 from index.store.publish import IndexBusy
 
@@ -91,6 +92,14 @@ def _keys_unavailable(error: ConfigurationError):
     return body, status, {"Retry-After": "30"}
 
 
+@bp.errorhandler(DiskFull)
+def _disk_full(error: DiskFull):
+    log.error("write refused: %s", error)
+    current_app.extensions["index_state"].disk_full = str(error)
+    body, status = error_response(507, "disk_full", str(error))
+    return body, status, {"Retry-After": "60"}
+
+
 @bp.errorhandler(IndexBusy)
 def _busy(error: IndexBusy):
     body, status = error_response(503, "index_busy", str(error))
@@ -116,9 +125,13 @@ def _commit(operation: str, documents=(), delete=()) -> dict:
     except IndexBusy:
         WRITES.labels(operation, "busy").inc()
         raise
+    except DiskFull:
+        WRITES.labels(operation, "disk_full").inc()
+        raise
     finally:
         _WRITING.release()
     WRITES.labels(operation, "ok").inc()
+    current_app.extensions["index_state"].disk_full = None
     WRITE_SECONDS.labels(operation).observe(time.perf_counter() - started)
     WRITE_PASSAGES.labels("added").inc(result.commit.added)
     WRITE_PASSAGES.labels("removed").inc(result.commit.removed)
@@ -129,7 +142,7 @@ def _commit(operation: str, documents=(), delete=()) -> dict:
 
 
 @bp.put("/<doc_id>")
-@spec.validate(json=DocumentBody, resp=json_answers(Committed, 400, 401, 403, 413, 415), tags=["documents"])
+@spec.validate(json=DocumentBody, resp=json_answers(Committed, 400, 401, 403, 408, 413, 415, 507), tags=["documents"])
 def put_document(doc_id: str):
     """Create or replace a document (needs an API key)."""
     body = request.context.json
@@ -137,7 +150,7 @@ def put_document(doc_id: str):
 
 
 @bp.post("")
-@spec.validate(json=DocumentBatch, resp=json_answers(Committed, 400, 401, 403, 413, 415), skip_validation=True,
+@spec.validate(json=DocumentBatch, resp=json_answers(Committed, 400, 401, 403, 408, 413, 415, 507), skip_validation=True,
                tags=["documents"])
 def post_documents():
     """Create or replace many documents in one atomic commit: a JSON array of documents with
@@ -172,7 +185,7 @@ def _batch() -> list[DocumentItem]:
 
 
 @bp.delete("/<doc_id>")
-@spec.validate(resp=json_answers(Committed, 401, 403, 404), tags=["documents"])
+@spec.validate(resp=json_answers(Committed, 401, 403, 404, 507), tags=["documents"])
 def delete_document(doc_id: str):
     """Delete a document and its passages (needs an API key)."""
     doc_id = unicodedata.normalize("NFC", doc_id)  # as stored; an id nothing could store is not found

@@ -190,6 +190,8 @@ class Health(BaseModel):
     index_created_at: str
     checks: dict[str, str] = Field(description="each part of the index read just now: ok, or what failed")
     reload_error: str | None = Field(description="why a newer published index could not be switched to")
+    disk: str = Field(description='"ok", or why writes are refused for a full disk (searches go on); writes '
+                                  "succeed again by themselves once there is room")
     process: int = Field(description="id of the server process that answered")
 
 

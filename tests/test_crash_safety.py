@@ -224,3 +224,36 @@ def test_a_reader_that_may_not_write_still_opens_an_index_behind_its_log(built, 
         assert index.view.lexical_version == index.view.version - 1
         index.close()
     assert os.path.exists(lock)
+
+
+def test_a_backup_taken_while_writes_go_on_restores_to_a_sound_index(built, tmp_path, capsys):
+    """`semsearch backup` while another process writes, then `semsearch restore`: the backup is
+    one moment of the index (every write wholly in or wholly out), and both are verified."""
+    import threading
+
+    from service.cli import main
+
+    out = copy_index(built, tmp_path / "copy")
+    writes = threading.Thread(target=lambda: [write(out, [new_document(f"during-{n}")]) for n in range(15)])
+    writes.start()
+    try:
+        assert main(["backup", str(tmp_path / "backup"), "--index", str(out)]) == 0
+    finally:
+        writes.join()
+    said = capsys.readouterr().out
+    assert "passes SQLite's integrity check" in said and "backed up" in said
+    backup = open_index(tmp_path / "backup")
+    version, kept = backup.view.version, [n for n in range(15) if backup.passages.document(f"during-{n}")]
+    backup.close()
+    assert kept == list(range(len(kept)))  # the writes up to one version, none after
+
+    write(out, [new_document("after-backup")])
+    assert main(["restore", str(tmp_path / "backup"), "--index", str(out)]) == 0
+    restored = open_index(out)
+    assert restored.view.version == version and restored.passages.document("after-backup") is None
+    restored.close()
+    assert verify_index(out)
+    # the backup itself is left as it was, and can be restored again
+    assert verify_index(tmp_path / "backup")
+    assert main(["backup", str(tmp_path / "backup"), "--index", str(out)]) == 2  # never into a backup
+    assert "not an empty directory" in capsys.readouterr().err

@@ -9,10 +9,15 @@ opening an index that an earlier one checked starts in a fraction of a second.
 
 from __future__ import annotations
 
+import errno
 import json
 import os
+import shutil
+import sqlite3
 import tempfile
 import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 import xxhash
@@ -23,6 +28,49 @@ CHECKED = "checked.json"
 # file written this shortly before a check began could be written again within the same tick,
 # leaving its times as they were, so that check is not remembered.
 SETTLED_SECONDS = 2.0
+
+
+class DiskFull(OSError):
+    """A write found no room on the disk; what it did was undone, and it can be tried again once
+    there is room."""
+
+    def __str__(self) -> str:
+        return str(self.strerror)
+
+
+def disk_full(error: BaseException) -> bool:
+    """Whether `error` is a full disk (or quota), as the OS, SQLite or tantivy word it."""
+    if isinstance(error, OSError) and error.errno in (errno.ENOSPC, errno.EDQUOT):
+        return True
+    if isinstance(error, sqlite3.Error) and getattr(error, "sqlite_errorcode", None) == sqlite3.SQLITE_FULL:
+        return True
+    return "No space left on device" in str(error) or "database or disk is full" in str(error)
+
+
+# Free space below which a failed write is taken for a full disk whatever the error says (tantivy
+# words it "an index writer was killed").
+NO_ROOM_BYTES = 1024 * 1024
+
+
+@contextmanager
+def refused_when_disk_full(what: str, where: Path) -> Iterator[None]:
+    """Turn a full disk met inside the block (writing under `where`) into DiskFull, saying what
+    could not be done."""
+    try:
+        yield
+    except DiskFull:
+        raise
+    except Exception as exc:
+        if disk_full(exc) or _no_room(where):
+            raise DiskFull(errno.ENOSPC, f"{what}: the disk is full; nothing was changed. Free some space and try again") from exc
+        raise
+
+
+def _no_room(where: Path) -> bool:
+    try:
+        return shutil.disk_usage(where).free < NO_ROOM_BYTES
+    except OSError:
+        return False
 
 
 class DamagedFiles(ValueError):

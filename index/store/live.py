@@ -37,7 +37,8 @@ from index.ingest.chunk import Passage, chunk_document
 from index.ingest.files import Document
 from index.store.accents import AccentVocabulary
 from index.store.filters import NO_FILTERS, Catalog, Filters
-from index.store.integrity import CheckedFiles, DamagedFiles, check_files, fsync_directory, fsync_tree, inventory
+from index.store.integrity import (CheckedFiles, DamagedFiles, check_files, fsync_directory, fsync_tree, inventory,
+                                   refused_when_disk_full)
 from index.store.lexical import DIRECTORY as LEXICAL, LexicalEntry, LexicalIndex
 from index.store.evidence import Evidence, pack_vectors
 from index.store.passages import Commit, PassageStore
@@ -288,16 +289,20 @@ class IndexWriter:
                       compact: bool = True, known: dict[str, tuple[bytes, bytes]] | None = None) -> WriteResult:
         """`write` of documents already cut into passages. Passages in `known` (stored vector and
         packed sentence vectors, from an index of the same model) are not embedded again."""
-        self.recover()
-        passages = [p for _, passages in chunked for p in passages]
-        embedded = self._embedded(passages, known or {})
-        rows, start = [], 0
-        for doc, passages in chunked:
-            end = start + len(passages)
-            rows.append((doc, passages, embedded.vectors[start:end], embedded.sentences[start:end]))
-            start = end
-        commit = self.store.commit(delete, rows)
-        self._update_lexical()
+        with refused_when_disk_full("the write", self.directory):
+            self.recover()
+            passages = [p for _, passages in chunked for p in passages]
+            embedded = self._embedded(passages, known or {})
+            rows, start = [], 0
+            for doc, passages in chunked:
+                end = start + len(passages)
+                rows.append((doc, passages, embedded.vectors[start:end], embedded.sentences[start:end]))
+                start = end
+            commit = self.store.commit(delete, rows)
+        try:
+            self._update_lexical()
+        except Exception:  # the write is durable: readers filter what tantivy trails, the next writer replays it
+            log.exception("the lexical index could not follow version %d yet", commit.version)
         compacted = False
         if compact:
             try:
@@ -371,6 +376,10 @@ class IndexWriter:
         crossed a size step, or unless `reuse_training`). Unless forced, only when they have
         grown past COMPACT_AFTER or the index's size calls for another kind of FAISS index.
         Searches go on meanwhile."""
+        with refused_when_disk_full("the compaction", self.directory):
+            return self._compact(force, reuse_training)
+
+    def _compact(self, force: bool, reuse_training: bool) -> bool:
         state = self.store.state()
         checkpoint = state["checkpoint"]
         if not force and checkpoint is not None:
@@ -403,16 +412,22 @@ class IndexWriter:
         token = secrets.token_hex(4)
         name = f"{CHECKPOINT_PREFIX}{state['version']}-{token}"
         staging = self.directory / f".{name}.staging"
-        staging.mkdir()
-        backend.save(staging)
-        catalog.save(staging)
-        fsync_tree(staging)
-        os.rename(staging, self.directory / name)
-        fsync_directory(self.directory)
-        record = {"name": name, "version": state["version"], "last_int_id": int(ids.max()) if len(ids) else 0,
-                  "passages": len(ids), "backend": backend.describe(), "files": inventory(self.directory / name)}
+        try:
+            staging.mkdir()
+            backend.save(staging)
+            catalog.save(staging)
+            fsync_tree(staging)
+            os.rename(staging, self.directory / name)
+            fsync_directory(self.directory)
+            record = {"name": name, "version": state["version"], "last_int_id": int(ids.max()) if len(ids) else 0,
+                      "passages": len(ids), "backend": backend.describe(), "files": inventory(self.directory / name)}
+            with files_lock(self.directory, exclusive=True):
+                self.store.set_state(checkpoint=record, previous_checkpoint=checkpoint)
+        except BaseException:  # nothing of this compaction stays; the recorded checkpoint serves on
+            for path in (staging, self.directory / name):
+                shutil.rmtree(path, ignore_errors=True)
+            raise
         with files_lock(self.directory, exclusive=True):
-            self.store.set_state(checkpoint=record, previous_checkpoint=checkpoint)
             # the checkpoint before the previous one: no reader can still be opening it
             retired = state.get("previous_checkpoint")
             if retired and (self.directory / retired["name"]).is_dir():

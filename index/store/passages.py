@@ -408,7 +408,8 @@ class PassageStore:
                 c.execute("UPDATE state SET value = value + ? WHERE key = 'documents'", (len(documents) - documents_removed,))
                 c.execute("COMMIT")
             except BaseException:
-                c.execute("ROLLBACK")
+                if c.in_transaction:  # SQLite rolls back by itself on some errors (a full disk)
+                    c.execute("ROLLBACK")
                 raise
         return Commit(version, added, removed, tuple(gone))
 
@@ -420,7 +421,8 @@ class PassageStore:
                     self._connection.execute("INSERT OR REPLACE INTO state VALUES (?, ?)", (key, json.dumps(value)))
                 self._connection.execute("COMMIT")
             except BaseException:
-                self._connection.execute("ROLLBACK")
+                if self._connection.in_transaction:
+                    self._connection.execute("ROLLBACK")
                 raise
 
     def forget_changes_until(self, version: int) -> None:

@@ -32,7 +32,7 @@ from contextlib import closing, contextmanager
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
-from index.store.integrity import CheckedFiles, DamagedFiles, fsync_directory, fsync_tree
+from index.store.integrity import CheckedFiles, DamagedFiles, fsync_directory, fsync_tree, refused_when_disk_full
 from index.store.live import DerivedDamaged, IndexWriter, LiveIndex, open_live
 from index.store.passages import FILE as PASSAGES_FILE, PassageStore
 
@@ -185,7 +185,8 @@ def _finish_interrupted_write(out: Path, directory: Path, manifest: Manifest) ->
 
 @contextmanager
 def _writer(directory: Path, manifest: Manifest, encoder=None, progress: bool = False) -> Iterator[IndexWriter]:
-    writer = IndexWriter(directory, manifest, encoder, progress)
+    with refused_when_disk_full("opening the index to write", directory):  # SQLite's WAL needs room
+        writer = IndexWriter(directory, manifest, encoder, progress)
     try:
         yield writer
     finally:
@@ -369,16 +370,27 @@ def writing(out: Path, encoder=None, progress: bool = False, wait_seconds: float
 def _publish(siblings: _Siblings, ledger: dict[str, list[str]], staging: Path, token: str) -> None:
     out, parent = siblings.out, siblings.parent
     generation = parent / siblings.name("gen", token)
+    link = parent / siblings.name("link", token)
     fsync_tree(staging)
     ledger["generations"].append(generation.name)
-    siblings.write_ledger(ledger)  # fsyncs the parent too
-    os.rename(staging, generation)
-    ledger["staging"].remove(staging.name)
-    previous = os.readlink(out) if out.is_symlink() else None
-    link = parent / siblings.name("link", token)
-    os.symlink(generation.name, link)
-    fsync_directory(parent)
-    os.replace(link, out)
-    fsync_directory(parent)
+    try:
+        siblings.write_ledger(ledger)  # fsyncs the parent too
+        os.rename(staging, generation)
+        ledger["staging"].remove(staging.name)
+        previous = os.readlink(out) if out.is_symlink() else None
+        os.symlink(generation.name, link)
+        fsync_directory(parent)
+        os.replace(link, out)
+        fsync_directory(parent)
+    except BaseException:  # not published: nothing of it stays, and the ledger does not name it
+        if not (out.is_symlink() and os.readlink(out) == generation.name):
+            link.unlink(missing_ok=True)
+            shutil.rmtree(generation, ignore_errors=True)
+            ledger["generations"].remove(generation.name)
+            try:
+                siblings.write_ledger(ledger)
+            except OSError:
+                pass  # the next build drops the name: its directory is gone
+        raise
     # the previous generation stays: a running server may still be reading it
     siblings.remove_recorded(ledger, "generations", keep={generation.name, Path(previous).name if previous else ""})
