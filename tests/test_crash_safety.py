@@ -5,6 +5,7 @@ database; damage to the database itself is reported with steps that lose nothing
 
 from __future__ import annotations
 
+import json
 import os
 import signal
 import subprocess
@@ -118,15 +119,17 @@ def batch_documents(out) -> int:
 
 
 def leftovers(out) -> list[str]:
-    """Names in the generation (and beside the link) that no recorded state accounts for."""
+    """What a dead or failed writer could leave: names in the generation no recorded state
+    accounts for, ledger names whose directory is gone, staging directories beside the link."""
     index = open_index(out)
     state = index.passages.state()
     index.close()
     recorded = {record["name"] for record in (state["checkpoint"], state.get("previous_checkpoint")) if record}
-    generation = out.resolve()
-    inside = [p.name for p in generation.iterdir() if p.is_dir() and p.name not in recorded | {"lexical"}]
+    inside = [p.name for p in out.resolve().iterdir() if p.is_dir() and p.name not in recorded | {"lexical"}]
+    ledger = json.loads((out.parent / f".{out.name}.ledger.json").read_text())
+    missing = [name for name in ledger["staging"] + ledger["generations"] if not (out.parent / name).exists()]
     beside = [p.name for p in out.parent.iterdir() if ".staging-" in p.name]
-    return inside + beside
+    return inside + missing + beside
 
 
 @pytest.fixture(scope="module")

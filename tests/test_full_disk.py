@@ -4,7 +4,6 @@ says so in one line (exit 2) and leaves no staging, checkpoint or ledger entry b
 
 from __future__ import annotations
 
-import json
 import os
 import shutil
 import subprocess
@@ -18,6 +17,7 @@ from index.store.integrity import DiskFull
 from index.store.publish import open_index, verify_index
 from service.cli import main
 from tests.conftest import CORPUS, FakeEncoder
+from tests.test_crash_safety import leftovers
 from tests.test_living_index import new_document, write
 
 KEY = "disk-key"
@@ -51,19 +51,6 @@ def make_room(disk) -> None:
         filler.unlink()
 
 
-def unrecorded(out) -> list[str]:
-    """What a failed write, compaction or build could leave: names no state or ledger accounts for."""
-    index = open_index(out)
-    state = index.passages.state()
-    index.close()
-    recorded = {record["name"] for record in (state["checkpoint"], state.get("previous_checkpoint")) if record}
-    inside = [p.name for p in out.resolve().iterdir() if p.is_dir() and p.name not in recorded | {"lexical"}]
-    ledger = json.loads((out.parent / f".{out.name}.ledger.json").read_text())
-    missing = [name for name in ledger["staging"] + ledger["generations"] if not (out.parent / name).exists()]
-    beside = [p.name for p in out.parent.iterdir() if ".staging-" in p.name]
-    return inside + missing + beside
-
-
 def test_a_full_disk_refuses_writes_cleanly_and_they_recover_by_themselves(small_disk):
     from service import create_app
 
@@ -94,7 +81,7 @@ def test_a_full_disk_refuses_writes_cleanly_and_they_recover_by_themselves(small
     assert client.get("/api/documents/big-1").get_json()["passages"]
     searcher.index.close()
     assert verify_index(out)
-    assert unrecorded(out) == []
+    assert leftovers(out) == []
 
 
 def test_a_write_durable_in_the_database_is_acknowledged_when_tantivy_finds_the_disk_full(small_disk, monkeypatch):
@@ -138,7 +125,7 @@ def test_the_cli_says_a_full_disk_in_one_line_and_leaves_nothing_behind(small_di
     assert said[-1].startswith("semsearch: the build: the disk is full"), said
     assert not any("Traceback" in line for line in said)
     make_room(small_disk)
-    assert unrecorded(out) == []
+    assert leftovers(out) == []
     assert verify_index(out)
     assert open_index(out).passages.document("kept-1") is not None
     os.sync()
