@@ -20,7 +20,7 @@ from spectree import Response, SpecTree
 from spectree.utils import parse_code
 from swagger_ui_bundle import swagger_ui_path
 
-from index.ingest.files import ID_FORBIDDEN, MAX_ID_CHARS, document_id
+from index.ingest.files import ID_FORBIDDEN, ID_SPACES, MAX_ID_CHARS, document_id
 from index.retrieve.search import MAX_DEPTH, MAX_K, MAX_QUERY_CHARS, MAX_SIMILAR_TEXT_CHARS, MODES
 from index.store.filters import Filters
 
@@ -28,10 +28,14 @@ from index.store.filters import Filters
 # Python's \x1c-\x1f and \x85, and has \ufeff), and no NUL.
 NOT_BLANK = r"^[^\x00]*[^\s\x00\x1c-\x1f\x85\ufeff][^\x00]*$"
 PASSAGE_ID = r"^[0-9a-f]{16}$"
-# A document id: no control, invisible or direction characters, no slash (it is a path segment),
-# at most 200 characters; the rest of the rules (NFC, no padding, not "." or "..") in document_id.
-DOCUMENT_ID = f"^[^{ID_FORBIDDEN}]{{1,{MAX_ID_CHARS}}}$"
-ID_RULE = f"a document id is 1 to {MAX_ID_CHARS} characters without '/', control, zero-width or direction characters"
+# A document id (the rules of index.ingest.files.document_id, which also makes it NFC) as one
+# regular expression without look-arounds, which pydantic's engine lacks: no control, invisible
+# or direction characters, no slash (it is a path segment), no white space at either end, not
+# "." or "..", at most MAX_ID_CHARS characters.
+_NOT_DOT, _EDGE, _INSIDE = f"[^{ID_FORBIDDEN}{ID_SPACES}.]", f"[^{ID_FORBIDDEN}{ID_SPACES}]", f"[^{ID_FORBIDDEN}]"
+DOCUMENT_ID = f"^(?:{_NOT_DOT}|{_NOT_DOT}{_EDGE}|\\.{_NOT_DOT}|{_EDGE}{_INSIDE}{{1,{MAX_ID_CHARS - 2}}}{_EDGE})$"
+ID_RULE = (f"a document id is 1 to {MAX_ID_CHARS} characters without '/', control, zero-width or direction "
+           "characters, white space at either end, and is not '.' or '..'")
 # What one write may ask of a serving worker (each document is chunked and embedded there; larger
 # loads go through `semsearch add`, in a process of its own): a 20,000-document batch held the
 # index's lock for 220 s.
@@ -350,6 +354,12 @@ _LINKED_ANSWERS = {("/api/search", "get"): "$response.body#/results/0/id",
 def document() -> dict:
     """spectree's document with the links between operations, and what a document id may be."""
     generated = spec.spec
+    json_error = generated["paths"]["/api/search"]["get"]["responses"]["429"]["content"]
+    for operations in generated["paths"].values():
+        for operation in operations.values():
+            operation["responses"].setdefault("414", {
+                "description": "URI Too Long: a request line over 8,190 bytes, answered by the server before any route",
+                "content": json_error})
     for operation in generated["paths"].get("/api/documents/{doc_id}", {}).values():
         for parameter in operation.get("parameters", []):
             if parameter["name"] == "doc_id":

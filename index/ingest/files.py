@@ -21,6 +21,8 @@ SUFFIXES = (".txt", ".md", ".markdown", ".html", ".htm", ".jsonl")
 # that make two ids look alike or reorder how an id is shown (zero-width, bidi controls, BOM).
 # Written so that both Python and JSON Schema (ECMA) regular expressions read it.
 ID_FORBIDDEN = r"\x00-\x1f\x7f-\x9f/\u061c\u200b-\u200f\u2028-\u202e\u2060-\u2064\u2066-\u206f\ufeff"
+# White space an id may hold inside but not at either end (Unicode's, less what is forbidden anyway).
+ID_SPACES = r" \xa0\u1680\u2000-\u200a\u202f\u205f\u3000"
 MAX_ID_CHARS = 200
 _ID_FORBIDDEN = re.compile(f"[{ID_FORBIDDEN}]")
 
