@@ -198,6 +198,17 @@ def test_damaged_derived_files_are_rebuilt_from_the_database(built, tmp_path, da
     assert leftovers(out) == []
 
 
+def test_a_lexical_index_behind_the_log_and_damaged_is_rebuilt(built, tmp_path):
+    out = copy_index(built, tmp_path / "copy")
+    run_dying_writer(out, "after-commit")
+    (out.resolve() / "lexical" / "meta.json").unlink()
+    searcher = Searcher.open(out, encoder=FakeEncoder())
+    assert searcher.index.view.lexical_version == searcher.index.view.version
+    assert len({r.doc_id for r in searcher.search("Zyxwv đoạn", 50, mode="lexical")}) == 50
+    searcher.index.close()
+    assert verify_index(out)
+
+
 def garble(path, at=None, length=64):
     data = bytearray(path.read_bytes())
     at = len(data) // 2 if at is None else at

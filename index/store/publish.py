@@ -181,6 +181,8 @@ def _finish_interrupted_write(out: Path, directory: Path, manifest: Manifest) ->
             writer.recover()
     except (IndexBusy, OSError):
         pass
+    except Exception as exc:  # tantivy's files cannot take the replay: the open rebuilds them
+        log.warning("the index at %s: replaying the lexical index failed (%s)", out, exc)
 
 
 @contextmanager
