@@ -15,6 +15,7 @@ it as the previous generation.
 
 from __future__ import annotations
 
+import json
 import os
 import shutil
 import sqlite3
@@ -86,8 +87,6 @@ def _copy_database(source: Path, target: Path) -> None:
 
 
 def _state_of(database: Path) -> dict:
-    import json
-
     connection = sqlite3.connect(f"file:{database}?mode=ro", uri=True)
     try:
         return {key: json.loads(value) for key, value in connection.execute("SELECT key, value FROM state")}

@@ -41,7 +41,7 @@ from index.store.integrity import (CheckedFiles, DamagedFiles, check_files, fsyn
                                    refused_when_disk_full)
 from index.store.lexical import DIRECTORY as LEXICAL, LexicalEntry, LexicalIndex
 from index.store.evidence import Evidence, pack_vectors
-from index.store.passages import Commit, PassageStore
+from index.store.passages import Commit, IndexRows, PassageStore
 from index.store.vectors import FaissBackend, IndexPlan, VectorDelta, merge_top
 
 log = logging.getLogger("semsearch")
@@ -337,7 +337,7 @@ class IndexWriter:
         if not changes:
             return
         added = self.store.rows(self.dim, int_ids=sorted({c.int_id for c in changes if c.added}), texts=True)
-        entries = [LexicalEntry(row.int_id, text, row.doc_id, row.source, row.day) for row, text in zip(added.catalog, added.texts)]
+        entries = lexical_entries(added)
         with files_lock(self.directory, exclusive=True):
             LexicalIndex.apply(self.directory, {c.int_id for c in changes if not c.added}, entries, self.progress, self.threads)
             recorded = state["lexical_files"]
@@ -359,8 +359,7 @@ class IndexWriter:
         state = self.store.state()
         LexicalIndex.create(self.directory, name=rebuilt)
         for rows in self.store.all_rows(self.dim, texts=True):
-            entries = [LexicalEntry(row.int_id, text, row.doc_id, row.source, row.day) for row, text in zip(rows.catalog, rows.texts)]
-            LexicalIndex.apply(self.directory, (), entries, self.progress, self.threads, name=rebuilt)
+            LexicalIndex.apply(self.directory, (), lexical_entries(rows), self.progress, self.threads, name=rebuilt)
         fsync_tree(self.directory / rebuilt)
         with files_lock(self.directory, exclusive=True):
             if (self.directory / LEXICAL).exists():
@@ -435,6 +434,11 @@ class IndexWriter:
             if checkpoint is not None:
                 self.store.forget_changes_until(checkpoint["version"])
         return True
+
+
+def lexical_entries(rows: IndexRows) -> list[LexicalEntry]:
+    """What tantivy holds of passages read with their texts."""
+    return [LexicalEntry(row.int_id, text, row.doc_id, row.source, row.day) for row, text in zip(rows.catalog, rows.texts)]
 
 
 def chunk_for(manifest, encoder, doc: Document) -> list[Passage]:

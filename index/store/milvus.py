@@ -211,7 +211,11 @@ class MilvusStore:
         return {row["key"]: json.loads(row["value"]) for row in rows}
 
     def set_meta(self, key: str, value) -> None:
-        self.client.upsert(self.meta_name, [{"key": key, "value": json.dumps(value, ensure_ascii=False), _SPARE: [0.0] * _SPARE_DIM}])
+        self.set_metas({key: value})
+
+    def set_metas(self, values: dict[str, object]) -> None:
+        self.client.upsert(self.meta_name, [{"key": key, "value": json.dumps(value, ensure_ascii=False), _SPARE: [0.0] * _SPARE_DIM}
+                                            for key, value in values.items()])
 
     def version(self) -> int:
         return sum(self.meta_like("version:").values())
@@ -586,8 +590,7 @@ class MilvusWriter:
         if recorded:
             self.client.delete(self.store.meta_name, ids=[row["key"] for row in recorded])
         if written:
-            self.client.upsert(self.store.meta_name, [{"key": ORIGIN + doc_id, "value": json.dumps(origin, ensure_ascii=False),
-                                                       _SPARE: [0.0] * _SPARE_DIM} for doc_id, origin in written.items()])
+            self.store.set_metas({ORIGIN + doc_id: origin for doc_id, origin in written.items()})
 
     @property
     def passages_name(self) -> str:

@@ -143,8 +143,9 @@ def connect(directory: Path, create: bool = False) -> sqlite3.Connection:
 
 
 def record_origins(connection: sqlite3.Connection) -> None:
-    """Give a database of before documents recorded their origin the columns for it (the
-    writer's, under its lock). Of its documents only those written over HTTP can be told apart."""
+    """Add the origin columns to a database made before documents recorded where they came from
+    (the writer does, under its lock). Of its documents, only those written over HTTP can be told
+    apart (their original_name is "api")."""
     columns = {row[1] for row in connection.execute("PRAGMA table_info(documents)")}
     if "origin" in columns:
         return
