@@ -9,7 +9,7 @@ HOST   ?= 127.0.0.1
 PORT   ?= 8000
 SUDO   := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 
-.PHONY: install model index serve test browser wrk eval bench soak clean
+.PHONY: install model index serve check test browser wrk eval bench soak clean
 
 # constraints.txt pins every transitive dependency to the versions the tests ran with.
 $(STAMP): pyproject.toml constraints.txt
@@ -33,10 +33,17 @@ serve: index
 browser:
 	command -v chromium >/dev/null 2>&1 || { $(SUDO) apt-get update -qq && $(SUDO) apt-get install -y -qq chromium; }
 
-test: install model browser
+# Lint, format, the import contracts and the types (config in pyproject.toml): fast, so first.
+check: install
+	$(BIN)/ruff check .
+	$(BIN)/ruff format --check .
+	$(BIN)/lint-imports
+	$(BIN)/mypy
+
+test: install check model browser
 	$(BIN)/python -m pytest
 
-# Full evaluation sets (about 20 minutes): prints the quality table and writes it into README.md.
+# Full evaluation sets (about 20 minutes): prints the quality table and writes it into docs/quality.md.
 eval: model
 	$(BIN)/python bench/quality.py
 

@@ -20,10 +20,9 @@ import faiss
 import numpy as np
 
 ROOT = Path(__file__).resolve().parent.parent
-sys.path.insert(0, str(ROOT))
 
-from figures import p99, spread  # noqa: E402
-from index.store.vectors import FaissBackend, IndexPlan  # noqa: E402
+from figures import p99, spread
+from index.store.embedded.vectors import FaissBackend, IndexPlan
 
 DIM = 384
 

@@ -30,20 +30,18 @@ import time
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
-sys.path.insert(0, str(ROOT))
-sys.path.insert(0, str(ROOT / "bench"))
 
-from figures import p99  # noqa: E402
-from http_load import free_port, start_server  # noqa: E402
-from soak import memory_kib, worker_pids  # noqa: E402
-from synthetic_index import recycled_paragraphs, write_corpus  # noqa: E402
-from wrk_load import lua_script, question_paths, run_wrk  # noqa: E402
+from figures import p99
+from http_load import free_port, start_server
+from soak import memory_kib, worker_pids
+from synthetic_index import recycled_paragraphs, write_corpus
+from wrk_load import lua_script, question_paths, run_wrk
 
-from index.build import build_index, build_milvus  # noqa: E402
-from index.encode.embed import load_encoder  # noqa: E402
-from index.retrieve.search import Searcher  # noqa: E402
-from index.store.milvus import MilvusTarget  # noqa: E402
-from index.text import normalize  # noqa: E402
+from index.build import build_index
+from index.encode.embed import load_encoder
+from index.retrieve.search import Searcher
+from index.store.milvus.store import MilvusTarget
+from index.text import normalize
 
 WHOLE = 10_000  # passage_tokens: each paragraph stays one passage, as the recycled vectors assume
 
@@ -131,7 +129,7 @@ def main() -> int:
         write_corpus(corpus, paragraphs, size)
         built = {}
         for name, build in (("embedded", lambda: build_index([corpus], embedded, recycled, passage_tokens=WHOLE, progress=False)),
-                            ("milvus-lite", lambda: build_milvus([corpus], lite, recycled, passage_tokens=WHOLE, progress=False))):
+                            ("milvus-lite", lambda: build_index([corpus], lite, recycled, passage_tokens=WHOLE, progress=False))):
             started = time.perf_counter()
             build()
             built[name] = (time.perf_counter() - started) * 1000 / size

@@ -28,9 +28,8 @@ import urllib.parse
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
-sys.path.insert(0, str(ROOT))
 
-from http_load import free_port, questions  # noqa: E402
+from http_load import free_port, questions
 
 KEY = "chaos-bench"
 DOCUMENTS = 40
@@ -99,7 +98,6 @@ def main() -> int:
     server = Server(scratch / "copy" / args.index.name, free_port())
     server.start()
     started = time.monotonic()
-    end = started + args.seconds
     lock = threading.RLock()
     windows: list[list[float]] = []  # [from, to] of restarts and kills, in seconds since the start
     searches = {"ok": 0, "failed in a window": 0, "failed outside": 0}
@@ -198,7 +196,7 @@ def main() -> int:
             thread.join(timeout=120)
         code = server.stop()
 
-    from index.store.publish import open_index, verify_index
+    from index.store.embedded.publish import open_index, verify_index
 
     index = open_index(server.index)
     wrong = []

@@ -18,11 +18,10 @@ import numpy as np
 import torch
 
 ROOT = Path(__file__).resolve().parent.parent
-sys.path.insert(0, str(ROOT))
 
-from figures import p99, spread  # noqa: E402
-from index.encode.embed import SentenceTransformerEncoder, cpu_flags, load_encoder, unit_rows  # noqa: E402
-from index.text import normalize  # noqa: E402
+from figures import p99, spread
+from index.encode.embed import SentenceTransformerEncoder, cpu_flags, load_encoder, unit_rows
+from index.text import normalize
 
 TARGET_TOKENS = 190
 

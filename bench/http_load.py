@@ -22,9 +22,8 @@ from collections.abc import Sequence
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
-sys.path.insert(0, str(ROOT))
 
-from figures import p99, spread  # noqa: E402
+from figures import p99, spread
 
 MAX_SECONDS_PER_LEVEL = 120
 
@@ -120,7 +119,7 @@ def row(label: str, runs: list[tuple[list[float], float | None]]) -> str:
 
 
 def passage_count(index: Path) -> int:
-    from index.store.publish import open_index
+    from index.store.embedded.publish import open_index
 
     opened = open_index(index)
     try:

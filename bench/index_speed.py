@@ -24,15 +24,13 @@ from pathlib import Path
 import numpy as np
 
 ROOT = Path(__file__).resolve().parent.parent
-sys.path.insert(0, str(ROOT))
-sys.path.insert(0, str(ROOT / "bench"))
 
-from figures import spread  # noqa: E402
-from search_cpu import timed  # noqa: E402
-from index.build import build_index  # noqa: E402
-from index.encode.embed import SentenceTransformerEncoder, load_encoder  # noqa: E402
-from index.store.publish import open_index  # noqa: E402
-from index.text import normalize  # noqa: E402
+from figures import spread
+from search_cpu import timed
+from index.build import build_index
+from index.encode.embed import SentenceTransformerEncoder, load_encoder
+from index.store.embedded.publish import open_index
+from index.text import normalize
 
 VIQUAD = ROOT.parent / "shared" / "eval" / "viquad" / "corpus.jsonl"
 

@@ -15,7 +15,6 @@ import argparse
 import json
 import math
 import shutil
-import sys
 import tempfile
 import time
 from collections import Counter
@@ -24,14 +23,13 @@ from pathlib import Path
 import numpy as np
 
 ROOT = Path(__file__).resolve().parent.parent
-sys.path.insert(0, str(ROOT))
-sys.path.insert(0, str(ROOT / "bench"))
 
-from figures import p99, spread  # noqa: E402
-from living import viquad_openings  # noqa: E402
-from index.ingest.chunk import passage_context  # noqa: E402
-from index.store.lexical import B, K1, LexicalEntry, LexicalIndex, analyze  # noqa: E402
-from index.text import normalize  # noqa: E402
+from figures import p99, spread
+from living import viquad_openings
+from index.ingest.chunk import passage_context
+from index.store.analysis import B, K1, analyze
+from index.store.embedded.lexical import LexicalEntry, LexicalIndex
+from index.text import normalize
 
 VIQUAD = ROOT.parent / "shared" / "eval" / "viquad"
 DEPTH = 100

@@ -11,19 +11,17 @@ import argparse
 import json
 import shutil
 import statistics
-import sys
 import tempfile
 import time
 from collections.abc import Callable
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
-sys.path.insert(0, str(ROOT))
-sys.path.insert(0, str(ROOT / "bench"))
 
-from lexical import DEPTH, VIQUAD, openings  # noqa: E402
-from index.store.lexical import LexicalEntry, LexicalIndex, analyze  # noqa: E402
-from index.text import normalize  # noqa: E402
+from lexical import DEPTH, VIQUAD, openings
+from index.store.analysis import analyze
+from index.store.embedded.lexical import LexicalEntry, LexicalIndex
+from index.text import normalize
 
 Rule = Callable[[str, float], bool]  # (term, share of passages holding it) -> keep it
 RULES: dict[str, Rule | None] = {

@@ -30,7 +30,6 @@ import shutil
 import statistics
 import subprocess
 import sys
-import tempfile
 import threading
 import time
 from pathlib import Path
@@ -38,15 +37,13 @@ from pathlib import Path
 import numpy as np
 
 ROOT = Path(__file__).resolve().parent.parent
-sys.path.insert(0, str(ROOT))
-sys.path.insert(0, str(ROOT / "bench"))
 
-from figures import p99  # noqa: E402
-from index.build import build_from_documents  # noqa: E402
-from index.ingest.files import document_from_record  # noqa: E402
-from index.retrieve.search import Searcher  # noqa: E402
-from index.store.publish import writing  # noqa: E402
-from index.text import normalize  # noqa: E402
+from figures import p99
+from index.build import build_from_documents, write_documents
+from index.ingest.files import document_from_record
+from index.retrieve.search import Searcher
+from index.store.embedded.publish import writing
+from index.text import normalize
 
 VIQUAD = ROOT.parent / "shared" / "eval" / "viquad"
 WORK = ROOT / "var" / "bench" / "living"
@@ -139,8 +136,8 @@ def add(args) -> None:
             encoder.encode_passages(texts)
             embedded = time.perf_counter() - started
             started = time.perf_counter()
-            with writing(out, encoder) as writer:
-                result = writer.write(documents)
+            with writing(out) as writer:
+                result = write_documents(writer, documents, encoder)
             assert result.commit.added >= 100 and not result.compacted  # an opening may make two passages
             if attempt < WARM_UP:
                 continue
@@ -163,13 +160,14 @@ def add(args) -> None:
 
 _BATCH_WRITER = """
 import sys
-sys.path.insert(0, sys.argv[1]); sys.path.insert(0, sys.argv[1] + "/bench")
 from living import HashVectors, synthetic_documents, viquad_openings
-from index.store.publish import writing
+from index.build import write_documents
+from index.store.location import writing_at
+from pathlib import Path
 documents = list(synthetic_documents(20_000_000, 10_000, viquad_openings(), tag="batch-"))
 print("ready", flush=True)
-with writing(sys.argv[2], HashVectors()) as writer:
-    print(writer.write(documents).commit.added)
+with writing_at(Path(sys.argv[1])) as writer:
+    print(write_documents(writer, documents, HashVectors()).commit.added)
 """
 _SPINNER = "import time\nend = time.time() + 15\nwhile time.time() < end: pass"
 _STREAMER = ("import time\nimport numpy as np\nsource = np.ones(50_000_000)\nend = time.time() + 15\n"
@@ -183,8 +181,8 @@ def concurrent(args) -> None:
     cases = (
         ("a process spinning on one core for 15 s", ["-c", _SPINNER], []),
         ("a process copying 400 MB arrays on one core for 15 s", ["-c", _STREAMER], []),
-        ("another process adds a 10,000-passage batch", ["-c", _BATCH_WRITER, str(ROOT)], []),
-        ("the same, the writer at `nice -n 19`", ["-c", _BATCH_WRITER, str(ROOT)], ["nice", "-n", "19"]),
+        ("another process adds a 10,000-passage batch", ["-c", _BATCH_WRITER], []),
+        ("the same, the writer at `nice -n 19`", ["-c", _BATCH_WRITER], ["nice", "-n", "19"]),
     )
     print(f"{args.passages:,} passages, hybrid, k=10, one searching thread (query embedding excluded) following "
           "the log every 0.25 s as a server process does")
@@ -200,7 +198,7 @@ def concurrent(args) -> None:
 
         def follow() -> None:  # as the server's follower thread does
             while not stop.wait(0.25):
-                searcher.reload_if_changed()
+                searcher.followed.reload_if_changed()
 
         threading.Thread(target=follow, daemon=True).start()
 
@@ -219,7 +217,9 @@ def concurrent(args) -> None:
         measure(lambda done: done < 50)
         idle, _ = measure(lambda done: done < 600)
         before = searcher.index.view.version
-        process = subprocess.Popen([*prefix, sys.executable, *command, str(copy)], stdout=subprocess.PIPE, text=True)
+        # run from bench/, where the writer finds this module
+        process = subprocess.Popen([*prefix, sys.executable, *command, str(copy)], stdout=subprocess.PIPE, text=True,
+                                   cwd=ROOT / "bench")
         if command[1] == _BATCH_WRITER:
             assert process.stdout.readline().strip() == "ready"  # documents made: the write begins
         busy, errors = measure(lambda done: process.poll() is None)
@@ -241,7 +241,7 @@ class StoredVectors:
     gets exactly the embeddings the one-shot build computed."""
 
     def __init__(self, index_dir: Path, real):
-        from index.store.publish import open_index
+        from index.store.embedded.publish import open_index
 
         index = open_index(index_dir)
         self.vectors = {}
@@ -281,12 +281,12 @@ def quality(args) -> None:
         written = WORK / f"written-{evalset.name}"
         batches = np.array_split(np.arange(len(documents)), 10)
         build_from_documents([documents[i] for i in batches[0]], written, stored, progress=False)
-        with writing(written, stored) as writer:
+        with writing(written) as writer:
             for batch in batches[1:]:
-                writer.write([documents[i] for i in batch])
+                write_documents(writer, [documents[i] for i in batch], stored)
             again = np.random.default_rng(0).choice(len(documents), max(1, len(documents) // 20), replace=False)
             writer.write(delete=[documents[i].doc_id for i in again])
-            writer.write([documents[i] for i in again])
+            write_documents(writer, [documents[i] for i in again], stored)
         for unaccented in (False, True):
             reports = [evaluate(Searcher.open(index, encoder=real), evalset, MODES, unaccented=unaccented)
                        for index in (one_shot, written)]

@@ -20,8 +20,7 @@ ROOT = Path(__file__).resolve().parent.parent
 
 _PROBE = """
 import resource, sys, time
-sys.path.insert(0, sys.argv[1])
-from index.store.publish import open_index
+from index.store.embedded.publish import open_index
 from index.retrieve.search import Searcher
 
 def resident():
@@ -29,10 +28,10 @@ def resident():
 
 before = resident()
 started = time.perf_counter()
-if sys.argv[3] == "searcher":
-    Searcher.open(sys.argv[2])
+if sys.argv[2] == "searcher":
+    Searcher.open(sys.argv[1])
 else:
-    open_index(sys.argv[2], reread=sys.argv[3] == "reread")
+    open_index(sys.argv[1], reread=sys.argv[2] == "reread")
 print(time.perf_counter() - started, resident() - before)
 """
 
@@ -41,7 +40,7 @@ def probe(index: Path, what: str) -> tuple[float, int]:
     """(seconds, resident bytes gained) of a new process opening `index`, after its imports:
     `what` is "reread" (every file checked), "open" (files unchanged since a check are not
     read) or "searcher" (index and encoder)."""
-    out = subprocess.run([sys.executable, "-c", _PROBE, str(ROOT), str(index), what],
+    out = subprocess.run([sys.executable, "-c", _PROBE, str(index), what],
                          capture_output=True, text=True, check=True).stdout.split()
     return float(out[0]), int(out[1])
 

@@ -1,6 +1,6 @@
 """Retrieval quality on the full evaluation sets, every mode, accented and unaccented queries.
 
-Prints one table and writes it into README.md between the quality markers (`make eval`).
+Prints one table and writes it into docs/quality.md between the quality markers (`make eval`).
 The third-party sets are read from ../shared/eval and never copied into the project; their
 indexes are built once under var/eval/ and reused while the corpus and model are unchanged.
 """
@@ -15,12 +15,11 @@ import time
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
-sys.path.insert(0, str(ROOT))
 
-from index.build import build_index, is_current  # noqa: E402
-from index.encode.embed import load_encoder  # noqa: E402
-from index.evaluate.quality import EvalSet, evaluate, format_table, load_eval_set  # noqa: E402
-from index.retrieve.search import MODES, Searcher  # noqa: E402
+from index.build import build_index, is_current
+from index.encode.embed import load_encoder
+from index.evaluate.quality import EvalSet, evaluate, format_table, load_eval_set
+from index.retrieve.search import MODES, Searcher
 
 SHARED_EVAL = ROOT.parent / "shared" / "eval"
 SEED_CORPUS = ROOT / "data" / "corpus"
@@ -53,7 +52,7 @@ def run(evalset: EvalSet, encoder, label: str, index_name: str) -> dict:
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--sets", default=",".join(SETS), help="comma-separated names of " + ", ".join(SETS))
-    parser.add_argument("--no-readme", action="store_true", help="print only")
+    parser.add_argument("--print-only", action="store_true", help="do not write docs/quality.md")
     parser.add_argument("--json", type=Path, help="also write the numbers as JSON")
     args = parser.parse_args()
 
@@ -69,12 +68,12 @@ def main() -> int:
     print(text)
     if args.json:
         args.json.write_text(json.dumps(numbers, indent=2))
-    if not args.no_readme:
-        readme = ROOT / "README.md"
-        content = readme.read_text(encoding="utf-8")
+    if not args.print_only:
+        page = ROOT / "docs" / "quality.md"
+        content = page.read_text(encoding="utf-8")
         stamp = f"Measured by `make eval` on {time.strftime('%Y-%m-%d')}."
         block = f"{START}\n{stamp}\n\n{text}\n{END}"
-        readme.write_text(re.sub(re.escape(START) + ".*?" + re.escape(END), lambda _: block, content, flags=re.S))
+        page.write_text(re.sub(re.escape(START) + ".*?" + re.escape(END), lambda _: block, content, flags=re.S))
     return 0
 
 

@@ -10,13 +10,11 @@ from __future__ import annotations
 import argparse
 import resource
 import statistics
-import sys
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
-sys.path.insert(0, str(ROOT))
 
-from index.retrieve.search import MAX_K, MAX_QUERY_CHARS, MAX_SIMILAR_TEXT_CHARS, Searcher  # noqa: E402
+from index.retrieve.search import MAX_K, MAX_QUERY_CHARS, MAX_SIMILAR_TEXT_CHARS, Searcher
 
 REPEATS = 7
 

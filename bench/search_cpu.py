@@ -15,18 +15,15 @@ from __future__ import annotations
 import argparse
 import json
 import statistics
-import sys
 import time
 from collections import defaultdict
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
-sys.path.insert(0, str(ROOT))
-sys.path.insert(0, str(ROOT / "bench"))
 
-from figures import spread  # noqa: E402
-from index.retrieve.search import MODES, Searcher  # noqa: E402
-from index.text import fold, normalize  # noqa: E402
+from figures import spread
+from index.retrieve.search import MODES, Searcher
+from index.text import fold, normalize
 
 VIQUAD = ROOT.parent / "shared" / "eval" / "viquad"
 

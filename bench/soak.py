@@ -18,17 +18,15 @@ import json
 import random
 import selectors
 import socket
-import sys
 import threading
 import time
 import urllib.parse
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
-sys.path.insert(0, str(ROOT / "bench"))
 
-from figures import p99  # noqa: E402
-from http_load import free_port, questions, start_server  # noqa: E402
+from figures import p99
+from http_load import free_port, questions, start_server
 
 WARM_UP_SECONDS = 60
 SAMPLE_SECONDS = 10

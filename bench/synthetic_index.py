@@ -21,13 +21,12 @@ from pathlib import Path
 import numpy as np
 
 ROOT = Path(__file__).resolve().parent.parent
-sys.path.insert(0, str(ROOT))
 
-from index.build import build_index  # noqa: E402
-from index.encode.e5_build import DEFAULT_MODEL_ID  # noqa: E402
-from index.store.publish import open_index  # noqa: E402
-from index.text import normalize, split_sentences  # noqa: E402
-from bench.open_time import open_times  # noqa: E402
+from index.build import build_index
+from index.encode.e5_build import DEFAULT_MODEL_ID
+from index.store.embedded.publish import open_index
+from index.text import normalize, split_sentences
+from bench.open_time import open_times
 
 VIQUAD = ROOT.parent / "shared" / "eval" / "viquad" / "corpus.jsonl"
 REAL_INDEX = ROOT / "var" / "eval" / "viquad"

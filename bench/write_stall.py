@@ -24,10 +24,9 @@ import urllib.parse
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
-sys.path.insert(0, str(ROOT))
 
-from figures import p99, spread  # noqa: E402
-from http_load import free_port, questions, start_server  # noqa: E402
+from figures import p99, spread
+from http_load import free_port, questions, start_server
 
 KEY = "write-stall-bench"
 MAX_SECONDS = 300

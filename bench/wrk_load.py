@@ -25,12 +25,10 @@ import urllib.parse
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
-sys.path.insert(0, str(ROOT))
-sys.path.insert(0, str(ROOT / "bench"))
 
-from figures import spread  # noqa: E402
-from http_load import free_port, start_server  # noqa: E402
-from soak import memory_kib, worker_pids  # noqa: E402
+from figures import spread
+from http_load import free_port, start_server
+from soak import memory_kib, worker_pids
 
 EVAL = ROOT.parent / "shared" / "eval"
 TICKS = os.sysconf("SC_CLK_TCK")

@@ -5,29 +5,21 @@ is generated from."""
 from __future__ import annotations
 
 import os
-import shutil
 import time
 from collections.abc import Callable
 
-from flask import Blueprint, current_app, jsonify, request
+from flask import Blueprint, jsonify, request
 from spectree import Response
 
-from index.retrieve.search import InvalidRequest, Searcher, SearchResult, UnknownPassage
+from index.retrieve.search import SearchResult
 
 from .errors import error_response
 from .observability import SEARCH_SECONDS
-from .openapi import Health, Passage, SearchAnswer, SearchQuery, SimilarAnswer, SimilarQuery, SimilarTextBody, json_answers, spec
+from .state import current, default_k, disk, health as read_health, searcher
+from .openapi import (Health, Passage, SearchAnswer, SearchQuery, SimilarAnswer, SimilarQuery, SimilarTextBody,
+                      json_answers, spec, validated)
 
 bp = Blueprint("api", __name__, url_prefix="/api")
-
-
-def searcher() -> Searcher:
-    return current_app.extensions["searcher"]
-
-
-def default_k(k: int | None) -> int:
-    """A request's k, already checked by its model; absent, the configured default."""
-    return current_app.config["DEFAULT_K"] if k is None else k
 
 
 def timed_results(run: Callable[[], list[SearchResult]], kind: str, **fields) -> dict:
@@ -38,21 +30,11 @@ def timed_results(run: Callable[[], list[SearchResult]], kind: str, **fields) ->
     return {**fields, "results": [r.to_dict() for r in results], "took_ms": round(seconds * 1000, 2)}
 
 
-@bp.errorhandler(InvalidRequest)
-def _invalid(error: InvalidRequest):
-    return error_response(400, "bad_request", str(error))
-
-
-@bp.errorhandler(UnknownPassage)
-def _unknown(error: UnknownPassage):
-    return error_response(404, "not_found", str(error))
-
-
 @bp.get("/search")
 @spec.validate(query=SearchQuery, resp=json_answers(SearchAnswer, 400), tags=["search"])
 def search():
     """Passages answering a question, best first, with highlights and the answering sentence."""
-    query = request.context.query
+    query = validated().query
     k = default_k(query.k)
     answer = timed_results(lambda: searcher().search(query.q, k, query.mode, query.filters(), query.offset), "search",
                            query=query.q, k=k, mode=query.mode, offset=query.offset)
@@ -70,7 +52,7 @@ def passage(passage_id: str):
 @spec.validate(query=SimilarQuery, resp=json_answers(SimilarAnswer, 400, 404), tags=["passages"])
 def similar_to_passage(passage_id: str):
     """Passages nearest to a stored one (itself and exact copies left out)."""
-    query = request.context.query
+    query = validated().query
     k = default_k(query.k)
     return jsonify(timed_results(lambda: searcher().similar_to_passage(passage_id, k, query.filters(), query.offset),
                                  "similar_passage", id=passage_id, k=k, offset=query.offset))
@@ -80,7 +62,7 @@ def similar_to_passage(passage_id: str):
 @spec.validate(json=SimilarTextBody, resp=json_answers(SimilarAnswer, 400, 413, 415), tags=["search"])
 def similar_to_text():
     """Passages nearest to pasted text."""
-    body = request.context.json
+    body = validated().json
     k = default_k(body.k)
     return jsonify(timed_results(lambda: searcher().similar_to_text(body.text, k, body.filters(), body.offset),
                                  "similar_text", k=k, offset=body.offset))
@@ -93,40 +75,26 @@ def _json_bodies_only():
     return None
 
 
-# Below this much free space at the index, writes are bound to fail: health says so before one does.
-DISK_HEADROOM_BYTES = 16 * 1024 * 1024
-
-
-def _disk(index, state) -> str:
-    if index.directory is None:  # on Milvus: its servers' disks are theirs to watch
-        return "ok"
-    free = shutil.disk_usage(index.directory).free
-    if free < DISK_HEADROOM_BYTES:
-        return f"full: {free // 1024} KiB free at {index.directory}; writes are refused until there is room"
-    if state.disk_full:
-        return f"low: the last write found the disk full ({free // 1024} KiB free now); the next one may succeed"
-    return "ok"
-
-
 @bp.get("/health")
 @spec.validate(resp=Response(HTTP_200=Health, HTTP_503=Health), tags=["operations"])
 def health():
     """Reads from every part of the index (passages, vectors, lexical index, encoder): 200 when all
     answer, 503 when one fails. Shows the index version being served."""
-    state = current_app.extensions["index_state"]
-    current = searcher().index
-    checks = searcher().health(current)
+    state = current()
+    index = state.followed.reader
+    checks = read_health(index)
     healthy = all(value == "ok" for value in checks.values())
-    manifest, view = current.manifest, current.view
+    manifest, view = index.manifest, index.view
     try:
-        documents = current.documents()
+        documents = index.documents()
     except Exception as exc:  # a damaged database: the checks say what failed
         documents = 0
         checks.setdefault("passages", f"{type(exc).__name__}: {exc}")
     body = {
         "status": "ok" if healthy else "unavailable", "model": manifest.model, "passages": view.passages,
-        "documents": documents, "index_version": view.version, "index_generation": current.name,
-        "index_created_at": manifest.created_at, "checks": checks, "reload_error": state.reload_error,
-        "disk": _disk(current, state), "process": os.getpid(),
+        "documents": documents, "index_version": view.version, "index_generation": index.name,
+        "index_created_at": manifest.created_at, "checks": checks,
+        "reload_error": str(state.followed.problem) if state.followed.problem else None,
+        "disk": disk(state), "process": os.getpid(),
     }
     return jsonify(body), 200 if healthy else 503

@@ -10,10 +10,12 @@ import sys
 import time
 import unicodedata
 from pathlib import Path
+from typing import Any
 
 from index.encode.e5_build import DEFAULT_MODEL_ID
 from index.encode.embed import PRECISIONS
 from index.retrieve.search import MODES
+from index.store.location import BACKENDS
 
 DEFAULT_CORPUS = "data/corpus"
 
@@ -23,7 +25,7 @@ def _env(name: str, default: str) -> str:
 
 
 def _backend_options(p: argparse.ArgumentParser) -> None:
-    p.add_argument("--backend", choices=("embedded", "milvus"), default=_env("BACKEND", ""),
+    p.add_argument("--backend", choices=BACKENDS, default=_env("BACKEND", ""),
                    help="where the index lives: a directory (embedded, the default) or Milvus "
                         "(the default when a Milvus URI is given; $SEMSEARCH_BACKEND)")
     p.add_argument("--milvus-uri", default=_env("MILVUS_URI", ""),
@@ -46,7 +48,7 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="semsearch", description="Semantic search over your documents.")
     commands = parser.add_subparsers(dest="command", required=True)
 
-    index_dir = dict(default=_env("INDEX_DIR", "var/index"), help="index directory (default: %(default)s, $SEMSEARCH_INDEX_DIR)")
+    index_dir: dict[str, Any] = dict(default=_env("INDEX_DIR", "var/index"), help="index directory (default: %(default)s, $SEMSEARCH_INDEX_DIR)")
 
     p = commands.add_parser("index", help="index .txt/.md/.html/.jsonl files or directories")
     p.add_argument("paths", nargs="*", type=Path, default=[Path(DEFAULT_CORPUS)], help=f"default: {DEFAULT_CORPUS}")
@@ -155,8 +157,7 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     from index.ingest.files import IngestError
     from index.retrieve.search import InvalidRequest, UnknownPassage
-    from index.store.integrity import DiskFull
-    from index.store.publish import IndexProblem
+    from index.store.base import DiskFull, IndexProblem
     from service.errors import ConfigurationError
 
     try:
@@ -167,31 +168,26 @@ def main(argv: list[str] | None = None) -> int:
 
 
 def _index(args) -> int:
-    from index.build import PASSAGE_TOKENS, build_index, build_milvus, is_current
+    from index.build import PASSAGE_TOKENS, build_index, is_current
     from index.encode.embed import load_encoder, resolve_precision
+    from index.store.location import describe
 
     passage_tokens = args.passage_tokens or PASSAGE_TOKENS
     location = _location(args, args.out)
-    if isinstance(location, Path):
-        if args.shard != (0, 1):
-            print("semsearch: --shard is for the milvus backend; a directory is built by one process", file=sys.stderr)
-            return 2
-        if args.if_stale and is_current(args.paths, args.out, args.model, resolve_precision(args.precision), passage_tokens):
-            print(f"{args.out} is up to date", file=sys.stderr)
-            return 0
+    if args.if_stale and is_current(args.paths, location, args.model, resolve_precision(args.precision), passage_tokens):
+        print(f"{args.out} is up to date", file=sys.stderr)
+        return 0
     encoder = load_encoder(args.model, precision=args.precision)
     started = time.perf_counter()
-    if not isinstance(location, Path):
-        written, skipped, deleted = build_milvus(args.paths, location, encoder, passage_tokens, args.shard, progress=not args.quiet,
-                                                 keep_written=not args.drop_written)
-        print(f"indexed {written} documents into {location} ({skipped} already there, {deleted} no longer in the input "
-              f"deleted) in {time.perf_counter() - started:.1f} s", file=sys.stderr)
-        return 0
-    built = build_index(args.paths, args.out, encoder, passage_tokens=passage_tokens, memory_saving=args.memory_saving,
-                        progress=not args.quiet, keep_written=not args.drop_written)
+    built = build_index(args.paths, location, encoder, passage_tokens=passage_tokens, memory_saving=args.memory_saving,
+                        progress=not args.quiet, keep_written=not args.drop_written, shard=args.shard)
     commit = built.commit
-    print(f"indexed {commit.added} passages from {len(commit.documents)} documents into {args.out} "
+    print(f"indexed {built.written} documents ({commit.added} passages) into {describe(location)} "
           f"(version {commit.version}) in {time.perf_counter() - started:.1f} s", file=sys.stderr)
+    for count, what in ((built.skipped, "already there unchanged, skipped"),
+                        (built.deleted, "no longer in the input, deleted")):
+        if count:
+            print(f"{count} document(s) {what}", file=sys.stderr)
     for ids, what in ((built.kept, "kept, written since the last build (`--drop-written` leaves them out)"),
                       (built.replaced, "written since the last build, replaced by the input's document of the same id"),
                       (built.dropped, "written since the last build, dropped (--drop-written)")):
@@ -226,9 +222,9 @@ def _iso_date(text: str):
 
 def _writer_encoder(location):
     from index.encode.embed import load_encoder
-    from index.store.location import read_location_manifest
+    from index.store.location import read_manifest_at
 
-    manifest = read_location_manifest(location)
+    manifest = read_manifest_at(location)
     return load_encoder(manifest.model, precision=manifest.encoder.get("precision"))
 
 
@@ -252,7 +248,7 @@ def _delete(args) -> int:
     location = _location(args, args.index)
     doc_ids = [unicodedata.normalize("NFC", doc_id) for doc_id in args.doc_ids]  # as stored
     with writing_at(location) as writer:
-        missing = [d for d in doc_ids if writer.store.document(d) is None]
+        missing = writer.missing(doc_ids)
         if missing:
             print(f"semsearch: no document with id {', '.join(map(repr, missing))}; nothing was deleted", file=sys.stderr)
             return 2
@@ -261,20 +257,13 @@ def _delete(args) -> int:
 
 
 def _compact(args) -> int:
-    from index.store.location import writing_at
+    from index.store.location import describe, writing_at
 
     started = time.perf_counter()
     location = _location(args, args.index)
     with writing_at(location, progress=not args.quiet) as writer:
-        if not isinstance(location, Path):
-            writer.compact()
-            print(f"recounted the accent vocabulary of {location} in {time.perf_counter() - started:.1f} s", file=sys.stderr)
-            return 0
-        writer.recover()
         writer.compact()
-        state = writer.store.state()
-    print(f"compacted {args.index} at version {state['version']} into {state['checkpoint']['name']} "
-          f"in {time.perf_counter() - started:.1f} s", file=sys.stderr)
+    print(f"compacted {describe(location)} in {time.perf_counter() - started:.1f} s", file=sys.stderr)
     return 0
 
 
@@ -294,28 +283,28 @@ def _print_results(results, as_json: bool, **fields) -> None:
 
 
 def _verify(args) -> int:
-    from index.store.publish import verify_index
+    from index.store.location import verify_at
 
-    for line in verify_index(args.index):
+    for line in verify_at(args.index):
         print(f"ok: {line}")
     print(f"{args.index} is sound")
     return 0
 
 
 def _backup(args) -> int:
-    from index.store.backup import backup_index
+    from index.store.location import backup_at
 
     started = time.perf_counter()
-    for line in backup_index(args.index, args.destination):
+    for line in backup_at(args.index, args.destination):
         print(f"ok: {line}")
     print(f"backed up {args.index} into {args.destination} in {time.perf_counter() - started:.1f} s")
     return 0
 
 
 def _restore(args) -> int:
-    from index.store.backup import restore_index
+    from index.store.location import restore_at
 
-    for line in restore_index(args.backup, args.index):
+    for line in restore_at(args.backup, args.index):
         print(f"ok: {line}")
     print(f"restored {args.backup} as {args.index} (now {Path(args.index).resolve().name}; the index it replaces "
           "stays beside it until the next build or restore)")
@@ -348,7 +337,7 @@ def _similar(args) -> int:
 
 
 def _eval(args) -> int:
-    from index.build import build_index, build_milvus, is_current
+    from index.build import build_index, is_current
     from index.encode.embed import load_encoder
     from index.evaluate.quality import evaluate, format_table, load_eval_set, subset
     from index.retrieve.search import Searcher
@@ -360,10 +349,8 @@ def _eval(args) -> int:
     collection = args.collection if args.collection != "semsearch" else "eval_" + re.sub(r"\W", "_", evalset.name)
     location = _location(argparse.Namespace(**{**vars(args), "collection": collection}), out)
     encoder = load_encoder(args.model)
-    if not isinstance(location, Path):
-        build_milvus(evalset.corpus, location, encoder)  # skips what an earlier run committed
-    elif not is_current(evalset.corpus, out, args.model, encoder.precision):
-        build_index(evalset.corpus, out, encoder)
+    if not is_current(evalset.corpus, location, args.model, getattr(encoder, "precision", None)):
+        build_index(evalset.corpus, location, encoder)
     searcher = Searcher.open(location, encoder=encoder)
     modes = [m.strip() for m in args.modes.split(",") if m.strip()]
     report = evaluate(searcher, evalset, modes, unaccented=args.unaccented)
@@ -378,14 +365,15 @@ def _eval(args) -> int:
 
 
 def _serve(args) -> int:
+    from index.store.location import one_process_only
+
     from . import create_app
     from .workers import Limits, default_workers, serve
 
     workers = args.workers or int(_env("WORKERS", str(default_workers())))
-    location = _location(args, args.index)
-    if getattr(location, "is_lite_file", False) and workers > 1:
-        print(f"semsearch: {location.uri} is a milvus-lite file, which one process opens: serving with 1 worker "
-              f"(for more, run `milvus-lite server --data-dir {location.uri}` and use its http:// URI)", file=sys.stderr)
+    single = one_process_only(_location(args, args.index))
+    if single and workers > 1:
+        print(f"semsearch: {single}: serving with 1 worker", file=sys.stderr)
         workers = 1
     config = {"INDEX_DIR": str(args.index), "BACKEND": args.backend, "MILVUS_URI": args.milvus_uri,
               "MILVUS_COLLECTION": args.collection}

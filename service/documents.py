@@ -1,5 +1,5 @@
 """Writes over HTTP: create, replace and delete documents while the service runs. Each route only
-translates HTTP into one IndexWriter commit (index/store/live.py) and its result back.
+translates HTTP into one commit of the index's writer (index/store/base.py) and its result back.
 
 Writing needs an API key (`Authorization: Bearer <key>`): keys come from SEMSEARCH_API_KEYS
 (comma-separated) and from the file named by SEMSEARCH_API_KEYS_FILE (one per line). With no key
@@ -13,21 +13,21 @@ import threading
 import time
 import unicodedata
 from collections.abc import Mapping
+from typing import Any
 from pathlib import Path
 
 from flask import Blueprint, current_app, jsonify, request
 from pydantic import ValidationError
 
+from index.build import write_documents
 from index.ingest.files import document_from_record
 from index.retrieve.search import InvalidRequest
-from index.store.integrity import DiskFull
-from index.store.live import WriteResult
-from index.store.publish import IndexBusy
+from index.store.base import DiskFull, IndexBusy
 
+from . import state
 from .errors import ConfigurationError, error_response
-from .api import searcher
 from .observability import WRITE_PASSAGES, WRITE_SECONDS, WRITES
-from .openapi import (Committed, DocumentBatch, DocumentBody, DocumentItem, StoredDocument, json_answers, spec,
+from .openapi import (validated, Committed, DocumentBatch, DocumentBody, DocumentItem, StoredDocument, json_answers, spec,
                       validation_messages)
 
 log = logging.getLogger("semsearch")
@@ -79,11 +79,6 @@ def _writes_need_a_key():
     return None
 
 
-@bp.errorhandler(InvalidRequest)
-def _invalid(error: InvalidRequest):
-    return error_response(400, "bad_request", str(error))
-
-
 @bp.errorhandler(ConfigurationError)
 def _keys_unavailable(error: ConfigurationError):
     log.error("writes refused: %s", error)
@@ -95,7 +90,7 @@ def _keys_unavailable(error: ConfigurationError):
 @bp.errorhandler(DiskFull)
 def _disk_full(error: DiskFull):
     log.error("write refused: %s", error)
-    current_app.extensions["index_state"].disk_full = str(error)
+    state.current().disk_full = str(error)
     body, status = error_response(507, "disk_full", str(error))
     return body, status, {"Retry-After": "60"}
 
@@ -111,17 +106,17 @@ def _busy(error: IndexBusy):
 _WRITING = threading.Lock()
 
 
-def _commit(operation: str, documents=(), delete=()) -> dict:
+def _commit(operation: str, documents=(), delete=()) -> dict | None:
     started = time.perf_counter()
     if not _WRITING.acquire(blocking=False):
         WRITES.labels(operation, "busy").inc()
         raise IndexBusy("another write is under way in this server process; try again shortly")
     try:
-        with searcher().writing(wait_seconds=current_app.config["WRITE_WAIT_SECONDS"]) as writer:
-            if operation == "delete" and writer.store.document(delete[0]) is None:
+        with state.writing(current_app.config["WRITE_WAIT_SECONDS"]) as writer:
+            if operation == "delete" and writer.missing(delete):
                 WRITES.labels(operation, "not_found").inc()
                 return None
-            result: WriteResult = writer.write(documents, delete)
+            result = write_documents(writer, documents, state.searcher().encoder, delete)
     except IndexBusy:
         WRITES.labels(operation, "busy").inc()
         raise
@@ -131,11 +126,11 @@ def _commit(operation: str, documents=(), delete=()) -> dict:
     finally:
         _WRITING.release()
     WRITES.labels(operation, "ok").inc()
-    current_app.extensions["index_state"].disk_full = None
+    state.current().disk_full = None
     WRITE_SECONDS.labels(operation).observe(time.perf_counter() - started)
     WRITE_PASSAGES.labels("added").inc(result.commit.added)
     WRITE_PASSAGES.labels("removed").inc(result.commit.removed)
-    searcher().reload_if_changed()  # this process answers with the write at once; others within a second
+    state.reload_if_changed(state.current())  # this process answers with the write at once; others within a second
     return {"version": result.commit.version, "documents": list(result.commit.documents),
             "passages_added": result.commit.added, "passages_removed": result.commit.removed,
             "passages_embedded": result.embedded, "compacted": result.compacted}
@@ -145,7 +140,7 @@ def _commit(operation: str, documents=(), delete=()) -> dict:
 @spec.validate(json=DocumentBody, resp=json_answers(Committed, 400, 401, 403, 408, 413, 415, 507), tags=["documents"])
 def put_document(doc_id: str):
     """Create or replace a document (needs an API key)."""
-    body = request.context.json
+    body = validated().json
     return jsonify(_commit("put", [_document(_checked_id(doc_id), body)]))
 
 
@@ -166,6 +161,7 @@ def _document(doc_id: str, body: DocumentBody):
 
 def _batch() -> list[DocumentItem]:
     if request.mimetype == NDJSON:
+        records: Any
         try:
             text = request.get_data().decode("utf-8")
             # "\n" alone ends a line: U+2028, U+0085 and the like are text inside a JSON string
@@ -199,7 +195,7 @@ def delete_document(doc_id: str):
 @spec.validate(resp=json_answers(StoredDocument, 404), tags=["documents"])
 def get_document(doc_id: str):
     """A document's metadata and its passages' ids."""
-    found = searcher().index.passages.document(unicodedata.normalize("NFC", doc_id))
+    found = state.searcher().document(unicodedata.normalize("NFC", doc_id))
     if found is None:
         return error_response(404, "not_found", f"no document with id {doc_id!r}")
     return jsonify(found)

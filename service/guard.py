@@ -136,7 +136,7 @@ def install(app: Flask) -> None:
     app.before_request(_limit_body)
     app.before_request(_check_request_text)
     app.after_request(_security_headers)
-    limits = rate_limits(app)
+    limits: list = rate_limits(app)
     Limiter(
         key_func=get_remote_address,
         app=app,

@@ -12,9 +12,10 @@ because the security policy allows no inline script.
 from __future__ import annotations
 
 import datetime
-from typing import Annotated, Literal
+from collections.abc import Mapping
+from typing import Annotated, Any, Literal
 
-from flask import Blueprint, jsonify, render_template, send_from_directory
+from flask import Blueprint, jsonify, render_template, request, send_from_directory
 from pydantic import AfterValidator, BaseModel, BeforeValidator, ConfigDict, Field, ValidationError
 from spectree import Response, SpecTree
 from spectree.utils import parse_code
@@ -62,7 +63,12 @@ def _no_default(schema: dict) -> None:
     schema.pop("default", None)
 
 
-def k_parameter() -> object:
+def validated() -> Any:
+    """What spectree checked of this request: its `query` and `json` models."""
+    return request.context  # type: ignore[attr-defined]
+
+
+def k_parameter() -> Any:
     """k in a query string; absent: the server's DEFAULT_K (so the schema shows no default)."""
     return Field(None, ge=1, le=MAX_K, description="number of results", json_schema_extra=_no_default)
 
@@ -270,7 +276,7 @@ _PATTERN_MESSAGES = {ISO_DATE: "{where} is not a date (YYYY-MM-DD)",
                      DOCUMENT_ID: "{where}: " + ID_RULE}
 
 
-def validation_message(item: dict) -> str:
+def validation_message(item: Mapping[str, Any]) -> str:
     """One pydantic error as a sentence for the person who sent the request."""
     where = ".".join(str(part) for part in item.get("loc", ())) or "the body"
     template = _MESSAGES.get(item.get("type", ""))

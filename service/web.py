@@ -9,8 +9,8 @@ from spectree.utils import get_multidict_items
 
 from index.retrieve.search import MAX_DEPTH, InvalidRequest, SearchResult, UnknownPassage
 
-from .api import default_k, searcher
 from .openapi import PageQuery, page_answers, spec, validation_messages
+from .state import default_k, searcher
 
 bp = Blueprint("web", __name__)
 
@@ -63,7 +63,7 @@ def search_page():
     return (
         render_template("search.html", query=query, k=k, k_choices=K_CHOICES, mode=asked.mode, modes=MODE_LABELS,
                         results=results, error=error, size=searcher().size, asked=asked,
-                        sources=searcher().index.passages.sources(),
+                        sources=searcher().sources(),
                         previous_page=_page_link(given, asked.offset - k) if asked.offset else None,
                         next_page=_page_link(given, asked.offset + k) if len(results) == k and asked.offset + 2 * k <= MAX_DEPTH else None),
         status,

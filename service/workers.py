@@ -45,8 +45,9 @@ from gunicorn.errors import AppImportError, HaltServer
 from gunicorn.workers import gthread
 from werkzeug.exceptions import RequestTimeout
 
-from index.store.publish import IndexProblem
+from index.store.base import IndexProblem
 
+from . import state
 from .errors import ConfigurationError
 from .guard import SECURITY_HEADERS
 
@@ -216,7 +217,7 @@ def serve(make_app: Callable[[], Flask], host: str, port: int, workers: int, thr
         except (IndexProblem, ConfigurationError) as exc:
             raise AppImportError(f"semsearch: {exc}") from None  # gunicorn prints it and stops
         logging.getLogger("gunicorn.error").addFilter(_SilentTimeouts())
-        print(f"semsearch: process {os.getpid()} serving {app.extensions['searcher'].size} passages on "
+        print(f"semsearch: process {os.getpid()} serving {state.of(app).searcher.size} passages on "
               f"http://{host}:{port}/ (up to {connections} connections, idle ones closed after "
               f"{limits.idle_seconds} s)", flush=True)
         return timed_bodies(app)

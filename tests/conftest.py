@@ -83,7 +83,7 @@ def milvus_lite(path: Path):
     """A MilvusTarget on a milvus-lite file, and the call that stops its in-process server."""
     from milvus_lite.server_manager import server_manager_instance
 
-    from index.store.milvus import MilvusTarget
+    from index.store.milvus.store import MilvusTarget
 
     return MilvusTarget(str(path)), lambda: server_manager_instance.release_server(str(path))
 
@@ -91,11 +91,9 @@ def milvus_lite(path: Path):
 @pytest.fixture(scope="session")
 def milvus_corpus(tmp_path_factory) -> Path:
     """A milvus-lite file holding the corpus, built once; tests work on copies of it."""
-    from index.build import build_milvus
-
     path = tmp_path_factory.mktemp("milvus") / "corpus.db"
     target, stop = milvus_lite(path)
-    build_milvus([CORPUS], target, FakeEncoder(), progress=False)
+    build_index([CORPUS], target, FakeEncoder(), progress=False)
     stop()
     return path
 
@@ -155,11 +153,9 @@ def real_searcher(real_index: Path, real_encoder) -> Searcher:
 @pytest.fixture(scope="session")
 def real_milvus(tmp_path_factory, real_encoder) -> Path:
     """The corpus in a milvus-lite file with the real model; tests that write work on copies."""
-    from index.build import build_milvus
-
     path = tmp_path_factory.mktemp("real-milvus") / "corpus.db"
     target, stop = milvus_lite(path)
-    build_milvus([CORPUS], target, real_encoder, progress=False)
+    build_index([CORPUS], target, real_encoder, progress=False)
     stop()
     return path
 

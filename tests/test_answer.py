@@ -2,8 +2,8 @@ from index.build import build_from_documents
 from index.ingest.files import document_from_record
 from index.retrieve.answer import BIGRAM_BONUS, Annotator
 from index.store.accents import NearbyText, with_usual_capitals
-from index.store.lexical import analyze
-from index.store.publish import open_index
+from index.store.analysis import analyze
+from index.store.embedded.publish import open_index
 from index.text import folded_words, query_terms, sentence_spans
 from tests.conftest import CORPUS
 from tests.conftest import FakeEncoder
@@ -154,9 +154,8 @@ def test_english_whose_words_fold_like_vietnamese_is_not_read_as_vietnamese(tmp_
 
 
 def test_lexical_prefers_exact_accents_and_finds_unaccented_queries(tmp_path):
-    import numpy as np
 
-    from index.store.lexical import LexicalEntry, LexicalIndex
+    from index.store.embedded.lexical import LexicalEntry, LexicalIndex
 
     texts = ["Các đảng viên họp chi bộ.", "Các đang viên họp chi bộ.", "Thời tiết hôm nay đẹp."]
     LexicalIndex.create(tmp_path)

@@ -1,5 +1,7 @@
 """Every route and every error status, through Flask's test client, on both backends."""
 
+from pathlib import Path
+
 import pytest
 
 from index.retrieve.search import MAX_QUERY_CHARS
@@ -171,7 +173,7 @@ def test_config_from_file_and_environment(tmp_path, monkeypatch, fake_searcher):
 
 
 def test_app_refuses_to_start_without_an_index(tmp_path):
-    from index.store.publish import IndexNotFound
+    from index.store.base import IndexNotFound
     from service import create_app
 
     with pytest.raises(IndexNotFound):
@@ -446,10 +448,10 @@ def test_a_write_waiting_for_another_is_answered_503_soon(writable, fake_searche
         started = time.monotonic()
         answer = writable.put("/api/documents/w-1", json=DOC, headers=AUTH)
         assert answer.status_code == 503 and answer.headers["Retry-After"] and time.monotonic() - started < 1
-    if fake_searcher.index.directory is not None:  # another process's write: after WRITE_WAIT_SECONDS
-        from index.store.publish import index_lock
+    if isinstance(fake_searcher.followed.location, Path):  # another process's write: after WRITE_WAIT_SECONDS
+        from index.store.embedded.publish import index_lock
 
-        with index_lock(fake_searcher.location):
+        with index_lock(fake_searcher.followed.location):
             started = time.monotonic()
             answer = writable.put("/api/documents/w-1", json=DOC, headers=AUTH)
             assert answer.status_code == 503 and answer.get_json()["error"]["code"] == "index_busy"

@@ -3,7 +3,7 @@
 import numpy as np
 import pytest
 
-from index.store.vectors import EXACT_BELOW, FaissBackend, IndexPlan, VectorDelta, merge_top
+from index.store.embedded.vectors import EXACT_BELOW, FaissBackend, IndexPlan, VectorDelta, merge_top
 
 
 def clustered(n: int, dim: int = 64, clusters: int = 200, seed: int = 0) -> np.ndarray:

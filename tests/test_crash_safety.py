@@ -16,7 +16,8 @@ import pytest
 
 from index.build import build_index
 from index.retrieve.search import Searcher
-from index.store.publish import IndexCorrupt, open_index, verify_index
+from index.store.base import IndexCorrupt
+from index.store.embedded.publish import open_index, verify_index
 from tests.conftest import CORPUS, ROOT, FakeEncoder, copy_index
 from tests.test_living_index import new_document, write
 
@@ -29,10 +30,10 @@ _DYING_WRITER = textwrap.dedent("""
     sys.path.insert(0, {root!r})
     from tests.conftest import CORPUS, FakeEncoder
     from tests.test_living_index import new_document
-    import index.store.live as live
-    import index.store.lexical as lexical
-    import index.store.publish as publish
-    from index.build import build_index
+    import index.store.embedded.live as live
+    import index.store.embedded.lexical as lexical
+    import index.store.embedded.publish as publish
+    from index.build import build_index, write_documents
 
     out, point = sys.argv[1], sys.argv[2]
     die = lambda *a, **k: os.kill(os.getpid(), signal.SIGKILL)
@@ -89,13 +90,13 @@ _DYING_WRITER = textwrap.dedent("""
     if point.startswith(("build", "publish")):
         build_index([CORPUS / "000_3c2f5f3f6056e9aa.txt"], out, Dying(), progress=False)
     elif point.startswith("checkpoint"):
-        with publish.writing(out, Dying()) as writer:
-            writer.write(documents, compact=False)
+        with publish.writing(out) as writer:
+            write_documents(writer, documents, Dying(), compact=False)
             writer.compact()  # twice, so the second has a previous checkpoint to retire
             writer.compact()
     else:
-        with publish.writing(out, Dying()) as writer:
-            writer.write(documents)
+        with publish.writing(out) as writer:
+            write_documents(writer, documents, Dying())
     sys.exit(3)  # the point was never reached
 """)
 

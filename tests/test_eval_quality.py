@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import pytest
 
-from index.build import build_index, build_milvus
+from index.build import build_index
 from index.evaluate.quality import evaluate, load_eval_set, subset
 from index.retrieve.search import Searcher
 from tests.conftest import SEED_QUERIES, SHARED, milvus_lite
@@ -49,11 +49,10 @@ def measured(request, tmp_path_factory, real_encoder):
     evalset = subset(load_eval_set(source), queries, distractors, work / "corpus")
     if backend == "embedded":
         location = work / "index"
-        build_index(evalset.corpus, location, real_encoder, progress=False)
     else:
         location, stop = milvus_lite(work / "milvus.db")
         request.addfinalizer(stop)
-        build_milvus(evalset.corpus, location, real_encoder, progress=False)
+    build_index(evalset.corpus, location, real_encoder, progress=False)
     searcher = Searcher.open(location, encoder=real_encoder)
     return name, {unaccented: evaluate(searcher, evalset, unaccented=unaccented) for unaccented in (False, True)}
 

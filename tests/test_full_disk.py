@@ -13,8 +13,8 @@ import pytest
 
 from index.build import build_index
 from index.retrieve.search import Searcher
-from index.store.integrity import DiskFull
-from index.store.publish import open_index, verify_index
+from index.store.base import DiskFull
+from index.store.embedded.publish import open_index, verify_index
 from service.cli import main
 from tests.conftest import CORPUS, FakeEncoder
 from tests.test_crash_safety import leftovers
@@ -85,7 +85,7 @@ def test_a_full_disk_refuses_writes_cleanly_and_they_recover_by_themselves(small
 
 
 def test_a_write_durable_in_the_database_is_acknowledged_when_tantivy_finds_the_disk_full(small_disk, monkeypatch):
-    import index.store.lexical as lexical
+    import index.store.embedded.lexical as lexical
 
     out = small_disk / "index"
     build_index([CORPUS], out, FakeEncoder(), progress=False)

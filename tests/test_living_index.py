@@ -6,23 +6,19 @@ from __future__ import annotations
 import datetime
 import itertools
 import json
-import os
-import signal
 import sqlite3
-import subprocess
-import sys
-import textwrap
 
 import numpy as np
 import pytest
 
-from index.build import build_index
+from index.build import build_index, write_documents
 from index.ingest.files import document_from_record
 from index.retrieve.search import Searcher
-from index.store.filters import Catalog, Filters
-from index.store.publish import IndexBusy, open_index, verify_index, writing
-from index.text import fold
-from tests.conftest import CORPUS, ROOT, FakeEncoder
+from index.store.filters import Filters
+from index.store.embedded.catalog import Catalog
+from index.store.base import IndexBusy
+from index.store.embedded.publish import open_index, verify_index, writing
+from tests.conftest import CORPUS, FakeEncoder
 
 NEW_TEXT = "Chi bộ Zyxwv tổ chức hội thao truyền thống.\n\nGiải bóng chuyền Zyxwv có mười hai đội tham gia."
 
@@ -32,8 +28,8 @@ def new_document(doc_id="new-1", text=NEW_TEXT, **meta):
 
 
 def write(out, documents=(), delete=(), encoder=None):
-    with writing(out, encoder or FakeEncoder()) as writer:
-        return writer.write(documents, delete)
+    with writing(out) as writer:
+        return write_documents(writer, documents, encoder or FakeEncoder(), delete)
 
 
 def ids_of(results):
@@ -46,7 +42,7 @@ def test_add_replace_delete_are_seen_by_a_reader_that_refreshes(fake_index, fake
 
     added = write(fake_index, [new_document()])
     assert added.commit.version == before + 1 and added.commit.added == 2 and added.commit.removed == 0
-    assert fake_searcher.reload_if_changed()
+    assert fake_searcher.followed.reload_if_changed()
     hits = fake_searcher.search("Zyxwv bóng chuyền", 3)
     assert hits[0].doc_id == "new-1" and "bóng chuyền" in hits[0].text
     assert fake_searcher.search("Zyxwv", 5, mode="dense")[0].doc_id == "new-1"
@@ -57,7 +53,7 @@ def test_add_replace_delete_are_seen_by_a_reader_that_refreshes(fake_index, fake
     before = {p.text: fake_searcher.index.evidence([p.int_id]) for p in store.in_document("new-1", 0, 9)}
     replaced = write(fake_index, [new_document(text=NEW_TEXT.replace("mười hai", "mười bốn"))])
     assert (replaced.commit.added, replaced.commit.removed, replaced.embedded) == (2, 2, 1)
-    fake_searcher.reload_if_changed()
+    fake_searcher.followed.reload_if_changed()
     after = {p.text: fake_searcher.index.evidence([p.int_id]) for p in store.in_document("new-1", 0, 9)}
     kept = "Chi bộ Zyxwv tổ chức hội thao truyền thống."
     assert np.array_equal(after[kept].sentences, before[kept].sentences) and np.array_equal(after[kept].passages, before[kept].passages)
@@ -69,7 +65,7 @@ def test_add_replace_delete_are_seen_by_a_reader_that_refreshes(fake_index, fake
     gone = [p.int_id for p in store.in_document("new-1", 0, 9)]
     deleted = write(fake_index, delete=["new-1"])
     assert deleted.commit.removed == 2
-    fake_searcher.reload_if_changed()
+    fake_searcher.followed.reload_if_changed()
     assert len(fake_searcher.index.evidence(gone)) == 0
     for mode in ("hybrid", "dense", "lexical"):
         assert "new-1" not in {r.doc_id for r in fake_searcher.search("Zyxwv bóng chuyền", 20, mode=mode)}
@@ -104,7 +100,7 @@ def test_incremental_build_ranks_like_a_one_shot_build(tmp_path, fake_encoder):
 
     expected = rankings(one_shot)
     assert rankings(grown) == expected
-    with writing(grown, fake_encoder) as writer:
+    with writing(grown) as writer:
         assert writer.compact()
     assert rankings(grown) == expected
     assert open_index(grown).view.delta.count == 0 and verify_index(grown)
@@ -122,11 +118,11 @@ def test_incremental_build_ranks_like_a_one_shot_build(tmp_path, fake_encoder):
 def test_compaction_while_a_reader_holds_the_old_checkpoint(fake_index, fake_searcher):
     write(fake_index, [new_document()])
     old_view = fake_searcher.index.view
-    with writing(fake_index, FakeEncoder()) as writer:
+    with writing(fake_index) as writer:
         writer.compact()
     # the old view still answers, the reader moves to the new checkpoint on refresh
     assert fake_searcher.index.dense(FakeEncoder().encode_queries(["Zyxwv"])[0], 3, view=old_view)[1].size
-    assert fake_searcher.reload_if_changed()
+    assert fake_searcher.followed.reload_if_changed()
     assert fake_searcher.index.view.checkpoint_name != old_view.checkpoint_name
     assert fake_searcher.index.view.delta.count == 0
     assert fake_searcher.search("Zyxwv bóng chuyền", 1)[0].doc_id == "new-1"
@@ -134,10 +130,10 @@ def test_compaction_while_a_reader_holds_the_old_checkpoint(fake_index, fake_sea
     # a write, then two compactions before the reader looks: the log no longer reaches its view,
     # so it opens the newest checkpoint afresh
     write(fake_index, [new_document("new-2", "Hội thao Qwvut khai mạc.")])
-    with writing(fake_index, FakeEncoder()) as writer:
+    with writing(fake_index) as writer:
         writer.compact()
         writer.compact()
-    assert fake_searcher.reload_if_changed()
+    assert fake_searcher.followed.reload_if_changed()
     assert fake_searcher.index.view.delta.count == 0 and fake_searcher.index.view.passages == open_index(fake_index).view.passages
     assert fake_searcher.search("Qwvut", 1)[0].doc_id == "new-2"
 
@@ -207,7 +203,7 @@ def test_filters_against_a_brute_force_oracle(dated_index, fake_encoder, filters
 
 
 def test_the_catalogue_kept_with_a_checkpoint_and_the_changes_since_open_as_a_full_read_would(dated_index):
-    with writing(dated_index, FakeEncoder()) as writer:
+    with writing(dated_index) as writer:
         assert writer.compact(force=True)  # the 60 dated documents into the checkpoint's catalogue
     write(dated_index, [new_document("late-1", source="Đài D", date="2024-03-30")], delete=["doc-1", "doc-2"])
     kinds = [*FILTERS, Filters(sources=("Đài D",)), Filters(doc_ids=("late-1", "doc-1"))]
@@ -254,33 +250,33 @@ def test_pages_follow_on(dated_index, fake_encoder):
 
 
 def test_a_second_writer_waits_then_gets_a_clear_error(fake_index):
-    with writing(fake_index, FakeEncoder()):
+    with writing(fake_index):
         with pytest.raises(IndexBusy, match="is writing"):
-            with writing(fake_index, FakeEncoder(), wait_seconds=0.2):
+            with writing(fake_index, wait_seconds=0.2):
                 pass
 
 
 def test_unaccented_queries_restore_words_added_later(fake_index, fake_searcher):
     assert fake_searcher.index.accents.restore("xuan quynh zyxwv") == "xuan quynh zyxwv"
     write(fake_index, [new_document("poet", "Thơ Xuân Quỳnh Zyxwv được ngâm tại lễ hội.")])
-    fake_searcher.reload_if_changed()
+    fake_searcher.followed.reload_if_changed()
     assert fake_searcher.index.accents.restore("xuan quynh zyxwv") == "xuân quỳnh zyxwv"
     write(fake_index, delete=["poet"])
-    fake_searcher.reload_if_changed()
+    fake_searcher.followed.reload_if_changed()
     assert fake_searcher.index.accents.restore("xuan quynh zyxwv") == "xuan quynh zyxwv"
 
 
 def test_compaction_of_an_ivf_index_reuses_its_training(tmp_path, fake_encoder, monkeypatch):
     """The size step is lowered so the seed corpus gets an IVF checkpoint; compacting it again
     (memory-mapped lists cannot be cloned) keeps the trained quantiser and serves every passage."""
-    import index.store.vectors as vectors
+    import index.store.embedded.vectors as vectors
 
     monkeypatch.setattr(vectors, "EXACT_BELOW", 100)
     out = tmp_path / "index"
     build_index([CORPUS], out, fake_encoder, progress=False)
     assert "IVF" in open_index(out).view.checkpoint.describe()["factory"]
     write(out, [new_document()])
-    with writing(out, fake_encoder) as writer:
+    with writing(out) as writer:
         assert writer.compact() and writer.compact()
     searcher = Searcher.open(out, encoder=fake_encoder)
     assert searcher.index.view.delta.count == 0
@@ -296,10 +292,10 @@ def test_the_accent_vocabulary_stays_a_count_of_the_live_passages(fake_index, fa
 
     write(fake_index, [new_document(), new_document("poet", "Thơ Xuân Quỳnh được ngâm tại lễ hội.")])
     write(fake_index, delete=["000_3c2f5f3f6056e9aa"])
-    with writing(fake_index, FakeEncoder()) as writer:
+    with writing(fake_index) as writer:
         writer.compact()
     write(fake_index, [new_document(text="Giải bóng chuyền Zyxwv hoãn.")], delete=["poet"])
-    fake_searcher.reload_if_changed()
+    fake_searcher.followed.reload_if_changed()
     store = fake_searcher.index.passages
     texts = [text for rows in store.all_rows(fake_searcher.index.dim, texts=True) for text in rows.texts]
     expected = +form_counts([*QUESTION_PHRASES, *texts])

@@ -15,13 +15,15 @@ import time
 import numpy as np
 import pytest
 
-from index.build import build_index, build_milvus
+from index.build import build_index, write_documents
+from index.ingest.files import shard_of
 from index.store.filters import Filters
-from index.store.lexical import analyze
-from index.store.milvus import (MilvusIndexProblem, MilvusStore, MilvusTarget, MilvusWriter, expression, literal,
-                                 milvus_term, open_milvus, shard_of)
-from index.store.publish import ModelMismatch, open_index
-from tests.conftest import CORPUS, ROOT, FakeEncoder, milvus_lite
+from index.store.analysis import analyze
+from index.store.milvus.store import (MilvusIndexProblem, MilvusStore, MilvusTarget, MilvusWriter, expression, literal,
+                                 milvus_term, open_milvus)
+from index.store.base import ModelMismatch
+from index.store.embedded.publish import open_index
+from tests.conftest import CORPUS, ROOT, milvus_lite
 
 
 @pytest.fixture
@@ -54,13 +56,19 @@ def test_terms_survive_milvus_standard_tokenizer_and_stay_apart():
     assert milvus_term("dang") != milvus_term("~dang") != milvus_term("~dang_vien")
 
 
+def build_milvus(paths, target, encoder, **options) -> tuple[int, int, int]:
+    """Documents a build wrote, skipped (committed unchanged) and deleted (no longer in the input)."""
+    built = build_index(paths, target, encoder, **options)
+    return built.written, built.skipped, built.deleted
+
+
 def test_filter_expressions_quote_what_users_type(lite, fake_encoder, tmp_path):
     awkward = 'Báo "A" \\ số 1'
-    with MilvusWriter.create(lite, _manifest(fake_encoder), fake_encoder) as writer:
+    with MilvusWriter.create(lite, _manifest(fake_encoder)) as writer:
         from index.ingest.files import document_from_record
 
-        writer.write([document_from_record("odd", {"text": "Chi bộ Zyxwv họp.", "title": "t", "source": awkward,
-                                                   "date": "2024-02-03"}, "test")])
+        write_documents(writer, [document_from_record("odd", {"text": "Chi bộ Zyxwv họp.", "title": "t", "source": awkward,
+                                                              "date": "2024-02-03"}, "test")], fake_encoder)
     index = open_milvus(lite)
     try:
         assert literal(awkward) == '"Báo \\"A\\" \\\\ số 1"'
@@ -81,7 +89,7 @@ def test_another_model_or_setting_is_refused(lite, fake_encoder):
         open_milvus(lite, model="intfloat/multilingual-e5-small")
     other = _manifest(fake_encoder, passage_tokens=100)
     with pytest.raises(MilvusIndexProblem, match="built otherwise.*chunking"):
-        MilvusWriter.create(lite, other, fake_encoder)
+        MilvusWriter.create(lite, other)
     with pytest.raises(MilvusIndexProblem, match="no semsearch index"):
         open_milvus(MilvusTarget(lite.uri, "elsewhere"))
     # a collection of an older format (no sentence vectors) is refused, by readers and writers
@@ -90,7 +98,7 @@ def test_another_model_or_setting_is_refused(lite, fake_encoder):
     with pytest.raises(MilvusIndexProblem, match="format 6.*rebuild"):
         open_milvus(lite)
     with pytest.raises(MilvusIndexProblem, match="built otherwise.*format_version"):
-        MilvusWriter.create(lite, _manifest(fake_encoder), fake_encoder)
+        MilvusWriter.create(lite, _manifest(fake_encoder))
 
 
 def test_accent_counts_and_sentence_vectors_equal_the_embedded_index_through_writes(lite, fake_encoder, tmp_path):
@@ -98,14 +106,14 @@ def test_accent_counts_and_sentence_vectors_equal_the_embedded_index_through_wri
     build_index([CORPUS], embedded, fake_encoder, progress=False)
     build_milvus([CORPUS], lite, fake_encoder, progress=False)
     from index.ingest.files import document_from_record
-    from index.store.publish import writing
+    from index.store.embedded.publish import writing
 
     added = document_from_record("late", {"text": "Đảng viên Zyxwv dự hội nghị.", "title": "Tin"}, "test")
     first = ["000_3c2f5f3f6056e9aa"]
-    with writing(embedded, fake_encoder) as writer:
-        writer.write([added], delete=first)
-    with MilvusWriter(lite, open_milvus(lite).manifest, fake_encoder) as writer:
-        writer.write([added], delete=first)
+    with writing(embedded) as writer:
+        write_documents(writer, [added], fake_encoder, delete=first)
+    with MilvusWriter(lite, open_milvus(lite).manifest) as writer:
+        write_documents(writer, [added], fake_encoder, delete=first)
     reference, store = open_index(embedded).passages, MilvusStore(lite)
     keys = ["dang", "vien", "dang vien", "zyxwv", "chi", "bo", "bao nhieu", "hoi nghi"]
     assert {k: store.accent_forms(k, 8) for k in keys} == {k: reference.accent_forms(k, 8) for k in keys}
@@ -139,8 +147,8 @@ _SHARD = textwrap.dedent("""
     import sys, time
     sys.path.insert(0, sys.argv[1])
     from pathlib import Path
-    from index.build import build_milvus
-    from index.store.milvus import MilvusTarget
+    from index.build import build_index
+    from index.store.milvus.store import MilvusTarget
     from tests.conftest import FakeEncoder
 
     class Slow(FakeEncoder):  # slow enough to be killed between two groups
@@ -149,7 +157,8 @@ _SHARD = textwrap.dedent("""
             return super().encode_passages(texts)
 
     k, n = map(int, sys.argv[5].split("/"))
-    print(*build_milvus([Path(sys.argv[2])], MilvusTarget(sys.argv[3], sys.argv[4]), Slow(), shard=(k - 1, n), progress=False, group=2))
+    built = build_index([Path(sys.argv[2])], MilvusTarget(sys.argv[3], sys.argv[4]), Slow(), shard=(k - 1, n), progress=False, group=2)
+    print(built.written, built.skipped, built.deleted)
 """)
 
 
@@ -246,7 +255,7 @@ def _date(text: str):
 
 def test_one_setting_chooses_the_backend(tmp_path):
     from index.store.location import location_of
-    from index.store.publish import IndexProblem
+    from index.store.base import IndexProblem
 
     assert location_of("", tmp_path) == tmp_path
     chosen = location_of("", tmp_path, "http://milvus:19530", "news", "user:pw", '{"secure": true}')
@@ -278,8 +287,8 @@ def test_a_build_keeps_documents_written_since_unless_asked_to_drop_them(lite, f
     documents = texts(4)
     build_milvus([corpus_file(tmp_path, documents)], lite, fake_encoder, progress=False)
     api = document_from_record("api-1", {"text": "Chi bộ Zyxwv tổ chức hội thao.", "title": "Qua API"}, None, origin="api")
-    with MilvusWriter(lite, open_milvus(lite).manifest, fake_encoder) as writer:
-        writer.write([api])
+    with MilvusWriter(lite, open_milvus(lite).manifest) as writer:
+        write_documents(writer, [api], fake_encoder)
     del documents["doc-0"]
     assert build_milvus([corpus_file(tmp_path, documents)], lite, fake_encoder, progress=False) == (0, 3, 1)
     store = MilvusStore(lite)

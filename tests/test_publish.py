@@ -4,7 +4,6 @@ and a damaged index is refused (issue 10, findings 1, 2 and 5)."""
 from __future__ import annotations
 
 import collections
-import json
 import os
 import sqlite3
 import subprocess
@@ -15,10 +14,11 @@ import time
 import pytest
 
 from index.build import build_index
-from index.store import integrity
-from index.store.passages import PassageStore
+from index.store.embedded import integrity
+from index.store.embedded.passages import PassageStore
 from index.retrieve.search import Searcher
-from index.store.publish import IndexBusy, IndexCorrupt, Manifest, NotAnIndex, index_lock, open_index, verify_index
+from index.store.base import IndexBusy, IndexCorrupt, NotAnIndex
+from index.store.embedded.publish import index_lock, open_index, verify_index
 from service.cli import main
 from tests.conftest import CORPUS, ROOT, FakeEncoder
 from tests.test_store_and_search import documents

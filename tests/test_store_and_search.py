@@ -5,8 +5,11 @@ import numpy as np
 import pytest
 
 from index.build import build_index, is_current
+from index.store.location import FollowedIndex
 from index.retrieve.search import MAX_K, MAX_QUERY_CHARS, InvalidRequest, Searcher, UnknownPassage
-from index.store.publish import IndexCorrupt, IndexNotFound, Manifest, ModelMismatch, open_index, verify_index
+from index.store.base import IndexCorrupt, IndexNotFound, ModelMismatch
+from index.store.embedded.live import read_manifest
+from index.store.embedded.publish import open_index, verify_index
 from index.text import fold
 from tests.conftest import CORPUS, FakeEncoder
 
@@ -20,7 +23,7 @@ def documents(out) -> int:
 
 
 def test_manifest_records_the_build(fake_index, fake_encoder):
-    manifest = Manifest.read(fake_index)
+    manifest = read_manifest(fake_index)
     assert manifest.model == fake_encoder.model_id
     assert manifest.dimension == fake_encoder.dim
     index = open_index(fake_index)
@@ -78,15 +81,12 @@ def _ties(scores, ids, threshold):
     return ids[scores >= threshold - 1e-6].tolist()
 
 
-def test_a_build_in_groups_equals_a_build_in_one(tmp_path, fake_encoder, monkeypatch):
+def test_a_build_in_groups_equals_a_build_in_one(tmp_path, fake_encoder):
     """Builds read, embed and commit a few documents at a time; the result is the one-commit build's."""
-    import index.build
-
     whole = tmp_path / "whole"
     build_index([CORPUS], whole, fake_encoder, progress=False)
-    monkeypatch.setattr(index.build, "BUILD_GROUP", 2)
     grouped = tmp_path / "grouped"
-    commit = build_index([CORPUS], grouped, fake_encoder, progress=False).commit
+    commit = build_index([CORPUS], grouped, fake_encoder, progress=False, group=2).commit
     assert commit.version == 3 and len(commit.documents) == 5  # 5 documents in groups of 2
     built = [open_index(whole), open_index(grouped)]
     try:
@@ -96,7 +96,7 @@ def test_a_build_in_groups_equals_a_build_in_one(tmp_path, fake_encoder, monkeyp
         for b in built:
             assert b.view.delta.count == 0 and len(b.view.checkpoint) == len(rows[0])
         for query in ["đảng viên sinh hoạt chi bộ", "Hồ Chí Minh"]:
-            found = [[(r.id, round(r.score, 5)) for r in Searcher(b, fake_encoder, b.directory).search(query, 10)] for b in built]
+            found = [[(r.id, round(r.score, 5)) for r in Searcher(FollowedIndex(b.directory, reader=b), fake_encoder).search(query, 10)] for b in built]
             assert found[0] == found[1]
     finally:
         for b in built:
@@ -217,9 +217,9 @@ def test_abandoned_staging_is_cleaned_but_look_alikes_are_not(tmp_path, fake_enc
 
 def test_reload_follows_a_rebuild_and_refuses_another_model(fake_index, fake_encoder):
     searcher = Searcher.open(fake_index, encoder=fake_encoder)
-    assert not searcher.reload_if_changed()
+    assert not searcher.followed.reload_if_changed()
     build_index([CORPUS / "000_3c2f5f3f6056e9aa.txt"], fake_index, fake_encoder, progress=False)
-    assert searcher.reload_if_changed() and searcher.index.passages.counts()[1] == 1
+    assert searcher.followed.reload_if_changed() and searcher.index.passages.counts()[1] == 1
 
     class OtherModel(FakeEncoder):
         model_id = "test/another-model"
@@ -227,14 +227,14 @@ def test_reload_follows_a_rebuild_and_refuses_another_model(fake_index, fake_enc
     serving = searcher.index.directory
     build_index([CORPUS], fake_index, OtherModel(), progress=False)
     with pytest.raises(ModelMismatch, match="another-model"):
-        searcher.reload_if_changed()
+        searcher.followed.reload_if_changed()
     assert searcher.index.directory == serving and searcher.search("đảng viên", 1)
 
 
 def test_packed_sentence_vectors_keep_their_cosines():
     """8-bit sentence vectors with one scale each: cosines to a query move by well under .01,
     exact zeros survive, and bytes that are not packed vectors are refused."""
-    from index.store.evidence import Evidence, pack_vectors
+    from index.encode.evidence import Evidence, pack_vectors
 
     def unpacked(packed: bytes) -> np.ndarray:
         return Evidence.of([(0, np.zeros(384, np.float32), packed)], 384).sentences

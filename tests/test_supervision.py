@@ -3,7 +3,6 @@ killed parent (so a restart gets the port), and SIGTERM lets a write in flight a
 
 from __future__ import annotations
 
-import json
 import os
 import signal
 import socket

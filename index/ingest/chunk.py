@@ -74,13 +74,6 @@ def passage_id(doc_id: str, position: int, text: str) -> str:
     return f"{int.from_bytes(digest, 'big') & (2**63 - 1):016x}"
 
 
-def chunk_documents(
-    documents: Iterable[Document], count_tokens: TokenCounter, max_tokens: int, overlap_sentences: int = 1
-) -> Iterator[Passage]:
-    for doc in documents:
-        yield from chunk_document(doc, count_tokens, max_tokens, overlap_sentences)
-
-
 def chunk_document(
     doc: Document, count_tokens: TokenCounter, max_tokens: int, overlap_sentences: int = 1
 ) -> Iterator[Passage]:

@@ -62,6 +62,22 @@ class Document:
     origin: str = "build"
     path: str | None = None  # the file it was read from
 
+    def fingerprint(self) -> str:
+        """What decides whether a document must be written again: everything it was indexed from."""
+        blocks = [[getattr(b, name) for name in sorted(vars(b))] for b in self.blocks]
+        content = [self.doc_id, self.title, self.date, self.byline, self.source, self.original_name, blocks]
+        return hashlib.blake2b(json.dumps(content, ensure_ascii=False, default=str).encode(), digest_size=16).hexdigest()
+
+
+def stable_hash(text: str) -> int:
+    """A 63-bit hash of `text`, the same in every process and on every machine."""
+    return int.from_bytes(hashlib.blake2b(text.encode(), digest_size=8).digest(), "big") >> 1
+
+
+def shard_of(doc_id: str, shards: int) -> int:
+    """Which of `shards` build processes indexes a document: a stable hash of its id."""
+    return stable_hash(doc_id) % shards
+
 
 def find_files(paths: Iterable[Path]) -> list[Path]:
     found: list[Path] = []

@@ -6,7 +6,7 @@ from collections.abc import Sequence
 
 import numpy as np
 
-Ranking = tuple[np.ndarray, np.ndarray]  # (scores, ids), best first
+from index.store.base import Ranking
 
 
 def reciprocal_rank_fusion(rankings: Sequence[Ranking], weights: Sequence[float], k: float = 60.0) -> Ranking:

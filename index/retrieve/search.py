@@ -6,19 +6,16 @@ import threading
 import time
 from dataclasses import dataclass
 from functools import lru_cache
-from pathlib import Path
 from typing import Protocol
 
 import numpy as np
 
-from index.retrieve.answer import Annotator, Span, idf_weight
 from index.encode.embed import TextEncoder, load_encoder
-from index.retrieve.fusion import Ranking, normalized_score_fusion, reciprocal_rank_fusion, sentence_evidence
+from index.retrieve.answer import Annotator, Span, idf_weight
+from index.retrieve.fusion import normalized_score_fusion, reciprocal_rank_fusion, sentence_evidence
+from index.store.base import IndexReader, IndexView, ModelMismatch, Ranking, StoredPassage
 from index.store.filters import NO_FILTERS, Filters
-from index.store.live import LiveIndex, View
-from index.store.location import IndexLocation, open_location, writing_at
-from index.store.passages import StoredPassage
-from index.store.publish import IndexNotFound, ModelMismatch
+from index.store.location import FollowedIndex, IndexLocation
 from index.text import normalize
 
 MAX_K = 100
@@ -148,18 +145,14 @@ class _Unobserved:
 
 
 class Searcher:
-    """Searches one index, and follows it: `reload_if_changed` catches up with writes committed
-    to it, and when the link at `index_dir` points to a newer build, opens that and switches to
-    it. Each call reads `self.index` and its view once, so a search that started on the old
-    state finishes on it; old files are released when the last such call returns."""
+    """Searches one index. `followed` keeps its reader current (index/store/location.py); each call
+    reads `self.index` and its view once, so a search that started on the old state finishes on it."""
 
-    def __init__(self, index: LiveIndex, encoder: TextEncoder, location: IndexLocation | None = None,
-                 observer: SearchObserver | None = None):
-        if encoder.model_id != index.manifest.model:
-            raise ModelMismatch(f"encoder {encoder.model_id!r} does not match the index's {index.manifest.model!r}")
-        self.index = index
+    def __init__(self, followed: FollowedIndex, encoder: TextEncoder, observer: SearchObserver | None = None):
+        if encoder.model_id != followed.reader.manifest.model:
+            raise ModelMismatch(f"encoder {encoder.model_id!r} does not match the index's {followed.reader.manifest.model!r}")
+        self.followed = followed
         self.encoder = encoder
-        self.location = location if location is not None else index.directory
         self.observer = observer or _Unobserved()
         # people repeat queries, and hybrid and dense share one embedding of each
         self._query_vector = lru_cache(maxsize=QUERY_CACHE_SIZE)(self._encode_query)
@@ -168,27 +161,12 @@ class Searcher:
     @classmethod
     def open(cls, location: IndexLocation, model: str | None = None, encoder: TextEncoder | None = None) -> Searcher:
         """Load the index and the model that built it (`model` must agree with the manifest)."""
-        index = open_location(location, model=model or (encoder.model_id if encoder else None))
-        return cls(index, encoder or load_encoder(index.manifest.model), location)
+        followed = FollowedIndex(location, model=model or (encoder.model_id if encoder else None))
+        return cls(followed, encoder or load_encoder(followed.reader.manifest.model))
 
-    def reload_if_changed(self) -> bool:
-        """Catch up with writes to the current index, or switch to the index now published at
-        the location if it is another one. Raises IndexProblem (and keeps serving the current
-        index) when the new one cannot be used."""
-        if self.index.directory is None:  # on Milvus: one collection, never replaced by a build
-            return self.index.refresh()
-        try:
-            published = Path(self.location).resolve(strict=True)
-        except OSError as exc:
-            raise IndexNotFound(f"{self.location} is gone ({exc}); still serving {self.index.name}") from exc
-        if published == self.index.directory:
-            return self.index.refresh()
-        self.index = open_location(self.location, model=self.encoder.model_id)
-        return True
-
-    def writing(self, wait_seconds: float = 0.0):
-        """The index's writer, with this searcher's encoder (a context manager)."""
-        return writing_at(self.location, self.encoder, wait_seconds=wait_seconds)
+    @property
+    def index(self) -> IndexReader:
+        return self.followed.reader
 
     @property
     def size(self) -> int:
@@ -211,7 +189,7 @@ class Searcher:
         index = self.index
         return self._rank(index, index.view, query, k, mode, filters, fusion)
 
-    def _rank(self, index: LiveIndex, view: View, query: str, k: int, mode: str, filters: Filters,
+    def _rank(self, index: IndexReader, view: IndexView, query: str, k: int, mode: str, filters: Filters,
               fusion: FusionSettings = FUSION) -> Ranking:
         if mode == "lexical":
             return index.lexical_search(query, k, filters, view)
@@ -235,7 +213,7 @@ class Searcher:
         return scores[:k], ids[:k]
 
     @staticmethod
-    def restored(index: LiveIndex, query: str, coverage: float, lexical: Ranking) -> str:
+    def restored(index: IndexReader, query: str, coverage: float, lexical: Ranking) -> str:
         """The query the dense leg embeds: the model reads Vietnamese with its diacritics and
         capitals far better than without, and the passages the query matches lexically show how
         its words are written."""
@@ -246,7 +224,7 @@ class Searcher:
         return index.accents.restore(query, coverage, nearby)
 
     @staticmethod
-    def _by_sentences(index: LiveIndex, vector: np.ndarray, candidates: np.ndarray, depth: int,
+    def _by_sentences(index: IndexReader, vector: np.ndarray, candidates: np.ndarray, depth: int,
                       fusion: FusionSettings) -> Ranking:
         """The dense leg: `candidates` (of either leg) scored by their whole and their best
         sentence, the best `depth` of them."""
@@ -270,7 +248,7 @@ class Searcher:
         self._encoding.seconds = time.perf_counter() - started
         return vector
 
-    def passage(self, passage_id: str, index: LiveIndex | None = None) -> StoredPassage:
+    def passage(self, passage_id: str, index: IndexReader | None = None) -> StoredPassage:
         index = index or self.index
         passage = index.passages.by_id(passage_id) if isinstance(passage_id, str) else None
         if passage is None:
@@ -309,44 +287,24 @@ class Searcher:
         window = self.encoder.truncate(text, index.manifest.chunking.get("max_tokens", self.encoder.max_tokens))
         return self._nearest(index, index.view, self.encoder.encode_passages([window])[0], offset + k, filters)[offset:]
 
-    def _nearest(self, index: LiveIndex, view: View, vector: np.ndarray, k: int, filters: Filters) -> list[SearchResult]:
+    def _nearest(self, index: IndexReader, view: IndexView, vector: np.ndarray, k: int, filters: Filters) -> list[SearchResult]:
         return self._results(index, index.dense(vector, k + LATE_DELETES, filters, view), k)
 
-    def health(self, index: LiveIndex | None = None) -> dict[str, str]:
-        """Reads from every part a search depends on: {part: "ok" or what failed}."""
-        index = index or self.index
-        sample: list[StoredPassage] = []
+    def document(self, doc_id: str) -> dict | None:
+        """A document's metadata and its passages' ids."""
+        return self.index.passages.document(doc_id)
 
-        def passages() -> None:
-            index.probe()
-            first = index.passages.first_int_id()
-            sample.extend(index.passages.by_int_ids([first] if first is not None else []).values())
+    def sources(self) -> list[str]:
+        """The sources filters can name."""
+        return self.index.passages.sources()
 
-        def vectors() -> None:
-            for passage in sample:
-                index.dense(index.vector(passage.int_id), 1)
-
-        def lexical() -> None:
-            for passage in sample:
-                index.lexical_search(passage.text[:200], 1)
-
-        checks: dict[str, str] = {}
-        for part, read in (("passages", passages), ("vectors", vectors), ("lexical", lexical),
-                           ("encoder", lambda: self.encoder.encode_queries(["kiểm tra"]))):
-            try:
-                read()
-                checks[part] = "ok"
-            except Exception as exc:  # whatever a damaged part raises is the answer here
-                checks[part] = f"{type(exc).__name__}: {exc}"
-        return checks
-
-    def _results(self, index: LiveIndex, ranking: Ranking, k: int, query: str | None = None) -> list[SearchResult]:
+    def _results(self, index: IndexReader, ranking: Ranking, k: int, query: str | None = None) -> list[SearchResult]:
         """Stored passages for the ranked ids; with a query, also its highlights and answer sentence."""
         hits = [(int(i), float(s)) for s, i in zip(*ranking) if i >= 0]
         stored = index.passages.by_int_ids([i for i, _ in hits])
-        annotate = Annotator(query, idf_weight(index.accents.frequency, index.accents.total)) if query else None
+        annotate = Annotator(query or "", idf_weight(index.accents.frequency, index.accents.total))
         annotated = MAX_K_TIMES_QUERY_CHARS // len(query) if query else 0
-        results = []
+        results: list[SearchResult] = []
         for int_id, score in hits:
             if len(results) == k:
                 break

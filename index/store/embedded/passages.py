@@ -10,7 +10,6 @@ dense enough to address bitmaps."""
 
 from __future__ import annotations
 
-import datetime
 import json
 import sqlite3
 import threading
@@ -23,11 +22,12 @@ import numpy as np
 
 from index.ingest.chunk import Passage, embedding_text_of
 from index.ingest.files import Document
+from index.encode.evidence import Evidence
 from index.store.accents import QUESTION_PHRASES, form_counts
-from index.store.evidence import Evidence
+from index.store.base import Commit, StoredPassage
+from index.store.filters import day_number
 
 FILE = "passages.sqlite"
-_EPOCH = datetime.date(1970, 1, 1)
 
 _SCHEMA = """
 CREATE TABLE documents (
@@ -54,39 +54,6 @@ _SELECT = """
 SELECT p.int_id, p.id, p.doc_id, p.position, p.heading, p.text, d.title, d.date, d.source, d.byline, p.context
 FROM passages p JOIN documents d ON d.doc_id = p.doc_id
 """
-
-
-def day_number(date: str | None) -> int | None:
-    """Days since 1970-01-01 of an ISO date (its first ten characters), None for anything else."""
-    try:
-        return (datetime.date.fromisoformat((date or "")[:10]) - _EPOCH).days
-    except ValueError:
-        return None
-
-
-@dataclass(frozen=True)
-class StoredPassage:
-    int_id: int
-    id: str
-    doc_id: str
-    position: int
-    heading: str | None
-    text: str
-    title: str
-    date: str | None
-    source: str | None
-    byline: str | None
-    context: str = ""
-
-    @property
-    def embedding_text(self) -> str:
-        return embedding_text_of(self.context, self.text)
-
-    def to_dict(self) -> dict:
-        return {
-            "id": self.id, "text": self.text, "doc_id": self.doc_id, "title": self.title, "date": self.date,
-            "source": self.source, "byline": self.byline, "position": self.position, "heading": self.heading,
-        }
 
 
 @dataclass(frozen=True)
@@ -117,14 +84,6 @@ class IndexRows:
     @property
     def ids(self) -> np.ndarray:
         return np.array([row.int_id for row in self.catalog], np.int64)
-
-
-@dataclass(frozen=True)
-class Commit:
-    version: int
-    added: int
-    removed: int
-    documents: tuple[str, ...]
 
 
 def connect(directory: Path, create: bool = False) -> sqlite3.Connection:
@@ -430,10 +389,6 @@ class PassageStore:
         """The log before a checkpoint that every reader has moved past is no longer read."""
         with self._lock:
             self._connection.execute("DELETE FROM changes WHERE version <= ?", (version,))
-
-    def checkpoint_wal(self) -> None:
-        with self._lock:
-            self._connection.execute("PRAGMA wal_checkpoint(TRUNCATE)")
 
     def close(self) -> None:
         with self._lock:

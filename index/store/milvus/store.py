@@ -28,7 +28,6 @@ A `milvus-lite` file (`./x.db`) serves one process; a Milvus server (`http://hos
 from __future__ import annotations
 
 import base64
-import hashlib
 import json
 import logging
 import socket
@@ -40,15 +39,16 @@ from dataclasses import dataclass, field
 import numpy as np
 from tqdm import tqdm
 
+from index.encode.embed import TextEncoder
+from index.encode.evidence import Evidence
 from index.ingest.chunk import Passage, embedding_text_of
-from index.ingest.files import Document
+from index.ingest.files import Document, stable_hash
+from index.prepare import PreparedDocument
 from index.store.accents import QUESTION_PHRASES, AccentVocabulary, form_counts
-from index.store.evidence import Evidence
-from index.store.filters import NO_FILTERS, Filters
-from index.store.lexical import K1, B, analyze
-from index.store.live import chunk_for, embed_passages
-from index.store.passages import Commit, StoredPassage, day_number
-from index.store.publish import FORMAT_VERSION, IndexProblem, Manifest, ModelMismatch
+from index.store.analysis import B, K1, analyze
+from index.store.base import (FORMAT_VERSION, BuildEnd, Commit, IndexProblem, Manifest, ModelMismatch, StoredPassage,
+                              WriteResult)
+from index.store.filters import NO_FILTERS, Filters, day_number
 
 log = logging.getLogger("semsearch")
 
@@ -67,6 +67,11 @@ HNSW_EF = 128
 # Reads and writes see every earlier write: the service reads what a write just committed.
 CONSISTENCY = "Strong"
 _BATCH = 1_000  # rows per insert or query: under gRPC's message limit with 384-d vectors and text
+
+
+def _batches(items: Sequence) -> Iterator[Sequence]:
+    for start in range(0, len(items), _BATCH):
+        yield items[start : start + _BATCH]
 _FOLDED = "ǂ"  # a letter (so `\w`) that no syllable holds: marks unaccented terms, joins pairs
 _PASSAGE_FIELDS = ["int_id", "id", "doc_id", "position", "heading", "text", "title", "date", "source", "byline", "context"]
 
@@ -103,17 +108,6 @@ def expression(filters: Filters) -> str:
     if (days := filters.day_range()) is not None:
         parts.append(f"day >= {days[0]} and day <= {days[1]}")
     return " and ".join(parts)
-
-
-def stable_hash(text: str) -> int:
-    return int.from_bytes(hashlib.blake2b(text.encode(), digest_size=8).digest(), "big") >> 1
-
-
-def document_fingerprint(doc: Document) -> str:
-    """What decides whether a document must be written again: everything it was indexed from."""
-    blocks = [[getattr(b, name) for name in sorted(vars(b))] for b in doc.blocks]
-    content = [doc.doc_id, doc.title, doc.date, doc.byline, doc.source, doc.original_name, blocks]
-    return hashlib.blake2b(json.dumps(content, ensure_ascii=False, default=str).encode(), digest_size=16).hexdigest()
 
 
 @dataclass(frozen=True)
@@ -179,8 +173,7 @@ class MilvusStore:
     def rows_in(self, name: str, key: str, values: Sequence, fields: list[str]) -> list[dict]:
         """`fields` of the rows of `name` whose `key` is one of `values`."""
         rows = []
-        for start in range(0, len(values), _BATCH):
-            part = values[start : start + _BATCH]
+        for part in _batches(values):
             members = ", ".join(literal(v) if isinstance(v, str) else str(int(v)) for v in part)
             rows += self._query(name, f"{key} in [{members}]", fields)
         return rows
@@ -188,8 +181,8 @@ class MilvusStore:
     def get(self, name: str, keys: Sequence[int], fields: list[str]) -> list[dict]:
         """`fields` of the rows of `name` whose primary key is one of `keys` (a lookup, not a filter)."""
         keys = [int(key) for key in keys]
-        return [row for start in range(0, len(keys), _BATCH)
-                for row in self.client.get(name, ids=keys[start : start + _BATCH], output_fields=fields, consistency_level=CONSISTENCY)]
+        return [row for part in _batches(keys)
+                for row in self.client.get(name, ids=part, output_fields=fields, consistency_level=CONSISTENCY)]
 
     def scan(self, name: str, fields: list[str], expr: str = "") -> Iterator[list[dict]]:
         iterator = self.client.query_iterator(name, batch_size=_BATCH, filter=expr, output_fields=fields,
@@ -304,6 +297,10 @@ class MilvusStore:
     def accent_total(self) -> int:
         return sum(self.meta_like("accent_total:").values())
 
+    def delete(self, name: str, keys: Sequence) -> None:
+        for part in _batches(keys):
+            self.client.delete(name, ids=list(part))
+
     def close(self) -> None:
         self.client.close()
 
@@ -319,7 +316,6 @@ class MilvusView:
 class MilvusIndex:
     """The reader: the same calls as live.LiveIndex, answered by Milvus."""
 
-    directory = None  # not a directory: nothing to switch to when a build publishes one
 
     def __init__(self, target: MilvusTarget, manifest):
         self.target = target
@@ -453,11 +449,6 @@ def _schemas(client, dim: int) -> dict[str, tuple]:
             "accents": (accents, spare_index()), "meta": (meta, spare_index())}
 
 
-def shard_of(doc_id: str, shards: int) -> int:
-    """Which of `shards` writers indexes a document: a stable hash of its id."""
-    return stable_hash(doc_id) % shards
-
-
 def milvus_manifest(target: MilvusTarget) -> Manifest:
     """The manifest of the index in `target` (its collections loaded, ready to read)."""
     store = MilvusStore(target)
@@ -483,31 +474,24 @@ def open_milvus(target: MilvusTarget, model: str | None = None) -> MilvusIndex:
     return MilvusIndex(target, manifest)
 
 
-@dataclass(frozen=True)
-class MilvusWriteResult:
-    commit: Commit
-    embedded: int
-    compacted: bool = False
-
-
 class MilvusWriter:
     """Writes documents into a Milvus index. Several may write at once (one per shard or host),
     each under its own `writer` name: the accent counts and versions are kept per writer and
     summed by readers, so no writer overwrites another's. Writes of one document from two
     writers at once are not serialised (Milvus has no transactions)."""
 
-    def __init__(self, target: MilvusTarget, manifest, encoder=None, progress: bool = False, writer: str | None = None):
+    def __init__(self, target: MilvusTarget, manifest: Manifest, progress: bool = False, writer: str | None = None):
         self.target = target
         self.manifest = manifest
-        self.encoder = encoder
         self.progress = progress
+        self.threads: int | None = None  # the writer's host embeds; Milvus's servers do the rest
         self.writer = writer or f"host-{socket.gethostname()}"
         self.store = MilvusStore(target)
         self.client = self.store.client
         self._lock = threading.Lock()
 
     @classmethod
-    def create(cls, target: MilvusTarget, manifest, encoder=None, progress: bool = False, writer: str | None = None) -> MilvusWriter:
+    def create(cls, target: MilvusTarget, manifest: Manifest, progress: bool = False, writer: str | None = None) -> MilvusWriter:
         """A writer of `target`, creating its collections if they are absent; refuses a collection
         built with another manifest (model, prompts, chunking, analyser)."""
         client = target.connect()
@@ -528,13 +512,13 @@ class MilvusWriter:
                 # as the embedded index does: question words counted once, as if the corpus had them
                 questions = form_counts(QUESTION_PHRASES)
                 _set_accents(store, QUESTIONS_WRITER, questions, _syllables(questions))
-                store.set_meta("manifest", _manifest_record(manifest))
-            elif _comparable(recorded) != _comparable(_manifest_record(manifest)):
-                raise MilvusIndexProblem(f"{target} holds an index built otherwise ({_difference(recorded, _manifest_record(manifest))}); "
+                store.set_meta("manifest", manifest.record())
+            elif _comparable(recorded) != _comparable(manifest.record()):
+                raise MilvusIndexProblem(f"{target} holds an index built otherwise ({_difference(recorded, manifest.record())}); "
                                          "use another --collection")
         finally:
             client.close()
-        return cls(target, manifest, encoder, progress, writer)
+        return cls(target, manifest, progress, writer)
 
     def close(self) -> None:
         self.store.close()
@@ -547,48 +531,48 @@ class MilvusWriter:
 
     # -- one write ------------------------------------------------------------------------------------
 
-    def write(self, documents: Sequence[Document] = (), delete: Iterable[str] = ()) -> MilvusWriteResult:
+    def stored_vectors(self, passages: Sequence[Passage]) -> dict[str, tuple[np.ndarray, bytes]]:
+        """Vectors of those of `passages` stored with the same id and context."""
+        wanted = {p.id: p.context for p in passages}
+        doc_ids = list(dict.fromkeys(p.doc_id for p in passages))
+        rows = self.store.rows_in(self.passages_name, "doc_id", doc_ids, ["id", "context", "vector", "sentences"]) if doc_ids else []
+        return {row["id"]: (np.asarray(row["vector"], np.float32), base64.b64decode(row["sentences"]))
+                for row in rows if wanted.get(row["id"], None) == row["context"]}
+
+    def write(self, documents: Sequence[PreparedDocument] = (), delete: Iterable[str] = (),
+              compact: bool = True) -> WriteResult:
         """Add or replace `documents` and delete the documents `delete` names. Each document is
-        committed when its row in <name>_documents is written, after its passages."""
+        committed when its row in <name>_documents is written, after its passages. (Milvus merges
+        its segments itself: `compact` asks nothing more of it.)"""
         with self._lock:
-            documents = list(documents)
-            gone = list(dict.fromkeys([*delete, *(d.doc_id for d in documents)]))
-            old = self.store.rows_in(self.passages_name, "doc_id", gone, ["int_id", "id", "context", "text", "vector", "sentences"]) if gone else []
-            chunked = [(doc, chunk_for(self.manifest, self.encoder, doc)) for doc in documents]
-            new = [p for _, passages in chunked for p in passages]
-            stored = {row["id"]: row for row in old}
-            unchanged = {p.id: (stored[p.id]["vector"], base64.b64decode(stored[p.id]["sentences"]))
-                         for p in new if p.id in stored and stored[p.id]["context"] == p.context}
-            embedded = embed_passages(new, unchanged, self.encoder, self.manifest.dimension)
-            kept = {p.int_id for p in new}
-            stale = [row["int_id"] for row in old if row["int_id"] not in kept]
-            for start in range(0, len(stale), _BATCH):
-                self.client.delete(self.passages_name, ids=stale[start : start + _BATCH])
-            rows = []
-            for (doc, passages) in chunked:
-                for passage in passages:
-                    rows.append(self._passage_row(doc, passage, embedded.vectors[len(rows)], embedded.sentences[len(rows)]))
-            for start in range(0, len(rows), _BATCH):
-                self.client.upsert(self.passages_name, rows[start : start + _BATCH])
-            self._count_accents([p.embedding_text for p in new], [embedding_text_of(row["context"], row["text"]) for row in old])
-            self._record_origins(documents, gone)
-            removed_documents = [d for d in delete if d not in {doc.doc_id for doc in documents}]
-            if removed_documents:
-                self.client.delete(self.documents_name, ids=removed_documents)
-            if documents:
-                self.client.upsert(self.documents_name, [self._document_row(doc) for doc in documents])
-                self._add_sources({doc.source for doc in documents if doc.source})
+            docs = [p.document for p in documents]
+            gone = list(dict.fromkeys([*delete, *(d.doc_id for d in docs)]))
+            old = self.store.rows_in(self.passages_name, "doc_id", gone, ["int_id", "context", "text"]) if gone else []
+            kept = {p.int_id for prepared in documents for p in prepared.passages}
+            self.store.delete(self.passages_name, [row["int_id"] for row in old if row["int_id"] not in kept])
+            rows = [self._passage_row(prepared.document, passage, vector, sentences) for prepared in documents
+                    for passage, vector, sentences in zip(prepared.passages, prepared.vectors, prepared.sentences)]
+            for part in _batches(rows):
+                self.client.upsert(self.passages_name, list(part))
+            added = [p.embedding_text for prepared in documents for p in prepared.passages]
+            self._count_accents(added, [embedding_text_of(row["context"], row["text"]) for row in old])
+            self._record_origins(docs, gone)
+            removed_documents = [d for d in delete if d not in {doc.doc_id for doc in docs}]
+            self.store.delete(self.documents_name, removed_documents)
+            if docs:
+                self.client.upsert(self.documents_name, [self._document_row(doc) for doc in docs])
+                self._add_sources({doc.source for doc in docs if doc.source})
             version = (self.store.meta(f"version:{self.writer}") or 0) + 1
             self.store.set_meta(f"version:{self.writer}", version)
-            return MilvusWriteResult(Commit(self.store.version(), len(rows), len(old), tuple(gone)), embedded.count)
+            commit = Commit(self.store.version(), len(rows), len(old), tuple(gone))
+            return WriteResult(commit, sum(p.embedded for p in documents))
 
     def _record_origins(self, documents: list[Document], gone: list[str]) -> None:
         """Before the documents' rows commit them: the origin of those not read by a build, and
         none for the rest of `gone` (a crash in between leaves an origin row nobody reads)."""
         written = {doc.doc_id: {"origin": doc.origin, "path": doc.path} for doc in documents if doc.origin != "build"}
         recorded = self.store.rows_in(self.store.meta_name, "key", [ORIGIN + d for d in gone if d not in written], ["key"])
-        if recorded:
-            self.client.delete(self.store.meta_name, ids=[row["key"] for row in recorded])
+        self.store.delete(self.store.meta_name, [row["key"] for row in recorded])
         if written:
             self.store.set_metas({ORIGIN + doc_id: origin for doc_id, origin in written.items()})
 
@@ -613,7 +597,7 @@ class MilvusWriter:
 
     def _document_row(self, doc: Document) -> dict:
         return {"doc_id": doc.doc_id, "title": doc.title, "byline": doc.byline, "date": doc.date, "source": doc.source,
-                "original_name": doc.original_name, "fingerprint": document_fingerprint(doc),
+                "original_name": doc.original_name, "fingerprint": doc.fingerprint(),
                 "shard": stable_hash(doc.doc_id), _SPARE: [0.0] * _SPARE_DIM}
 
     def _count_accents(self, added: list[str], removed: list[str]) -> None:
@@ -642,39 +626,9 @@ class MilvusWriter:
         """{doc_id: fingerprint} of those of `doc_ids` whose write completed."""
         return {row["doc_id"]: row["fingerprint"] for row in self.store.rows_in(self.documents_name, "doc_id", list(doc_ids), ["doc_id", "fingerprint"])}
 
-    def build(self, groups: Iterable[list[Document]], shard: tuple[int, int] = (0, 1), total: int | None = None,
-              keep_written: bool = True) -> tuple[int, int, int]:
-        """Index the documents of `groups` that fall in `shard` (K of N), skipping those already
-        committed unchanged (a shard run again after a crash goes on where it stopped), then
-        delete this shard's documents that the input no longer has, except those written since
-        they were built (`semsearch add`, the API) unless not `keep_written`. Returns (written,
-        skipped, deleted) document counts."""
-        index, shards = shard
-        written = skipped = 0
-        seen: set[str] = set()
-        # into an empty collection nothing can be stale: the scan for it reads every document id
-        # (minutes through milvus-lite at 100k documents)
-        was_empty = self.store.count(self.documents_name) == 0
-        with tqdm(total=total, desc=f"indexing shard {index + 1}/{shards}" if shards > 1 else "indexing", unit="doc",
-                  disable=not self.progress, smoothing=0.05) as bar:
-            for group in groups:
-                mine = [doc for doc in group if shard_of(doc.doc_id, shards) == index]
-                seen.update(doc.doc_id for doc in mine)
-                done = self.committed([doc.doc_id for doc in mine])
-                todo = [doc for doc in mine if done.get(doc.doc_id) != document_fingerprint(doc)]
-                if todo:
-                    self.write(todo)
-                written, skipped = written + len(todo), skipped + len(mine) - len(todo)
-                bar.update(len(group))
-                bar.set_postfix(written=written, skipped=skipped, refresh=False)
-        kept = set() if was_empty or not keep_written else self.store.written()
-        stale = [] if was_empty else [doc_id for batch in self.store.scan(self.documents_name, ["doc_id", "shard"])
-                                      for row in batch if row["shard"] % shards == index
-                                      and (doc_id := row["doc_id"]) not in seen and doc_id not in kept]
-        for start in range(0, len(stale), _BATCH):
-            self.write(delete=stale[start : start + _BATCH])
-        self.flush()
-        return written, skipped, len(stale)
+    def missing(self, doc_ids: Sequence[str]) -> list[str]:
+        committed = self.committed(doc_ids)
+        return [doc_id for doc_id in doc_ids if doc_id not in committed]
 
     def flush(self) -> None:
         """Seal what was written into segments, which Milvus indexes once (milvus-lite rebuilt the
@@ -692,14 +646,38 @@ class MilvusWriter:
                     counts.update(form_counts(embedding_text_of(row["context"], row["text"]) for row in batch))
                     bar.update(len(batch))
             counts.update(form_counts(QUESTION_PHRASES))
-            old = [row["pk"] for batch in self.store.scan(self.store.accents_name, ["pk"]) for row in batch]
-            for start in range(0, len(old), _BATCH):
-                self.client.delete(self.store.accents_name, ids=old[start : start + _BATCH])
-            for key in self.store.meta_like("accent_total:"):
-                self.client.delete(self.store.meta_name, ids=[key])
+            self.store.delete(self.store.accents_name, [row["pk"] for batch in self.store.scan(self.store.accents_name, ["pk"])
+                                                        for row in batch])
+            self.store.delete(self.store.meta_name, list(self.store.meta_like("accent_total:")))
             _set_accents(self.store, self.writer, counts, _syllables(counts))
             self.flush()
             return True
+
+
+class MilvusBuild(MilvusWriter):
+    """A build's writer: writes into the collection in place, as one shard (`shard`: K of N) of the
+    input; what the build skips because it is committed unchanged stays as it is."""
+
+    def __init__(self, target: MilvusTarget, manifest: Manifest, progress: bool, shard: tuple[int, int]):
+        super().__init__(target, manifest, progress, writer=f"shard-{shard[0]}-of-{shard[1]}" if shard[1] > 1 else None)
+        self.shard = shard
+        # into an empty collection nothing can be stale: the scan for it reads every document id
+        # (minutes through milvus-lite at 100k documents)
+        self.was_empty = self.store.count(self.documents_name) == 0
+
+    def finish(self, seen: set[str], keep_written: bool, encoder: TextEncoder) -> BuildEnd:
+        """Delete this shard's documents that the input (`seen`) no longer has, except those written
+        since they were built (`semsearch add`, the API) unless not `keep_written`; then seal the
+        collections."""
+        index, shards = self.shard
+        kept = set() if self.was_empty or not keep_written else self.store.written()
+        stale = [] if self.was_empty else [doc_id for batch in self.store.scan(self.documents_name, ["doc_id", "shard"])
+                                           for row in batch if row["shard"] % shards == index
+                                           and (doc_id := row["doc_id"]) not in seen and doc_id not in kept]
+        for part in _batches(stale):
+            self.write(delete=part)
+        self.flush()
+        return BuildEnd(deleted=len(stale))
 
 
 QUESTIONS_WRITER = "questions"
@@ -723,18 +701,12 @@ def _set_accents(store: MilvusStore, writer: str, counts: Counter, total: int) -
             forms.setdefault(key, {})[written] = n
     rows = [{"pk": accent_pk(writer, key), "key": key, "writer": writer, "forms": forms.get(key, {}), _SPARE: [0.0] * _SPARE_DIM}
             for key in {key for key, _ in counts}]
-    for start in range(0, len(rows), _BATCH):
-        store.client.upsert(store.accents_name, rows[start : start + _BATCH])
+    for part in _batches(rows):
+        store.client.upsert(store.accents_name, list(part))
     store.set_meta(f"accent_total:{writer}", total)
 
 
 _BUILD_ONLY = ("corpus_fingerprint", "created_at")  # what differs between two builds of one index
-
-
-def _manifest_record(manifest) -> dict:
-    from dataclasses import asdict
-
-    return asdict(manifest)
 
 
 def _comparable(record: dict) -> dict:

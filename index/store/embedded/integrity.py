@@ -22,20 +22,14 @@ from pathlib import Path
 
 import xxhash
 
+from index.store.base import DiskFull
+
 CHUNK = 8 * 1024 * 1024
 CHECKED = "checked.json"
 # File times come from a coarse clock (ticks of milliseconds, of seconds on some file systems): a
 # file written this shortly before a check began could be written again within the same tick,
 # leaving its times as they were, so that check is not remembered.
 SETTLED_SECONDS = 2.0
-
-
-class DiskFull(OSError):
-    """A write found no room on the disk; what it did was undone, and it can be tried again once
-    there is room."""
-
-    def __str__(self) -> str:
-        return str(self.strerror)
 
 
 def disk_full(error: BaseException) -> bool:

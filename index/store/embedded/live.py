@@ -10,7 +10,7 @@
 
 A reader (`LiveIndex`) holds a `View`: the checkpoint plus the exact delta of vectors added since,
 and the catalog of live passages. `refresh` reads the change log past its
-version and makes a new View; a search keeps the View it started with. The writer (`IndexWriter`)
+version and makes a new View; a search keeps the View it started with. The writer (`LiveWriter`)
 commits to SQLite first (that is the durable point), then brings tantivy up to date and records
 the version it reached; replaying the log makes a crash between the two harmless.
 """
@@ -18,6 +18,7 @@ the version it reached; replaying the log makes a crash between the two harmless
 from __future__ import annotations
 
 import fcntl
+import json
 import logging
 import os
 import re
@@ -32,21 +33,23 @@ from pathlib import Path
 import numpy as np
 from tqdm import tqdm
 
-from index.encode.embed import limited_cores
-from index.ingest.chunk import Passage, chunk_document
-from index.ingest.files import Document
+from index.encode.evidence import Evidence
+from index.ingest.chunk import Passage
+from index.prepare import PreparedDocument
 from index.store.accents import AccentVocabulary
-from index.store.filters import NO_FILTERS, Catalog, Filters
-from index.store.integrity import (CheckedFiles, DamagedFiles, check_files, fsync_directory, fsync_tree, inventory,
-                                   refused_when_disk_full)
-from index.store.lexical import DIRECTORY as LEXICAL, LexicalEntry, LexicalIndex
-from index.store.evidence import Evidence, pack_vectors
-from index.store.passages import Commit, IndexRows, PassageStore
-from index.store.vectors import FaissBackend, IndexPlan, VectorDelta, merge_top
+from index.store.base import IndexCorrupt, IndexNotFound, Manifest, NotAnIndex, WriteResult
+from index.store.embedded.catalog import Catalog
+from index.store.embedded.integrity import (CheckedFiles, DamagedFiles, check_files, fsync_directory, fsync_tree,
+                                            inventory, refused_when_disk_full)
+from index.store.embedded.lexical import DIRECTORY as LEXICAL, LexicalEntry, LexicalIndex
+from index.store.embedded.passages import IndexRows, PassageStore
+from index.store.embedded.vectors import FaissBackend, IndexPlan, VectorDelta, merge_top
+from index.store.filters import NO_FILTERS, Filters
 
 log = logging.getLogger("semsearch")
 
 FILES_LOCK = "files.lock"
+MANIFEST = "manifest.json"
 CHECKPOINT_PREFIX = "checkpoint-"
 # What a writer killed at the wrong moment can leave in a generation: a checkpoint being written or
 # no longer recorded, and a lexical index being rebuilt or swapped out. Only names of these forms
@@ -57,12 +60,11 @@ _LEFTOVER = re.compile(rf"^(\.{CHECKPOINT_PREFIX}\d+-[0-9a-f]{{8}}\.staging|{CHE
 # since the last one (or a tenth of the index, if more): the exact delta costs ~1 ms per 10k
 # passages per search.
 COMPACT_AFTER = 20_000
-EMBED_GROUP = 256
 
 
 class DerivedDamaged(DamagedFiles):
     """Files of the parts derived from the database (`parts`: "lexical", "checkpoint") are not
-    what was recorded, or cannot be read: IndexWriter.repair rebuilds them from the database."""
+    what was recorded, or cannot be read: LiveWriter.repair rebuilds them from the database."""
 
     def __init__(self, problems: dict[str, str]):
         super().__init__("; ".join(problems.values()))
@@ -121,7 +123,7 @@ class LiveIndex:
         """Everything derived, from the checkpoint and the database (caller holds the files lock).
         The lexical files are checked only when tantivy has caught up with the log: behind it,
         a writer may have died between tantivy's commit and recording its files, and the next
-        writer replays the log into it (see IndexWriter.recover)."""
+        writer replays the log into it (see LiveWriter.recover)."""
         with self._log.snapshot():
             state = self._log.state()
             checkpoint = state["checkpoint"]
@@ -242,63 +244,37 @@ class LiveIndex:
 # -- writing -----------------------------------------------------------------------------------------
 
 
-@dataclass(frozen=True)
-class WriteResult:
-    commit: Commit
-    embedded: int  # passages that needed the encoder (unchanged paragraphs keep their vectors)
-    compacted: bool
-
-
-class IndexWriter:
+class LiveWriter:
     """The one writer of a generation; the caller holds the index's writer lock for its lifetime.
 
     Beside a served index a writer keeps to one core (`threads=1`) for the encoder, tantivy and FAISS, so
     searches keep the others; a build nobody searches yet uses them all (`threads=None`)."""
 
-    def __init__(self, directory: Path, manifest, encoder=None, progress: bool = False, threads: int | None = 1):
+    def __init__(self, directory: Path, manifest: Manifest, progress: bool = False, threads: int | None = 1):
         self.directory = Path(directory)
         self.manifest = manifest
-        self.encoder = encoder
         self.progress = progress
         self.threads = threads
         self.store = PassageStore(self.directory)
         self.store.record_origins()
         self.dim = manifest.dimension
 
-    @classmethod
-    def create(cls, directory: Path, manifest, encoder=None, progress: bool = False, version: int = 0,
-               threads: int | None = None) -> IndexWriter:
-        """A new, empty generation in `directory`."""
-        store = PassageStore(directory, create=True)
-        store.set_state(version=version, lexical_version=version)
-        store.close()
-        LexicalIndex.create(directory)
-        manifest.write(directory)
-        writer = cls(directory, manifest, encoder, progress, threads)
-        writer.compact(force=True)
-        return writer
-
     def close(self) -> None:
         self.store.close()
 
-    def write(self, documents: Sequence[Document] = (), delete: Iterable[str] = (), compact: bool = True) -> WriteResult:
-        """Add or replace `documents` and delete the documents `delete` names, as one commit."""
-        return self.write_chunked([(doc, chunk_for(self.manifest, self.encoder, doc)) for doc in documents], delete, compact)
+    def stored_vectors(self, passages: Sequence[Passage]) -> dict[str, tuple[np.ndarray, bytes]]:
+        return {id_: (np.frombuffer(vector, np.float32), sentences)
+                for id_, (vector, sentences) in self.store.existing_vectors(passages).items()}
 
-    def write_chunked(self, chunked: Sequence[tuple[Document, list[Passage]]], delete: Iterable[str] = (),
-                      compact: bool = True, known: dict[str, tuple[bytes, bytes]] | None = None) -> WriteResult:
-        """`write` of documents already cut into passages. Passages in `known` (stored vector and
-        packed sentence vectors, from an index of the same model) are not embedded again."""
+    def missing(self, doc_ids: Sequence[str]) -> list[str]:
+        return [doc_id for doc_id in doc_ids if self.store.document(doc_id) is None]
+
+    def write(self, documents: Sequence[PreparedDocument] = (), delete: Iterable[str] = (),
+              compact: bool = True) -> WriteResult:
+        """Add or replace `documents` and delete the documents `delete` names, as one commit."""
         with refused_when_disk_full("the write", self.directory):
             self.recover()
-            passages = [p for _, passages in chunked for p in passages]
-            embedded = self._embedded(passages, known or {})
-            rows, start = [], 0
-            for doc, passages in chunked:
-                end = start + len(passages)
-                rows.append((doc, passages, embedded.vectors[start:end], embedded.sentences[start:end]))
-                start = end
-            commit = self.store.commit(delete, rows)
+            commit = self.store.commit(delete, [(p.document, p.passages, p.vectors, p.sentences) for p in documents])
         try:
             self._update_lexical()
         except Exception:  # the write is durable: readers filter what tantivy trails, the next writer replays it
@@ -309,12 +285,7 @@ class IndexWriter:
                 compacted = self.compact(force=False)
             except Exception:  # the write is committed and served from the delta; the next one retries
                 log.exception("compaction after version %d failed", commit.version)
-        return WriteResult(commit, embedded.count, compacted)
-
-    def _embedded(self, passages: list[Passage], known: dict[str, tuple[bytes, bytes]]) -> Embedded:
-        reused = {id_: (np.frombuffer(vector, np.float32), sentences)
-                  for id_, (vector, sentences) in {**known, **self.store.existing_vectors(passages)}.items()}
-        return embed_passages(passages, reused, self.encoder, self.dim, self.progress, cores=self.threads)
+        return WriteResult(commit, sum(p.embedded for p in documents), compacted)
 
     def recover(self) -> None:
         """Finish what a writer killed after its commit left undone (the lexical index), and
@@ -441,52 +412,29 @@ def lexical_entries(rows: IndexRows) -> list[LexicalEntry]:
     return [LexicalEntry(row.int_id, text, row.doc_id, row.source, row.day) for row, text in zip(rows.catalog, rows.texts)]
 
 
-def chunk_for(manifest, encoder, doc: Document) -> list[Passage]:
-    """`doc`'s passages, cut as the index's manifest says."""
-    chunking = manifest.chunking
-    return list(chunk_document(doc, encoder.count_tokens, chunking["max_tokens"], chunking["overlap_sentences"]))
+def create_generation(directory: Path, manifest: Manifest, version: int = 0) -> None:
+    """A new, empty generation in `directory`, at `version` (a LiveWriter's first compaction
+    gives it its checkpoint)."""
+    store = PassageStore(directory, create=True)
+    store.set_state(version=version, lexical_version=version)
+    store.close()
+    LexicalIndex.create(directory)
+    (Path(directory) / MANIFEST).write_text(json.dumps(manifest.record(), indent=2, ensure_ascii=False))
 
 
-@dataclass(frozen=True)
-class Embedded:
-    vectors: np.ndarray  # one per passage
-    sentences: list[bytes]  # each passage's sentence vectors, packed
-    count: int  # passages that needed the encoder
-
-
-def embed_passages(passages: list[Passage], known: dict[str, tuple[np.ndarray, bytes]], encoder, dim: int,
-                   progress: bool = False, cores: int | None = None) -> Embedded:
-    """Vectors of `passages` and of their sentences: those in `known` (stored for passages whose
-    id and context are unchanged) reused, the rest embedded on at most `cores` cores."""
-    vectors = np.empty((len(passages), dim), np.float32)
-    sentences: list[bytes] = [b""] * len(passages)
-    todo = []
-    for i, passage in enumerate(passages):
-        if passage.id in known:
-            vectors[i], sentences[i] = known[passage.id]
-        else:
-            todo.append(i)
-    texts = {i: passages[i].sentences for i in todo}
-    with limited_cores(encoder, cores):
-        vectors[todo] = _encoded([passages[i].embedding_text for i in todo], encoder, dim, "embedding passages", progress)
-        encoded = _encoded([sentence for i in todo for sentence in texts[i]], encoder, dim, "embedding sentences", progress)
-    start = 0
-    for i in todo:
-        sentences[i] = pack_vectors(encoded[start : start + len(texts[i])])
-        start += len(texts[i])
-    return Embedded(vectors, sentences, len(todo))
-
-
-def _encoded(texts: list[str], encoder, dim: int, what: str, progress: bool) -> np.ndarray:
-    vectors = np.empty((len(texts), dim), np.float32)
-    # longest first, so each batch pads to a similar length
-    order = sorted(range(len(texts)), key=lambda i: -len(texts[i]))
-    with tqdm(total=len(texts), desc=what, unit="text", disable=not progress or not texts) as bar:
-        for start in range(0, len(order), EMBED_GROUP):
-            group = order[start : start + EMBED_GROUP]
-            vectors[group] = encoder.encode_passages([texts[i] for i in group])
-            bar.update(len(group))
-    return vectors
+def read_manifest(directory: Path) -> Manifest:
+    path = Path(directory) / MANIFEST
+    if Path(directory).exists() and not Path(directory).is_dir():
+        raise NotAnIndex(f"{directory} is a file, not an index directory")
+    try:
+        data = json.loads(path.read_text())
+    except FileNotFoundError as exc:
+        raise IndexNotFound(f"no index at {directory} (build one with `semsearch index`)") from exc
+    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
+        raise IndexCorrupt(f"{path} is not valid JSON: {exc}") from exc
+    except OSError as exc:
+        raise IndexCorrupt(f"{path} cannot be read: {exc}") from exc
+    return Manifest.from_record(data, str(path))
 
 
 def open_live(directory: Path, manifest, checked: CheckedFiles) -> LiveIndex:

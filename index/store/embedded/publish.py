@@ -29,88 +29,28 @@ import sqlite3
 import time
 from collections.abc import Iterator
 from contextlib import closing, contextmanager
-from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
-from index.store.integrity import CheckedFiles, DamagedFiles, fsync_directory, fsync_tree, refused_when_disk_full
-from index.store.live import DerivedDamaged, IndexWriter, LiveIndex, open_live
-from index.store.passages import FILE as PASSAGES_FILE, PassageStore
+import numpy as np
+
+from index.encode.embed import TextEncoder
+from index.ingest.chunk import Passage
+from index.prepare import prepare_chunked
+from index.store.base import (BuildEnd, IndexBusy, IndexCorrupt, IndexProblem, Manifest, ModelMismatch,
+                              NotAnIndex)
+from index.store.embedded.integrity import CheckedFiles, DamagedFiles, fsync_directory, fsync_tree, refused_when_disk_full
+from index.store.embedded.live import (MANIFEST, DerivedDamaged, LiveIndex, LiveWriter, create_generation, open_live,
+                                       read_manifest)
+from index.store.embedded.passages import FILE as PASSAGES_FILE, PassageStore
 
 log = logging.getLogger("semsearch")
 
-FORMAT_VERSION = 7  # 6: accent counts in passages.sqlite; 7: sentence vectors
-MANIFEST = "manifest.json"
 SQLITE_CHECK = "sqlite quick_check"
 # An open that finds derived files damaged waits this long for a writer to finish before it
 # rebuilds them itself.
 REPAIR_WAIT_SECONDS = 60.0
-
-
-class IndexProblem(RuntimeError):
-    """Base for index problems users can act on."""
-
-
-class IndexNotFound(IndexProblem):
-    pass
-
-
-class IndexCorrupt(IndexProblem):
-    pass
-
-
-class ModelMismatch(IndexProblem):
-    pass
-
-
-class NotAnIndex(IndexProblem):
-    """`--out` names something that is not an index this program published."""
-
-
-class IndexBusy(IndexProblem):
-    """Another build or writer holds the index's lock."""
-
-
-@dataclass
-class Manifest:
-    """What a generation is built with; fixed for its lifetime (counts and versions live in its
-    database, which writes change)."""
-
-    model: str
-    dimension: int
-    prompts: dict[str, str]
-    corpus_fingerprint: str  # of the files the full build read
-    lexical: dict
-    chunking: dict
-    encoder: dict = field(default_factory=dict)
-    memory_saving: bool = False
-    format_version: int = FORMAT_VERSION
-    created_at: str = field(default_factory=lambda: time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()))
-
-    @classmethod
-    def read(cls, directory: Path) -> Manifest:
-        path = Path(directory) / MANIFEST
-        if Path(directory).exists() and not Path(directory).is_dir():
-            raise NotAnIndex(f"{directory} is a file, not an index directory")
-        try:
-            data = json.loads(path.read_text())
-        except FileNotFoundError as exc:
-            raise IndexNotFound(f"no index at {directory} (build one with `semsearch index`)") from exc
-        except (json.JSONDecodeError, UnicodeDecodeError) as exc:
-            raise IndexCorrupt(f"{path} is not valid JSON: {exc}") from exc
-        except OSError as exc:
-            raise IndexCorrupt(f"{path} cannot be read: {exc}") from exc
-        if not isinstance(data, dict) or data.get("format_version") != FORMAT_VERSION:
-            raise IndexCorrupt(
-                f"{path}: index format {data.get('format_version') if isinstance(data, dict) else '?'} "
-                f"is not {FORMAT_VERSION}; rebuild it with `semsearch index`"
-            )
-        try:
-            return cls(**{k: data[k] for k in cls.__dataclass_fields__ if k in data})
-        except TypeError as exc:
-            raise IndexCorrupt(f"{path}: {exc}") from exc
-
-    def write(self, directory: Path) -> None:
-        (Path(directory) / MANIFEST).write_text(json.dumps(asdict(self), indent=2, ensure_ascii=False))
+# A build carries documents written since the last one over this many at a time.
+CARRY_GROUP = 500
 
 
 def open_index(out: Path, model: str | None = None, reread: bool = False) -> LiveIndex:
@@ -120,7 +60,7 @@ def open_index(out: Path, model: str | None = None, reread: bool = False) -> Liv
     database that a killed writer left behind, or that are damaged, are brought up to date or
     rebuilt from it first (by this process, when no writer is at work)."""
     directory = Path(out).resolve()
-    manifest = Manifest.read(directory)
+    manifest = read_manifest(directory)
     if model is not None and model != manifest.model:
         raise ModelMismatch(
             f"the index at {out} was built with model {manifest.model!r}, not {model!r}; "
@@ -186,9 +126,9 @@ def _finish_interrupted_write(out: Path, directory: Path, manifest: Manifest) ->
 
 
 @contextmanager
-def _writer(directory: Path, manifest: Manifest, encoder=None, progress: bool = False) -> Iterator[IndexWriter]:
+def _writer(directory: Path, manifest: Manifest, progress: bool = False) -> Iterator[LiveWriter]:
     with refused_when_disk_full("opening the index to write", directory):  # SQLite's WAL needs room
-        writer = IndexWriter(directory, manifest, encoder, progress)
+        writer = LiveWriter(directory, manifest, progress)
     try:
         yield writer
     finally:
@@ -228,7 +168,7 @@ def verify_index(out: Path) -> list[str]:
 
 def read_manifest_if_any(out: Path) -> Manifest | None:
     try:
-        return Manifest.read(Path(out))
+        return read_manifest(Path(out))
     except IndexProblem:
         return None
 
@@ -357,16 +297,87 @@ def previous_version(out: Path) -> int:
 
 
 @contextmanager
-def writing(out: Path, encoder=None, progress: bool = False, wait_seconds: float = 0.0) -> Iterator[IndexWriter]:
+def writing(out: Path, model: str | None = None, progress: bool = False, wait_seconds: float = 0.0) -> Iterator[LiveWriter]:
     """The writer of the index published at `out`, holding its lock (waiting up to
-    `wait_seconds` for another writer or build to finish)."""
+    `wait_seconds` for another writer or build to finish); `model`, when given, must be the
+    index's."""
     with index_lock(out, wait_seconds):
         directory = Path(out).resolve()
-        manifest = Manifest.read(directory)
-        if encoder is not None and encoder.model_id != manifest.model:
-            raise ModelMismatch(f"the index at {out} was built with model {manifest.model!r}, not {encoder.model_id!r}")
-        with _writer(directory, manifest, encoder, progress) as writer:
+        manifest = read_manifest(directory)
+        if model is not None and model != manifest.model:
+            raise ModelMismatch(f"the index at {out} was built with model {manifest.model!r}, not {model!r}")
+        with _writer(directory, manifest, progress) as writer:
             yield writer
+
+
+class GenerationBuild(LiveWriter):
+    """A build's writer: a new generation, staged beside the index published at `out` and
+    published in its place when the build completes (see `building`)."""
+
+    def __init__(self, staging: Path, manifest: Manifest, out: Path, progress: bool):
+        super().__init__(staging, manifest, progress=False, threads=None)
+        self.out = out
+        self.build_progress = progress
+
+    def committed(self, doc_ids) -> dict[str, str]:
+        return {}  # a new generation holds nothing a build could skip
+
+    def finish(self, seen: set[str], keep_written: bool, encoder: TextEncoder) -> BuildEnd:
+        """Carry into the new generation the documents written to the published one since its
+        build that the input (`seen`) does not replace; their passages stay as they were cut and
+        their vectors are reused when the model is the same, else embedded again. Then fold
+        everything into a checkpoint."""
+        end = self._carry_written(seen, keep_written, encoder)
+        self.progress = self.build_progress
+        self.compact()
+        return end
+
+    def _carry_written(self, seen: set[str], keep: bool, encoder: TextEncoder) -> BuildEnd:
+        previous = read_manifest_if_any(self.out)
+        if previous is None:
+            return BuildEnd()
+        kept, dropped, replaced = [], [], []
+        same_model = previous.vectors_key == self.manifest.vectors_key
+        # the build holds the index's lock: nothing writes the published generation meanwhile
+        try:
+            store = PassageStore(Path(self.out).resolve())
+            store.record_origins()
+        except sqlite3.DatabaseError as exc:
+            raise IndexCorrupt(f"the documents written to the index at {self.out} since its build cannot be read "
+                               f"({exc}), so this build would lose them; restore a backup, or build with --drop-written") from exc
+        try:
+            for group, vectors in store.written_documents(CARRY_GROUP):
+                replaced += [doc.doc_id for doc, _ in group if doc.doc_id in seen]
+                carried = [(doc, passages) for doc, passages in group if doc.doc_id not in seen]
+                if not keep:
+                    dropped += [doc.doc_id for doc, _ in carried]
+                    continue
+                if carried:
+                    def stored(passages: list[Passage], vectors=vectors) -> dict[str, tuple[np.ndarray, bytes]]:
+                        return {p.id: (np.frombuffer(vectors[p.id][0], np.float32), vectors[p.id][1])
+                                for p in passages if p.id in vectors}
+
+                    self.write(prepare_chunked(carried, encoder, stored if same_model else None), compact=False)
+                    kept += [doc.doc_id for doc, _ in carried]
+        finally:
+            store.close()
+        return BuildEnd(kept=tuple(kept), dropped=tuple(dropped), replaced=tuple(replaced))
+
+
+@contextmanager
+def building(out: Path, manifest: Manifest, progress: bool = False) -> Iterator[GenerationBuild]:
+    """A build of a new generation for `out`, published there when the block completes; on any
+    exception nothing of it stays and the published index is untouched."""
+    out = Path(out)
+    version = previous_version(out)
+    with refused_when_disk_full("the build", out.parent), staging_directory(out) as staging:
+        create_generation(staging, manifest, version)
+        writer = GenerationBuild(staging, manifest, out, progress)
+        try:
+            writer.compact(force=True)
+            yield writer
+        finally:
+            writer.close()
 
 
 def _publish(siblings: _Siblings, ledger: dict[str, list[str]], staging: Path, token: str) -> None:

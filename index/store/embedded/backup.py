@@ -21,11 +21,12 @@ import shutil
 import sqlite3
 from pathlib import Path
 
-from index.store.integrity import CHECKED, fsync_tree, refused_when_disk_full
-from index.store.lexical import DIRECTORY as LEXICAL
-from index.store.live import files_lock
-from index.store.passages import FILE as PASSAGES_FILE
-from index.store.publish import MANIFEST, IndexProblem, Manifest, staging_directory, verify_index
+from index.store.embedded.integrity import CHECKED, fsync_tree, refused_when_disk_full
+from index.store.embedded.lexical import DIRECTORY as LEXICAL
+from index.store.embedded.passages import FILE as PASSAGES_FILE
+from index.store.base import IndexProblem
+from index.store.embedded.live import MANIFEST, files_lock, read_manifest
+from index.store.embedded.publish import staging_directory, verify_index
 
 
 class BackupRefused(IndexProblem):
@@ -36,7 +37,7 @@ def backup_index(out: Path, destination: Path) -> list[str]:
     """Copy the index published at `out` into `destination` (new, or an empty directory);
     returns what the verification of the copy checked."""
     source = Path(out).resolve()
-    Manifest.read(source)  # an index, of this format
+    read_manifest(source)  # an index, of this format
     destination = Path(destination)
     if destination.exists() and (not destination.is_dir() or any(destination.iterdir())):
         raise BackupRefused(f"{destination} is not an empty directory; a backup goes into a new one")

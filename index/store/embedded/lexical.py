@@ -1,36 +1,18 @@
-"""Passages -> a BM25 index with a Vietnamese analyser; queries -> lexical matches.
-
-The analyser turns text into three kinds of terms:
-- syllables as written (lower-cased NFC): "đảng", "viên";
-- the same syllables without diacritics, marked "~": "~dang", "~vien", so a query typed without
-  accents finds accented text, while a query with accents matches both and prefers exact accents;
-- unaccented syllable bigrams, "~dang_vien": Vietnamese words are mostly two syllables, and the
-  pairs carry the compound words a bag of syllables loses.
-On ViQuAD dev (title + text, k1 1.2, b 0.75) this moved BM25 MRR@10 from .732 to .778 for accented
-queries and from .262 to .768 for unaccented ones; accented bigrams on top lowered it (.757).
-"""
+"""Passages -> a BM25 index in tantivy over the analyser's terms (index/store/analysis.py); queries
+-> lexical matches."""
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable
 from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 
 from index.store.filters import Filters
-from index.text import fold, syllables
+from index.store.analysis import analyze
 
 DIRECTORY = "lexical"
-K1, B = 1.2, 0.75
-
-
-def analyze(text: str) -> list[str]:
-    written = syllables(text)
-    folded = [fold(s) for s in written]
-    return written + ["~" + f for f in folded] + [f"~{a}_{b}" for a, b in zip(folded, folded[1:])]
-
-
 @dataclass(frozen=True)
 class LexicalEntry:
     """What the lexical index holds of a passage: its analysed text and the fields filters use."""
@@ -181,10 +163,6 @@ class LexicalIndex:
         searcher = self.searcher
         hits = searcher.search(tantivy.Query.all_query(), max(int(searcher.num_docs), 1), count=False).hits
         return np.array(searcher.fast_field_values(self.ID, [address for _, address in hits]), np.int64)
-
-    @staticmethod
-    def describe() -> dict:
-        return {"engine": "tantivy", "k1": K1, "b": B, "analyzer": "syllables + unaccented + unaccented bigrams"}
 
     def __len__(self) -> int:
         return int(self.searcher.num_docs)
