@@ -41,7 +41,9 @@ def synthetic(base: np.ndarray, n: int, seed: int, noise: float = 0.02) -> np.nd
     out = np.empty((n, base.shape[1]), dtype=np.float32)
     for start in range(0, n, 100_000):
         stop = min(n, start + 100_000)
-        chunk = base[rng.integers(0, len(base), stop - start)] + noise * rng.standard_normal((stop - start, base.shape[1]), dtype=np.float32)
+        chunk = base[rng.integers(0, len(base), stop - start)] + noise * rng.standard_normal(
+            (stop - start, base.shape[1]), dtype=np.float32
+        )
         out[start:stop] = chunk / np.linalg.norm(chunk, axis=1, keepdims=True)
     return out
 
@@ -87,9 +89,14 @@ def measure(
     recall = np.mean([len(set(f.tolist()) & set(e.tolist())) / 10 for f, e in zip(found, exact_ids)])
     del loaded, mapped
     return {
-        "build_s": build_s, "bytes_per_passage_file": file_bytes / n, "bytes_per_passage_ram": ram / n,
-        "load_s": load_s, "load_mmap_s": statistics.median(load_mmap_s), "p50_ms": spread(p50s, digits=2),
-        "p99_ms": statistics.median(p99s), "recall10": recall,
+        "build_s": build_s,
+        "bytes_per_passage_file": file_bytes / n,
+        "bytes_per_passage_ram": ram / n,
+        "load_s": load_s,
+        "load_mmap_s": statistics.median(load_mmap_s),
+        "p50_ms": spread(p50s, digits=2),
+        "p99_ms": statistics.median(p99s),
+        "recall10": recall,
     }
 
 
@@ -103,7 +110,9 @@ def main() -> int:
     base = base_vectors()
     print(f"base vectors: {len(base)} {'real e5 (ViQuAD)' if len(base) != 5000 else 'random'}")
     print(f"one search thread; search p50 min / median / max over {args.repeats} passes, p99 median; mmap load median")
-    print("| passages | index | build s | bytes/passage (file / RAM) | load s (read / mmap) | search ms p50 | p99 | recall@10 |")
+    print(
+        "| passages | index | build s | bytes/passage (file / RAM) | load s (read / mmap) | search ms p50 | p99 | recall@10 |"
+    )
     print("|---|---|---|---|---|---|---|---|")
     for n in map(int, args.sizes.split(",")):
         vectors = synthetic(base, n, seed=n)

@@ -83,16 +83,22 @@ def over_http(serve_location: list[str], clients: int, seconds: int, workers: in
 
 def print_row(name: str, per_passage: float, latency: dict, http: dict) -> None:
     one, eight = http[1], http[8]
-    print(f"| {name} | {per_passage:.2f} | {latency['p50']:.1f} / {latency['p99']:.1f} | "
-          f"{one['rate']:.1f}, {one['p50']:.0f} / {one['p99']:.0f} | {eight['rate']:.1f}, {eight['p50']:.0f} / {eight['p99']:.0f} | "
-          f"{eight['pss_mb']:.0f} |", flush=True)
+    print(
+        f"| {name} | {per_passage:.2f} | {latency['p50']:.1f} / {latency['p99']:.1f} | "
+        f"{one['rate']:.1f}, {one['p50']:.0f} / {one['p99']:.0f} | {eight['rate']:.1f}, {eight['p50']:.0f} / {eight['p99']:.0f} | "
+        f"{eight['pss_mb']:.0f} |",
+        flush=True,
+    )
 
 
 def lite_server(data_dir: Path) -> tuple[subprocess.Popen, MilvusTarget]:
     """milvus-lite as a server process of its own, as Milvus would be: the service tier keeps no index."""
     port = free_port()
-    server = subprocess.Popen([sys.executable, "-m", "milvus_lite.cmdline", "server", "--data-dir", str(data_dir),
-                               "--port", str(port)], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    server = subprocess.Popen(
+        [sys.executable, "-m", "milvus_lite.cmdline", "server", "--data-dir", str(data_dir), "--port", str(port)],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
     target = MilvusTarget(f"http://127.0.0.1:{port}")
     deadline = time.monotonic() + 60
     while True:
@@ -111,7 +117,9 @@ def main() -> int:
     parser.add_argument("--passages", type=int, default=0, help="0: the ViQuAD corpus itself")
     parser.add_argument("--queries", type=int, default=200)
     parser.add_argument("--seconds", type=int, default=10)
-    parser.add_argument("--rebuild", action="store_true", help="build again even if a finished build of this size is kept")
+    parser.add_argument(
+        "--rebuild", action="store_true", help="build again even if a finished build of this size is kept"
+    )
     args = parser.parse_args()
 
     recycled, paragraphs = recycled_paragraphs(whole=True)
@@ -128,8 +136,10 @@ def main() -> int:
         shutil.rmtree(work, ignore_errors=True)
         write_corpus(corpus, paragraphs, size)
         built = {}
-        for name, build in (("embedded", lambda: build_index([corpus], embedded, recycled, passage_tokens=WHOLE, progress=False)),
-                            ("milvus-lite", lambda: build_index([corpus], lite, recycled, passage_tokens=WHOLE, progress=False))):
+        for name, build in (
+            ("embedded", lambda: build_index([corpus], embedded, recycled, passage_tokens=WHOLE, progress=False)),
+            ("milvus-lite", lambda: build_index([corpus], lite, recycled, passage_tokens=WHOLE, progress=False)),
+        ):
             started = time.perf_counter()
             build()
             built[name] = (time.perf_counter() - started) * 1000 / size
@@ -141,10 +151,14 @@ def main() -> int:
 
     encoder = load_encoder()
     asked = questions(args.queries + 1)
-    print(f"{size:,} passages, {len(asked) - 1} distinct ViQuAD questions in process (hybrid, k=10, one thread), "
-          f"wrk {args.seconds} s per level, {os.cpu_count()} cores")
-    print("| backend | index ms/passage | in process p50 / p99 ms | HTTP 1 client req/s, p50 / p99 ms "
-          "| HTTP 8 clients req/s, p50 / p99 ms | server PSS MB (all processes) |")
+    print(
+        f"{size:,} passages, {len(asked) - 1} distinct ViQuAD questions in process (hybrid, k=10, one thread), "
+        f"wrk {args.seconds} s per level, {os.cpu_count()} cores"
+    )
+    print(
+        "| backend | index ms/passage | in process p50 / p99 ms | HTTP 1 client req/s, p50 / p99 ms "
+        "| HTTP 8 clients req/s, p50 / p99 ms | server PSS MB (all processes) |"
+    )
     print("|---|---|---|---|---|---|", flush=True)
     for name, location in (("embedded", embedded), ("milvus-lite", lite)):
         latency = in_process(location, encoder, asked)
@@ -158,7 +172,9 @@ def main() -> int:
         latency = in_process(target, encoder, asked)
         http = {clients: over_http(["--milvus-uri", target.uri], clients, args.seconds, 2) for clients in (1, 8)}
         milvus_mb = memory_kib(server.pid)[1] / 1024
-        print_row(f"milvus-lite server ({milvus_mb:.0f} MB PSS) + 2 service workers", built["milvus-lite"], latency, http)
+        print_row(
+            f"milvus-lite server ({milvus_mb:.0f} MB PSS) + 2 service workers", built["milvus-lite"], latency, http
+        )
     finally:
         server.terminate()
         server.wait(timeout=30)

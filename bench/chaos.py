@@ -45,9 +45,25 @@ class Server:
         import subprocess
 
         self.process = subprocess.Popen(
-            [sys.executable, "-m", "service.cli", "serve", "--index", str(self.index), "--port", str(self.port),
-             "--workers", "2", "--rate-limit", "off"],
-            cwd=ROOT, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, env={**os.environ, "SEMSEARCH_API_KEYS": KEY})
+            [
+                sys.executable,
+                "-m",
+                "service.cli",
+                "serve",
+                "--index",
+                str(self.index),
+                "--port",
+                str(self.port),
+                "--workers",
+                "2",
+                "--rate-limit",
+                "off",
+            ],
+            cwd=ROOT,
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+            env={**os.environ, "SEMSEARCH_API_KEYS": KEY},
+        )
         deadline = time.monotonic() + 180
         while time.monotonic() < deadline:
             if request(self.port, "GET", "/api/health")[0] == 200:
@@ -80,8 +96,10 @@ def request(port: int, method: str, path: str, body=None) -> tuple[int, dict]:
 
 
 def text_of(doc_id: str, version: int) -> str:
-    return (f"Tài liệu {doc_id} phiên bản {version} về công tác xây dựng Đảng ở cơ sở.\n\n"
-            f"Chi bộ của tài liệu {doc_id} họp phiên bản {version}, có {version % 50 + 3} đảng viên dự.")
+    return (
+        f"Tài liệu {doc_id} phiên bản {version} về công tác xây dựng Đảng ở cơ sở.\n\n"
+        f"Chi bộ của tài liệu {doc_id} họp phiên bản {version}, có {version % 50 + 3} đảng viên dự."
+    )
 
 
 def main() -> int:
@@ -139,8 +157,12 @@ def main() -> int:
             kind = rng.random()
             ids = rng.sample(sorted(model), 3 if kind < 0.2 else 1)
             if kind < 0.2:
-                status, _ = request(server.port, "POST", "/api/documents",
-                                    [{"id": d, "title": d, "text": text_of(d, version)} for d in ids])
+                status, _ = request(
+                    server.port,
+                    "POST",
+                    "/api/documents",
+                    [{"id": d, "title": d, "text": text_of(d, version)} for d in ids],
+                )
                 outcome = version
             elif kind < 0.35:
                 status, _ = request(server.port, "DELETE", f"/api/documents/{ids[0]}")
@@ -148,7 +170,9 @@ def main() -> int:
                 if status == 404:
                     status = 200  # already absent: the model holds
             else:
-                status, _ = request(server.port, "PUT", f"/api/documents/{ids[0]}", {"title": ids[0], "text": text_of(ids[0], version)})
+                status, _ = request(
+                    server.port, "PUT", f"/api/documents/{ids[0]}", {"title": ids[0], "text": text_of(ids[0], version)}
+                )
                 outcome = version
             with lock:
                 for d in ids:
@@ -181,7 +205,10 @@ def main() -> int:
                 with lock:
                     windows[-1][1] = now()
                 restarts += 1
-                print(f"{now():6.1f}s restart (SIGTERM exit {code}) took {windows[-1][1] - windows[-1][0]:.1f} s", flush=True)
+                print(
+                    f"{now():6.1f}s restart (SIGTERM exit {code}) took {windows[-1][1] - windows[-1][0]:.1f} s",
+                    flush=True,
+                )
             elif now() >= next_kill:
                 next_kill += KILL_EVERY * rng.uniform(0.8, 1.2)
                 victim = rng.choice(server.workers())
@@ -205,8 +232,12 @@ def main() -> int:
         if stored is None:
             found = 0
         else:
-            texts = [p.text for p in index.passages.by_int_ids(
-                [index.passages.by_id(p).int_id for p in stored["passages"]]).values()]
+            texts = [
+                p.text
+                for p in index.passages.by_int_ids(
+                    [index.passages.by_id(p).int_id for p in stored["passages"]]
+                ).values()
+            ]
             versions = {int(t.split("phiên bản ")[1].split()[0].rstrip(".,")) for t in texts}
             found = versions.pop() if len(versions) == 1 else -1  # -1: passages of two writes
         if found not in states:
@@ -215,11 +246,15 @@ def main() -> int:
     verified = bool(verify_index(server.index))
     shutil.rmtree(scratch, ignore_errors=True)
 
-    print(f"chaos ({args.seconds:.0f} s, 2 workers, 2 search clients and 1 writer; {kills} kill -9 of a worker, "
-          f"{restarts} SIGTERM and restart; last stop exit {code})")
+    print(
+        f"chaos ({args.seconds:.0f} s, 2 workers, 2 search clients and 1 writer; {kills} kill -9 of a worker, "
+        f"{restarts} SIGTERM and restart; last stop exit {code})"
+    )
     print(f"  searches: {searches}")
     print(f"  writes:   {writes}")
-    print(f"  documents checked against the model: {len(model)}, wrong: {len(wrong)}; verify: {'passed' if verified else 'failed'}")
+    print(
+        f"  documents checked against the model: {len(model)}, wrong: {len(wrong)}; verify: {'passed' if verified else 'failed'}"
+    )
     for line in wrong[:10] + outside[:10]:
         print(f"    {line}")
     return 0 if not wrong and verified and not searches["failed outside"] else 1

@@ -73,8 +73,12 @@ class OnnxRuntimePath:
             example = self.tokenizer(["passage: example", "query: x"], padding=True, return_tensors="pt")
             names = ["input_ids", "attention_mask"]
             torch.onnx.export(
-                _LastHiddenState(reference.model[0].auto_model).eval(), (example["input_ids"], example["attention_mask"]),
-                str(exported), input_names=names, output_names=["last_hidden_state"], dynamo=False,
+                _LastHiddenState(reference.model[0].auto_model).eval(),
+                (example["input_ids"], example["attention_mask"]),
+                str(exported),
+                input_names=names,
+                output_names=["last_hidden_state"],
+                dynamo=False,
                 dynamic_axes={name: {0: "batch", 1: "tokens"} for name in [*names, "last_hidden_state"]},
             )
         model = exported
@@ -92,7 +96,9 @@ class OnnxRuntimePath:
         for start in range(0, len(texts), batch_size):
             rows = order[start : start + batch_size]
             features = self.tokenizer([prompt + normalize(texts[i]) for i in rows], padding=True, return_tensors="np")
-            hidden = self.session.run(None, {"input_ids": features["input_ids"], "attention_mask": features["attention_mask"]})[0]
+            hidden = self.session.run(
+                None, {"input_ids": features["input_ids"], "attention_mask": features["attention_mask"]}
+            )[0]
             mask = features["attention_mask"][..., None].astype(np.float32)
             vectors[rows] = (hidden * mask).sum(axis=1) / mask.sum(axis=1)
         return unit_rows(vectors)
@@ -160,12 +166,20 @@ def main() -> int:
                 started = time.perf_counter()
                 path.encode_queries([query])
                 latency[name].append((time.perf_counter() - started) * 1000)
-    query_fidelity = {name: (path.encode_queries(queries) * query_reference).sum(axis=1) for name, path in paths.items()}
+    query_fidelity = {
+        name: (path.encode_queries(queries) * query_reference).sum(axis=1) for name, path in paths.items()
+    }
 
     flags = cpu_flags()
-    print(f"CPU: {', '.join(sorted(f for f in flags if 'bf16' in f or 'amx' in f or 'vnni' in f)) or 'no bf16/amx/vnni'}")
-    print(f"{len(passages)} passages of {TARGET_TOKENS} tokens, {args.repeats} runs, {len(queries)} single queries per run\n")
-    print("| path | passages/s min / median / max | × fp32 (median) | cosine to fp32 mean / min | query cosine min | query ms p50 / p99 |")
+    print(
+        f"CPU: {', '.join(sorted(f for f in flags if 'bf16' in f or 'amx' in f or 'vnni' in f)) or 'no bf16/amx/vnni'}"
+    )
+    print(
+        f"{len(passages)} passages of {TARGET_TOKENS} tokens, {args.repeats} runs, {len(queries)} single queries per run\n"
+    )
+    print(
+        "| path | passages/s min / median / max | × fp32 (median) | cosine to fp32 mean / min | query cosine min | query ms p50 / p99 |"
+    )
     print("|---|---|---|---|---|---|")
     for name in paths:
         r = rates[name]

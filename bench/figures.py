@@ -7,7 +7,7 @@ from collections.abc import Sequence
 
 
 def spread(values: Sequence[float], digits: int = 1) -> str:
-    """"min / median / max": the machine is noisy, so every repeated figure shows its range."""
+    """ "min / median / max": the machine is noisy, so every repeated figure shows its range."""
     return " / ".join(f"{v:.{digits}f}" for v in (min(values), statistics.median(values), max(values)))
 
 

@@ -69,8 +69,9 @@ class Candidates:
         order = np.lexsort((self.ids, -scores))[:DEPTH]
         ranked = self.ids[order]
         if self.mode == "hybrid":
-            _, ranked = normalized_score_fusion([(scores[order], ranked), self.lexical],
-                                                (dense_weight, FUSION.lexical_weight * self.coverage), scale)
+            _, ranked = normalized_score_fusion(
+                [(scores[order], ranked), self.lexical], (dense_weight, FUSION.lexical_weight * self.coverage), scale
+            )
         return reciprocal_rank_at(unique_in_order([self.unit_of[int(i)] for i in ranked[:100]]), self.relevant, 10)
 
 
@@ -100,8 +101,20 @@ def candidates(searcher: Searcher, label: str, mode: str) -> list[Candidates]:
                 unit_of = {i: str(i) for i in ids}
                 relevant = {str(i) for i, t in texts.items() if any(normalize(a) in t for a in query.answers)}
             group = f"{label}{' unaccented' if unaccented else ''}{' dense' if mode == 'dense' else ''}"
-            found.append(Candidates(f"{label}:{query.id}", group, mode, evidence.ids,
-                                    evidence.passages @ vector, best, lexical, coverage, unit_of, relevant))
+            found.append(
+                Candidates(
+                    f"{label}:{query.id}",
+                    group,
+                    mode,
+                    evidence.ids,
+                    evidence.passages @ vector,
+                    best,
+                    lexical,
+                    coverage,
+                    unit_of,
+                    relevant,
+                )
+            )
     return found
 
 
@@ -140,8 +153,13 @@ def main() -> int:
     print("|---|---|---|" + "---|" * (len(groups) + 1 + len(guards)))
     for column, (scale, share, weight) in enumerate(grid):
         means = [ranks[member[g], column].mean() for g in groups]
-        print(f"| {scale} | {share} | {weight} | " + " | ".join(f"{m:.3f}" for m in means) + f" | {np.mean(means):.3f} | "
-              + " | ".join(f"{ranks[member[g], column].mean():.3f}" for g in guards) + " |")
+        print(
+            f"| {scale} | {share} | {weight} | "
+            + " | ".join(f"{m:.3f}" for m in means)
+            + f" | {np.mean(means):.3f} | "
+            + " | ".join(f"{ranks[member[g], column].mean():.3f}" for g in guards)
+            + " |"
+        )
 
     # the objective weighs every group alike, so the larger set does not decide alone
     def objective(rows: np.ndarray) -> np.ndarray:
@@ -161,8 +179,11 @@ def main() -> int:
     best = int(np.argmax(fit))
     print(f"on all questions: {describe(grid[best])} (mean {fit[best]:.3f})")
     before = grid.index(BEFORE)
-    guarded = [column for column in range(len(grid))
-               if all(ranks[member[g], column].mean() >= ranks[member[g], before].mean() - ALLOWED_DROP for g in guards)]
+    guarded = [
+        column
+        for column in range(len(grid))
+        if all(ranks[member[g], column].mean() >= ranks[member[g], before].mean() - ALLOWED_DROP for g in guards)
+    ]
     pick = max(guarded, key=lambda column: fit[column])
     print(f"guarded pick: {describe(grid[pick])} (mean {fit[pick]:.3f})")
     return 0

@@ -41,14 +41,26 @@ def free_port() -> int:
         return probe.getsockname()[1]
 
 
-def start_server(index: Path, port: int, workers: int | None, threads: int, location: Sequence[str] = (),
-                 start_seconds: float = 180) -> subprocess.Popen:
+def start_server(
+    index: Path, port: int, workers: int | None, threads: int, location: Sequence[str] = (), start_seconds: float = 180
+) -> subprocess.Popen:
     """`semsearch serve` on `index`, or on what `location` names instead (say, --milvus-uri URI)."""
     # loopback load from one address: the per-client rate limit would measure itself
     options = ["--threads", str(threads), "--rate-limit", "off"] + (["--workers", str(workers)] if workers else [])
     server = subprocess.Popen(
-        [sys.executable, "-m", "service.cli", "serve", *(location or ["--index", str(index)]), "--port", str(port), *options],
-        cwd=ROOT, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+        [
+            sys.executable,
+            "-m",
+            "service.cli",
+            "serve",
+            *(location or ["--index", str(index)]),
+            "--port",
+            str(port),
+            *options,
+        ],
+        cwd=ROOT,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
     )
     deadline = time.monotonic() + start_seconds
     while time.monotonic() < deadline:
@@ -142,9 +154,13 @@ def main() -> int:
     levels = [int(c) for c in args.clients.split(",")]
     queries = questions(args.requests * (len(levels) + 1))
     # a slice of questions of its own per level, so no level is served from the query cache
-    slices = [queries[i * args.requests : (i + 1) * args.requests] or queries[: args.requests] for i in range(len(levels) + 1)]
-    print(f"index {args.index} ({passage_count(args.index)} passages), mode {args.mode}, "
-          f"{args.repeats} runs: p50 min / median / max, p99 and requests/s medians")
+    slices = [
+        queries[i * args.requests : (i + 1) * args.requests] or queries[: args.requests] for i in range(len(levels) + 1)
+    ]
+    print(
+        f"index {args.index} ({passage_count(args.index)} passages), mode {args.mode}, "
+        f"{args.repeats} runs: p50 min / median / max, p99 and requests/s medians"
+    )
     print("| where | requests | p50 ms | p99 ms | requests/s |")
     print("|---|---|---|---|---|")
     runs = [(in_process(args.index, slices[0], args.mode), None) for _ in range(args.repeats)]

@@ -51,8 +51,10 @@ def main() -> int:
     work.mkdir(parents=True, exist_ok=True)
     records = [json.loads(line) for line in VIQUAD.read_text(encoding="utf-8").splitlines()[: args.passages]]
     corpus = work / "corpus.jsonl"
-    corpus.write_text("".join(json.dumps({"id": r["id"], "text": r["text"]}, ensure_ascii=False) + "\n" for r in records),
-                      encoding="utf-8")
+    corpus.write_text(
+        "".join(json.dumps({"id": r["id"], "text": r["text"]}, ensure_ascii=False) + "\n" for r in records),
+        encoding="utf-8",
+    )
     texts = [normalize(r["text"]) for r in records]
 
     fp32 = SentenceTransformerEncoder(precision="fp32")
@@ -83,8 +85,12 @@ def main() -> int:
     print(f"{len(texts)} ViQuAD paragraphs -> {len(passages)} passages, {args.repeats} runs (min / median / max)\n")
     print("| what | wall s | process CPU s |")
     print("|---|---|---|")
-    print(f"| sentence-transformers fp32 encode_document | {spread([b[0] for b in bare_runs], 2)} | {spread([b[1] for b in bare_runs], 2)} |")
-    print(f"| semsearch build_index, end to end | {spread([b[0] for b in build_runs], 2)} | {spread([b[1] for b in build_runs], 2)} |")
+    print(
+        f"| sentence-transformers fp32 encode_document | {spread([b[0] for b in bare_runs], 2)} | {spread([b[1] for b in bare_runs], 2)} |"
+    )
+    print(
+        f"| semsearch build_index, end to end | {spread([b[0] for b in build_runs], 2)} | {spread([b[1] for b in build_runs], 2)} |"
+    )
     print(f"| of which embedding (tokenising, network, pooling) | | {spread([b[2] for b in build_runs], 2)} |")
     print(f"\nend to end speed-up over bare fp32 encode: {spread(speedups, 2)}x")
     print(f"cosine to fp32 of the same passages: mean {cosines.mean():.4f}, min {cosines.min():.4f}")

@@ -38,8 +38,10 @@ PASSES = 3
 
 def openings() -> list[str]:
     """The openings as their passages are embedded: the title's context line, then the text."""
-    joined = (f"{context}\n{opening}" if (context := passage_context(title, None)) else opening
-              for title, opening in viquad_openings())
+    joined = (
+        f"{context}\n{opening}" if (context := passage_context(title, None)) else opening
+        for title, opening in viquad_openings()
+    )
     return list(dict.fromkeys(joined))
 
 
@@ -82,11 +84,15 @@ def main() -> None:
     try:
         started = time.perf_counter()
         LexicalIndex.create(directory)
-        LexicalIndex.apply(directory, (), [LexicalEntry(n, text, f"s{n}", None, None) for n, text in enumerate(texts)], progress=True)
+        LexicalIndex.apply(
+            directory, (), [LexicalEntry(n, text, f"s{n}", None, None) for n, text in enumerate(texts)], progress=True
+        )
         built = time.perf_counter() - started
         size = sum(p.stat().st_size for p in (directory / "lexical").rglob("*") if p.is_file())
         lexical = LexicalIndex.load(directory)  # as a server would open it
-        questions = [json.loads(line)["text"] for line in (VIQUAD / "queries_dev.jsonl").read_text(encoding="utf-8").splitlines()]
+        questions = [
+            json.loads(line)["text"] for line in (VIQUAD / "queries_dev.jsonl").read_text(encoding="utf-8").splitlines()
+        ]
         questions = [normalize(q) for q in questions[: args.queries]]
 
         medians, tails = [], []
@@ -111,9 +117,13 @@ def main() -> None:
             _, ids = lexical.search(question, DEPTH)
             found += int((truth[ids % len(unique)] >= kth - 1e-6).sum())
             total += min(DEPTH, int((expanded > 0).sum()))
-        print(f"| passages | build s | size bytes/passage | search p50 ms min / median / max | p99 ms | recall@{DEPTH} vs exhaustive |")
+        print(
+            f"| passages | build s | size bytes/passage | search p50 ms min / median / max | p99 ms | recall@{DEPTH} vs exhaustive |"
+        )
         print("|---|---|---|---|---|---|")
-        print(f"| {args.passages:,} | {built:.0f} | {size / args.passages:.0f} | {spread(medians)} | {sorted(tails)[1]:.2f} | {found / total:.4f} |")
+        print(
+            f"| {args.passages:,} | {built:.0f} | {size / args.passages:.0f} | {spread(medians)} | {sorted(tails)[1]:.2f} | {found / total:.4f} |"
+        )
     finally:
         shutil.rmtree(directory, ignore_errors=True)
 

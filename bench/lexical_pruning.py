@@ -82,22 +82,30 @@ def main() -> None:
     directory = Path(tempfile.mkdtemp(prefix="semsearch-pruning-"))
     try:
         LexicalIndex.create(directory)
-        LexicalIndex.apply(directory, (), [LexicalEntry(n, unique[n % len(unique)], f"s{n}", None, None)
-                                           for n in range(args.passages)], progress=True)
+        LexicalIndex.apply(
+            directory,
+            (),
+            [LexicalEntry(n, unique[n % len(unique)], f"s{n}", None, None) for n in range(args.passages)],
+            progress=True,
+        )
         synthetic = LexicalIndex.load(directory)
         synthetic.__class__ = PrunedLexical
         lines = (VIQUAD / "queries_dev.jsonl").read_text(encoding="utf-8").splitlines()
         questions = [normalize(json.loads(line)["text"]) for line in lines[:200]]
-        print(f"| rule | terms per question | p50 ms at {args.passages:,} | hybrid MRR@10 | lexical | "
-              "hybrid unaccented | lexical unaccented |")
+        print(
+            f"| rule | terms per question | p50 ms at {args.passages:,} | hybrid MRR@10 | lexical | "
+            "hybrid unaccented | lexical unaccented |"
+        )
         print("|---|---|---|---|---|---|---|")
         for label, rule in RULES.items():
             PrunedLexical.rules[0] = rule
             terms = statistics.mean(len(synthetic.query_terms(q)) for q in questions)
             latency(synthetic, questions[:20])  # warm the pages
             p50 = statistics.median(latency(synthetic, questions) for _ in range(3))
-            figures = [evaluate(searcher, evalset, ("hybrid", "lexical"), unaccented=unaccented)
-                       for unaccented in (False, True)]
+            figures = [
+                evaluate(searcher, evalset, ("hybrid", "lexical"), unaccented=unaccented)
+                for unaccented in (False, True)
+            ]
             mrr = [f"{report[mode]['MRR@10']:.4f}" for report in figures for mode in ("hybrid", "lexical")]
             print(f"| {label} | {terms:.1f} | {p50:.2f} | {' | '.join(mrr)} |", flush=True)
     finally:

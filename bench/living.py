@@ -92,9 +92,16 @@ def synthetic_documents(first: int, count: int, openings: list[tuple[str, str]],
     start = datetime.date(2023, 1, 1)
     for n in range(first, first + count):
         title, text = openings[n % len(openings)]
-        yield document_from_record(f"{tag}{n}", {
-            "title": title, "text": text, "source": SOURCES[n % len(SOURCES)],
-            "date": (start + datetime.timedelta(days=n % 730)).isoformat()}, "bench")
+        yield document_from_record(
+            f"{tag}{n}",
+            {
+                "title": title,
+                "text": text,
+                "source": SOURCES[n % len(SOURCES)],
+                "date": (start + datetime.timedelta(days=n % 730)).isoformat(),
+            },
+            "bench",
+        )
 
 
 def questions(count: int) -> list[str]:
@@ -130,7 +137,9 @@ def add(args) -> None:
         out = synthetic_index(size, openings)
         times, embedding = [], []
         for attempt in range(WARM_UP + ADDS):
-            documents = list(synthetic_documents(10_000_000 + attempt * 100, 100, openings, tag=f"add{size}-{time.time_ns()}-"))
+            documents = list(
+                synthetic_documents(10_000_000 + attempt * 100, 100, openings, tag=f"add{size}-{time.time_ns()}-")
+            )
             texts = [f"{d.title}\n{d.blocks[0].text}" for d in documents]
             started = time.perf_counter()
             encoder.encode_passages(texts)
@@ -144,7 +153,10 @@ def add(args) -> None:
             times.append((time.perf_counter() - started - embedded) * 1000)
             embedding.append(embedded * 1000)
         medians[size] = statistics.median(times)
-        print(f"| {size:,} | {medians[size]:.0f} ({min(times):.0f} / {max(times):.0f}) | {statistics.median(embedding):.1f} |", flush=True)
+        print(
+            f"| {size:,} | {medians[size]:.0f} ({min(times):.0f} / {max(times):.0f}) | {statistics.median(embedding):.1f} |",
+            flush=True,
+        )
     sizes = sorted(medians)
     print(f"\nlargest / smallest: {medians[sizes[-1]] / medians[sizes[0]]:.2f}x")
 
@@ -154,8 +166,10 @@ def add(args) -> None:
     for mode in ("lexical", "dense", "hybrid"):
         search_p50(searcher, queries[:20], mode)  # warm the pages
         runs = [search_p50(searcher, queries, mode) for _ in range(3)]
-        print(f"{sizes[-1]:,} passages, {mode}, in process, query embedding excluded: p50 {statistics.median(runs):.1f} ms "
-              f"(runs {', '.join(f'{r:.1f}' for r in runs)})")
+        print(
+            f"{sizes[-1]:,} passages, {mode}, in process, query embedding excluded: p50 {statistics.median(runs):.1f} ms "
+            f"(runs {', '.join(f'{r:.1f}' for r in runs)})"
+        )
 
 
 _BATCH_WRITER = """
@@ -170,8 +184,10 @@ with writing_at(Path(sys.argv[1])) as writer:
     print(write_documents(writer, documents, HashVectors()).commit.added)
 """
 _SPINNER = "import time\nend = time.time() + 15\nwhile time.time() < end: pass"
-_STREAMER = ("import time\nimport numpy as np\nsource = np.ones(50_000_000)\nend = time.time() + 15\n"
-             "while time.time() < end: source.copy()")
+_STREAMER = (
+    "import time\nimport numpy as np\nsource = np.ones(50_000_000)\nend = time.time() + 15\n"
+    "while time.time() < end: source.copy()"
+)
 
 
 def concurrent(args) -> None:
@@ -184,8 +200,10 @@ def concurrent(args) -> None:
         ("another process adds a 10,000-passage batch", ["-c", _BATCH_WRITER], []),
         ("the same, the writer at `nice -n 19`", ["-c", _BATCH_WRITER], ["nice", "-n", "19"]),
     )
-    print(f"{args.passages:,} passages, hybrid, k=10, one searching thread (query embedding excluded) following "
-          "the log every 0.25 s as a server process does")
+    print(
+        f"{args.passages:,} passages, hybrid, k=10, one searching thread (query embedding excluded) following "
+        "the log every 0.25 s as a server process does"
+    )
     print("| while | searches | p50 ms idle / busy | p99 ms idle / busy | p99 ratio | errors | visible after s |")
     print("|---|---|---|---|---|---|---|")
     for label, command, prefix in cases:
@@ -218,8 +236,9 @@ def concurrent(args) -> None:
         idle, _ = measure(lambda done: done < 600)
         before = searcher.index.view.version
         # run from bench/, where the writer finds this module
-        process = subprocess.Popen([*prefix, sys.executable, *command, str(copy)], stdout=subprocess.PIPE, text=True,
-                                   cwd=ROOT / "bench")
+        process = subprocess.Popen(
+            [*prefix, sys.executable, *command, str(copy)], stdout=subprocess.PIPE, text=True, cwd=ROOT / "bench"
+        )
         if command[1] == _BATCH_WRITER:
             assert process.stdout.readline().strip() == "ready"  # documents made: the write begins
         busy, errors = measure(lambda done: process.poll() is None)
@@ -230,8 +249,11 @@ def concurrent(args) -> None:
                 time.sleep(0.01)
             visible = f"{time.perf_counter() - finished:.2f}"
         stop.set()
-        print(f"| {label} | {len(busy)} | {statistics.median(idle):.1f} / {statistics.median(busy):.1f} | "
-              f"{p99(idle):.1f} / {p99(busy):.1f} | {p99(busy) / p99(idle):.2f}x | {errors} | {visible} |", flush=True)
+        print(
+            f"| {label} | {len(busy)} | {statistics.median(idle):.1f} / {statistics.median(busy):.1f} | "
+            f"{p99(idle):.1f} / {p99(busy):.1f} | {p99(busy) / p99(idle):.2f}x | {errors} | {visible} |",
+            flush=True,
+        )
         searcher.index.close()
     shutil.rmtree(WORK / "concurrent-copy", ignore_errors=True)
 
@@ -288,12 +310,17 @@ def quality(args) -> None:
             writer.write(delete=[documents[i].doc_id for i in again])
             write_documents(writer, [documents[i] for i in again], stored)
         for unaccented in (False, True):
-            reports = [evaluate(Searcher.open(index, encoder=real), evalset, MODES, unaccented=unaccented)
-                       for index in (one_shot, written)]
+            reports = [
+                evaluate(Searcher.open(index, encoder=real), evalset, MODES, unaccented=unaccented)
+                for index in (one_shot, written)
+            ]
             for mode in MODES:
                 before, after = reports[0][mode]["MRR@10"], reports[1][mode]["MRR@10"]
-                print(f"| {label}{' unaccented' if unaccented else ''} | {len(evalset.queries)} | {mode} | {before:.4f} | "
-                      f"{after:.4f} | {after - before:+.4f} |", flush=True)
+                print(
+                    f"| {label}{' unaccented' if unaccented else ''} | {len(evalset.queries)} | {mode} | {before:.4f} | "
+                    f"{after:.4f} | {after - before:+.4f} |",
+                    flush=True,
+                )
 
 
 def main() -> None:

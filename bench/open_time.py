@@ -40,8 +40,9 @@ def probe(index: Path, what: str) -> tuple[float, int]:
     """(seconds, resident bytes gained) of a new process opening `index`, after its imports:
     `what` is "reread" (every file checked), "open" (files unchanged since a check are not
     read) or "searcher" (index and encoder)."""
-    out = subprocess.run([sys.executable, "-c", _PROBE, str(index), what],
-                         capture_output=True, text=True, check=True).stdout.split()
+    out = subprocess.run(
+        [sys.executable, "-c", _PROBE, str(index), what], capture_output=True, text=True, check=True
+    ).stdout.split()
     return float(out[0]), int(out[1])
 
 
@@ -62,9 +63,11 @@ def main() -> int:
 
     first, seconds, resident = open_times(args.index, args.runs, args.searcher)
     print(f"{args.index}: first open, every file read and checked: {first:.2f} s")
-    print(f"later opens{' (index and encoder)' if args.searcher else ''}, {args.runs} runs: "
-          f"min {seconds[0]:.2f} / median {statistics.median(seconds):.2f} / max {seconds[-1]:.2f} s; "
-          f"{resident / 2**20:.0f} MiB more resident")
+    print(
+        f"later opens{' (index and encoder)' if args.searcher else ''}, {args.runs} runs: "
+        f"min {seconds[0]:.2f} / median {statistics.median(seconds):.2f} / max {seconds[-1]:.2f} s; "
+        f"{resident / 2**20:.0f} MiB more resident"
+    )
     return 0
 
 

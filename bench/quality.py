@@ -30,7 +30,11 @@ SETS = {
     "ViNewsQA": (SHARED_EVAL / "vinewsqa", None, "vinewsqa"),
     "seed dev": (SHARED_EVAL / "seed_queries_dev.jsonl", SEED_CORPUS, "seed"),
     "English seed": (ROOT / "data" / "eval" / "english_seed.jsonl", SEED_CORPUS, "seed"),
-    "English ViQuAD": (ROOT / "data" / "eval" / "english_viquad.jsonl", SHARED_EVAL / "viquad" / "corpus.jsonl", "viquad"),
+    "English ViQuAD": (
+        ROOT / "data" / "eval" / "english_viquad.jsonl",
+        SHARED_EVAL / "viquad" / "corpus.jsonl",
+        "viquad",
+    ),
 }
 START, END = "<!-- quality:start -->", "<!-- quality:end -->"
 
@@ -44,7 +48,9 @@ def run(evalset: EvalSet, encoder, label: str, index_name: str) -> dict:
     # English has no diacritics to strip
     for unaccented in (False,) if label.startswith("English") else (False, True):
         started = time.perf_counter()
-        rows[f"{label}{' unaccented' if unaccented else ''}"] = evaluate(searcher, evalset, MODES, unaccented=unaccented)
+        rows[f"{label}{' unaccented' if unaccented else ''}"] = evaluate(
+            searcher, evalset, MODES, unaccented=unaccented
+        )
         print(f"{label} unaccented={unaccented}: {time.perf_counter() - started:.0f} s", file=sys.stderr)
     return rows
 

@@ -37,7 +37,8 @@ def main() -> None:
         f"{MAX_QUERY_CHARS}-character query, k=10": lambda: searcher.search(longest_query, 10),
         f"{MAX_QUERY_CHARS}-character query, k={MAX_K}": lambda: searcher.search(longest_query, MAX_K),
         f"{MAX_SIMILAR_TEXT_CHARS:,}-character similar text, k={MAX_K}": lambda: searcher.similar_to_text(
-            (prose * 10)[:MAX_SIMILAR_TEXT_CHARS], MAX_K),
+            (prose * 10)[:MAX_SIMILAR_TEXT_CHARS], MAX_K
+        ),
     }
     searcher.search("khởi động", 1)
     print("| request | CPU ms min | CPU ms median |\n|---|---|---|")

@@ -154,18 +154,24 @@ def main() -> None:
 
     total = sum(len(v) for v in latencies.values())
     seconds = time.monotonic() - started
-    print(f"soak: {seconds / 60:.1f} min, {args.clients} clients, {args.idle} idle connections "
-          f"(reopened {reopened[0]} times after the server closed them), {len(workers)} workers")
+    print(
+        f"soak: {seconds / 60:.1f} min, {args.clients} clients, {args.idle} idle connections "
+        f"(reopened {reopened[0]} times after the server closed them), {len(workers)} workers"
+    )
     print(f"requests: {total} ({total / seconds:.0f}/s), errors: {sum(errors.values())}")
     print("| request | count | errors | p50 ms | p99 ms |\n|---|---|---|---|---|")
     for kind, values in sorted(latencies.items()):
         values.sort()
-        print(f"| {kind} | {len(values)} | {errors.get(kind, 0)} | {values[len(values) // 2]:.1f} | {p99(values):.1f} |")
+        print(
+            f"| {kind} | {len(values)} | {errors.get(kind, 0)} | {values[len(values) // 2]:.1f} | {p99(values):.1f} |"
+        )
     warm = next(sample for sample in samples if sample[0] >= WARM_UP_SECONDS)
     print("| worker | RSS MiB after warm-up | RSS MiB at end | growth | PSS MiB at end |\n|---|---|---|---|---|")
     for n, pid in enumerate(workers):
         rss_warm, rss_end, pss_end = warm[1][n][0], samples[-1][1][n][0], samples[-1][1][n][1]
-        print(f"| {pid} | {rss_warm / 1024:.0f} | {rss_end / 1024:.0f} | {100 * (rss_end - rss_warm) / rss_warm:+.1f}% | {pss_end / 1024:.0f} |")
+        print(
+            f"| {pid} | {rss_warm / 1024:.0f} | {rss_end / 1024:.0f} | {100 * (rss_end - rss_warm) / rss_warm:+.1f}% | {pss_end / 1024:.0f} |"
+        )
 
 
 if __name__ == "__main__":

@@ -121,9 +121,11 @@ def main() -> int:
     # fresh processes, as a server starting on this index would be: the first checks every file
     first, later, resident = open_times(args.out, runs=1)
     files = sum(p.stat().st_size for p in args.out.resolve().rglob("*") if p.is_file())
-    print(f"open_index in a new process: {first:.2f} s checking every file, then {later[0]:.2f} s; "
-          f"{resident / 2**20:.0f} MiB resident = {resident / passages:.0f} bytes/passage; "
-          f"on disk {files / passages:.0f} bytes/passage")
+    print(
+        f"open_index in a new process: {first:.2f} s checking every file, then {later[0]:.2f} s; "
+        f"{resident / 2**20:.0f} MiB resident = {resident / passages:.0f} bytes/passage; "
+        f"on disk {files / passages:.0f} bytes/passage"
+    )
     return 0
 
 

@@ -64,13 +64,24 @@ def searches(port: int, queries: list[str], clients: int, until: threading.Event
 
 
 def batch(port: int, documents: int, tag: str) -> tuple[int, float]:
-    body = json.dumps([{"id": f"{tag}-{n}", "title": f"Bản tin {n}",
-                        "text": f"Bản tin số {n} về công tác xây dựng Đảng ở cơ sở năm 2024. " * 8 + "\n\n"
-                                + f"Chi bộ số {n} tổ chức sinh hoạt chuyên đề, có {n % 90 + 10} đảng viên dự."}
-                       for n in range(documents)], ensure_ascii=False).encode()
+    body = json.dumps(
+        [
+            {
+                "id": f"{tag}-{n}",
+                "title": f"Bản tin {n}",
+                "text": f"Bản tin số {n} về công tác xây dựng Đảng ở cơ sở năm 2024. " * 8
+                + "\n\n"
+                + f"Chi bộ số {n} tổ chức sinh hoạt chuyên đề, có {n % 90 + 10} đảng viên dự.",
+            }
+            for n in range(documents)
+        ],
+        ensure_ascii=False,
+    ).encode()
     connection = http.client.HTTPConnection("127.0.0.1", port, timeout=MAX_SECONDS)
     started = time.perf_counter()
-    connection.request("POST", "/api/documents", body, {"Content-Type": "application/json", "Authorization": f"Bearer {KEY}"})
+    connection.request(
+        "POST", "/api/documents", body, {"Content-Type": "application/json", "Authorization": f"Bearer {KEY}"}
+    )
     response = connection.getresponse()
     response.read()
     return response.status, time.perf_counter() - started
@@ -111,12 +122,16 @@ def main() -> int:
         finally:
             server.terminate()
             server.wait(timeout=90)
-    print(f"write_stall ({args.documents} documents a batch, {args.clients} search clients, 2 workers; "
-          f"min / median / max of {args.repeats} repeats)")
+    print(
+        f"write_stall ({args.documents} documents a batch, {args.clients} search clients, 2 workers; "
+        f"min / median / max of {args.repeats} repeats)"
+    )
     print(f"  batch took (s):               {spread(seconds)}")
     for label, runs in (("idle", idle), ("during the batch", busy)):
-        print(f"  search {label:<17} p50 (ms): {spread([statistics.median(r) for r in runs])}   "
-              f"p99 (ms): {spread([p99(r) for r in runs])}   searches: {spread([len(r) for r in runs], 0)}")
+        print(
+            f"  search {label:<17} p50 (ms): {spread([statistics.median(r) for r in runs])}   "
+            f"p99 (ms): {spread([p99(r) for r in runs])}   searches: {spread([len(r) for r in runs], 0)}"
+        )
     ratio = [p99(b) / p99(i) for i, b in zip(idle, busy)]
     print(f"  p99 during / idle:            {spread(ratio, 2)}")
     return 0

@@ -83,9 +83,21 @@ def to_ms(value: str) -> float:
 def run_wrk(port: int, script: Path, clients: int, threads: int, seconds: int) -> dict[str, float]:
     before = resource.getrusage(resource.RUSAGE_CHILDREN)
     output = subprocess.run(
-        ["wrk", f"-t{threads}", f"-c{clients}", f"-d{seconds}s", "--latency", "--timeout", "10s",
-         "-s", str(script), f"http://127.0.0.1:{port}"],
-        capture_output=True, text=True, check=True,
+        [
+            "wrk",
+            f"-t{threads}",
+            f"-c{clients}",
+            f"-d{seconds}s",
+            "--latency",
+            "--timeout",
+            "10s",
+            "-s",
+            str(script),
+            f"http://127.0.0.1:{port}",
+        ],
+        capture_output=True,
+        text=True,
+        check=True,
     ).stdout
     after = resource.getrusage(resource.RUSAGE_CHILDREN)
     client_cpu = (after.ru_utime + after.ru_stime) - (before.ru_utime + before.ru_stime)
@@ -98,7 +110,8 @@ def run_wrk(port: int, script: Path, clients: int, threads: int, seconds: int) -
         "p50": to_ms(re.search(r"^\s+50%\s+(\S+)", output, re.M).group(1)),
         "p99": to_ms(re.search(r"^\s+99%\s+(\S+)", output, re.M).group(1)),
         "client_cores": client_cpu / seconds,
-        "errors": (int(errors.group(1)) if errors else 0) + (sum(map(int, socket_errors.groups())) if socket_errors else 0),
+        "errors": (int(errors.group(1)) if errors else 0)
+        + (sum(map(int, socket_errors.groups())) if socket_errors else 0),
     }
 
 
@@ -134,16 +147,24 @@ def main() -> int:
         if result["requests"] > len(paths):
             print(f"warning: {result['requests']} requests > {len(paths)} distinct questions", file=sys.stderr)
     cores = os.cpu_count() or 1
-    print(f"index {args.index}, {args.clients} connections, {args.seconds} s per run, {args.repeats} runs "
-          f"(min / median / max), {len(paths)} distinct questions, {cores} cores")
-    print("| requests/s | p50 ms | p99 ms | server CPU ms per request | wrk's own cores | largest worker PSS MB | errors |")
+    print(
+        f"index {args.index}, {args.clients} connections, {args.seconds} s per run, {args.repeats} runs "
+        f"(min / median / max), {len(paths)} distinct questions, {cores} cores"
+    )
+    print(
+        "| requests/s | p50 ms | p99 ms | server CPU ms per request | wrk's own cores | largest worker PSS MB | errors |"
+    )
     print("|---|---|---|---|---|---|---|")
-    print(f"| {spread([r['rate'] for r in runs])} | {spread([r['p50'] for r in runs])} | "
-          f"{spread([r['p99'] for r in runs])} | {spread([r['cpu_ms'] for r in runs])} | {spread([r['client_cores'] for r in runs], 2)} | "
-          f"{spread([r['pss_mb'] for r in runs], 0)} | {sum(r['errors'] for r in runs)} |")
+    print(
+        f"| {spread([r['rate'] for r in runs])} | {spread([r['p50'] for r in runs])} | "
+        f"{spread([r['p99'] for r in runs])} | {spread([r['cpu_ms'] for r in runs])} | {spread([r['client_cores'] for r in runs], 2)} | "
+        f"{spread([r['pss_mb'] for r in runs], 0)} | {sum(r['errors'] for r in runs)} |"
+    )
     median_cpu = statistics.median(r["cpu_ms"] for r in runs)
-    print(f"\nbound from the server's own CPU per request: {cores} cores / {median_cpu:.1f} ms = "
-          f"{cores * 1000 / median_cpu:.0f} requests/s")
+    print(
+        f"\nbound from the server's own CPU per request: {cores} cores / {median_cpu:.1f} ms = "
+        f"{cores * 1000 / median_cpu:.0f} requests/s"
+    )
     return 0
 
 

@@ -27,8 +27,13 @@ PIPELINE_VERSION = 3  # 3: runs of text too long for a passage without spaces ar
 BUILD_GROUP = 500
 
 
-def is_current(paths: Iterable[Path], location: IndexLocation, model_id: str, precision: str | None = None,
-               passage_tokens: int = PASSAGE_TOKENS) -> bool:
+def is_current(
+    paths: Iterable[Path],
+    location: IndexLocation,
+    model_id: str,
+    precision: str | None = None,
+    passage_tokens: int = PASSAGE_TOKENS,
+) -> bool:
     """True when `location` already indexes exactly these files with this model (at this
     precision, when given) and chunking."""
     manifest = manifest_at(location)
@@ -82,9 +87,19 @@ def build_index(
     Milvus is written in place, by `shard` (K of N processes). The documents written since the
     last build are kept, unless not `keep_written`."""
     files = input_files(paths)
-    return build_from_documents(read_documents(files), location, encoder, fingerprint(files), passage_tokens,
-                                memory_saving, progress, total=count_documents(files) if progress else None,
-                                keep_written=keep_written, shard=shard, group=group)
+    return build_from_documents(
+        read_documents(files),
+        location,
+        encoder,
+        fingerprint(files),
+        passage_tokens,
+        memory_saving,
+        progress,
+        total=count_documents(files) if progress else None,
+        keep_written=keep_written,
+        shard=shard,
+        group=group,
+    )
 
 
 def build_from_documents(
@@ -109,8 +124,13 @@ def build_from_documents(
     read = written = skipped = 0
     with building_at(location, manifest, progress, shard) as build:
         # one bar for the whole build rather than one per group
-        with tqdm(total=total, desc=f"indexing shard {part + 1}/{shards}" if shards > 1 else "indexing", unit="doc",
-                  disable=not progress, smoothing=0.05) as bar:
+        with tqdm(
+            total=total,
+            desc=f"indexing shard {part + 1}/{shards}" if shards > 1 else "indexing",
+            unit="doc",
+            disable=not progress,
+            smoothing=0.05,
+        ) as bar:
             for documents_read in _groups(documents, group):
                 read += len(documents_read)
                 mine = [doc for doc in documents_read if shard_of(doc.doc_id, shards) == part]
@@ -127,13 +147,21 @@ def build_from_documents(
         if not read:
             raise IngestError("the input has no text to index")
         end = build.finish(seen, keep_written, encoder)
-    summary = Commit(version=commits[-1].version if commits else 0, added=sum(c.added for c in commits),
-                     removed=sum(c.removed for c in commits), documents=tuple(d for c in commits for d in c.documents))
+    summary = Commit(
+        version=commits[-1].version if commits else 0,
+        added=sum(c.added for c in commits),
+        removed=sum(c.removed for c in commits),
+        documents=tuple(d for c in commits for d in c.documents),
+    )
     return Built(manifest, summary, written, skipped, end.deleted, end.kept, end.dropped, end.replaced)
 
 
-def new_manifest(encoder: TextEncoder, corpus_fingerprint: str = "", passage_tokens: int = PASSAGE_TOKENS,
-                 memory_saving: bool = False) -> Manifest:
+def new_manifest(
+    encoder: TextEncoder,
+    corpus_fingerprint: str = "",
+    passage_tokens: int = PASSAGE_TOKENS,
+    memory_saving: bool = False,
+) -> Manifest:
     return Manifest(
         model=encoder.model_id,
         dimension=encoder.dim,
@@ -152,14 +180,22 @@ def _groups(items: Iterable[Document], size: int) -> Iterator[list[Document]]:
         yield group
 
 
-def write_documents(writer: IndexWriter, documents: Sequence[Document], encoder: TextEncoder, delete: Iterable[str] = (),
-                    progress: bool = False, compact: bool = True) -> WriteResult:
+def write_documents(
+    writer: IndexWriter,
+    documents: Sequence[Document],
+    encoder: TextEncoder,
+    delete: Iterable[str] = (),
+    progress: bool = False,
+    compact: bool = True,
+) -> WriteResult:
     """Add or replace `documents` and delete the documents `delete` names, as one commit of `writer`."""
     prepared = prepare(documents, encoder, writer.manifest.chunking, writer.stored_vectors, progress, writer.threads)
     return writer.write(prepared, delete, compact)
 
 
-def add_files(paths: Iterable[Path], location: IndexLocation, encoder: TextEncoder, progress: bool = True) -> WriteResult:
+def add_files(
+    paths: Iterable[Path], location: IndexLocation, encoder: TextEncoder, progress: bool = True
+) -> WriteResult:
     """Add the documents in `paths` to the index at `location`, replacing documents with the same ids."""
     files = input_files(paths)
     documents = list(read_documents(files, origin="add", empty=True))

@@ -37,16 +37,28 @@ def chunk(document: Document, encoder: TextEncoder, chunking: Mapping) -> list[P
     return list(chunk_document(document, encoder.count_tokens, chunking["max_tokens"], chunking["overlap_sentences"]))
 
 
-def prepare(documents: Iterable[Document], encoder: TextEncoder, chunking: Mapping, stored: StoredVectors | None = None,
-            progress: bool = False, cores: int | None = None) -> list[PreparedDocument]:
+def prepare(
+    documents: Iterable[Document],
+    encoder: TextEncoder,
+    chunking: Mapping,
+    stored: StoredVectors | None = None,
+    progress: bool = False,
+    cores: int | None = None,
+) -> list[PreparedDocument]:
     """`documents` cut and embedded (on at most `cores` cores); passages `stored` holds unchanged
     are not embedded again."""
-    return prepare_chunked([(doc, chunk(doc, encoder, chunking)) for doc in documents], encoder, stored, progress, cores)
+    return prepare_chunked(
+        [(doc, chunk(doc, encoder, chunking)) for doc in documents], encoder, stored, progress, cores
+    )
 
 
-def prepare_chunked(chunked: Sequence[tuple[Document, list[Passage]]], encoder: TextEncoder,
-                    stored: StoredVectors | None = None, progress: bool = False,
-                    cores: int | None = None) -> list[PreparedDocument]:
+def prepare_chunked(
+    chunked: Sequence[tuple[Document, list[Passage]]],
+    encoder: TextEncoder,
+    stored: StoredVectors | None = None,
+    progress: bool = False,
+    cores: int | None = None,
+) -> list[PreparedDocument]:
     """`prepare` of documents already cut into passages."""
     passages = [p for _, doc_passages in chunked for p in doc_passages]
     known = dict(stored(passages)) if stored and passages else {}
@@ -70,8 +82,15 @@ def prepare_chunked(chunked: Sequence[tuple[Document, list[Passage]]], encoder: 
     needed = set(todo)
     for doc, doc_passages in chunked:
         end = first + len(doc_passages)
-        prepared.append(PreparedDocument(doc, doc_passages, vectors[first:end], sentences[first:end],
-                                         sum(1 for i in range(first, end) if i in needed)))
+        prepared.append(
+            PreparedDocument(
+                doc,
+                doc_passages,
+                vectors[first:end],
+                sentences[first:end],
+                sum(1 for i in range(first, end) if i in needed),
+            )
+        )
         first = end
     return prepared
 

@@ -8,17 +8,15 @@ import unicodedata
 _WHITESPACE = re.compile(r"\s+")
 # Candidate sentence ends: . ! ? … possibly followed by closing quotes/brackets, then space.
 _SENTENCE_END = re.compile(r"[.!?…]+[\"”’»)\]]*\s+")
-_OPENING = "\"“‘«(["
+_OPENING = '"“‘«(['
 _WORD = re.compile(r"\w+", re.UNICODE)
 _GAP_AND_WORD = re.compile(r"(\W*)(\w+)", re.UNICODE)
 
 # Function words that would light up every passage if highlighted.
-_STOPWORDS_TEXT = (
-    """và của các có là được cho với trong những này đã để thì mà như khi ra vào từ đến tại về
+_STOPWORDS_TEXT = """và của các có là được cho với trong những này đã để thì mà như khi ra vào từ đến tại về
     theo trên bao nhiêu nào gì ai sao không một mấy
     the a an of to in on for and or is are was were be by with what which who how many much
     did do does at as from that this"""
-)
 
 
 def normalize(text: str) -> str:

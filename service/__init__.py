@@ -52,8 +52,14 @@ def create_app(config: Mapping[str, Any] | None = None) -> Flask:
     from . import api, documents, errors, guard, observability, openapi, state, web
 
     documents.configured_keys(app.config)  # a file of keys that cannot be read stops the start
-    location = location_of(app.config["BACKEND"], app.config["INDEX_DIR"], app.config["MILVUS_URI"],
-                           app.config["MILVUS_COLLECTION"], app.config["MILVUS_TOKEN"], app.config["MILVUS_OPTIONS"])
+    location = location_of(
+        app.config["BACKEND"],
+        app.config["INDEX_DIR"],
+        app.config["MILVUS_URI"],
+        app.config["MILVUS_COLLECTION"],
+        app.config["MILVUS_TOKEN"],
+        app.config["MILVUS_OPTIONS"],
+    )
     searcher = app.config.get("SEARCHER") or Searcher.open(location, model=app.config["MODEL"])
     searcher.observer = observability.SearchMetrics()
     state.install(app, searcher)

@@ -16,8 +16,18 @@ from index.retrieve.search import SearchResult
 from .errors import error_response
 from .observability import SEARCH_SECONDS
 from .state import current, default_k, disk, health as read_health, searcher
-from .openapi import (Health, Passage, SearchAnswer, SearchQuery, SimilarAnswer, SimilarQuery, SimilarTextBody,
-                      json_answers, spec, validated)
+from .openapi import (
+    Health,
+    Passage,
+    SearchAnswer,
+    SearchQuery,
+    SimilarAnswer,
+    SimilarQuery,
+    SimilarTextBody,
+    json_answers,
+    spec,
+    validated,
+)
 
 bp = Blueprint("api", __name__, url_prefix="/api")
 
@@ -36,8 +46,14 @@ def search():
     """Passages answering a question, best first, with highlights and the answering sentence."""
     query = validated().query
     k = default_k(query.k)
-    answer = timed_results(lambda: searcher().search(query.q, k, query.mode, query.filters(), query.offset), "search",
-                           query=query.q, k=k, mode=query.mode, offset=query.offset)
+    answer = timed_results(
+        lambda: searcher().search(query.q, k, query.mode, query.filters(), query.offset),
+        "search",
+        query=query.q,
+        k=k,
+        mode=query.mode,
+        offset=query.offset,
+    )
     return jsonify(answer)
 
 
@@ -54,8 +70,15 @@ def similar_to_passage(passage_id: str):
     """Passages nearest to a stored one (itself and exact copies left out)."""
     query = validated().query
     k = default_k(query.k)
-    return jsonify(timed_results(lambda: searcher().similar_to_passage(passage_id, k, query.filters(), query.offset),
-                                 "similar_passage", id=passage_id, k=k, offset=query.offset))
+    return jsonify(
+        timed_results(
+            lambda: searcher().similar_to_passage(passage_id, k, query.filters(), query.offset),
+            "similar_passage",
+            id=passage_id,
+            k=k,
+            offset=query.offset,
+        )
+    )
 
 
 @bp.post("/similar")
@@ -64,8 +87,14 @@ def similar_to_text():
     """Passages nearest to pasted text."""
     body = validated().json
     k = default_k(body.k)
-    return jsonify(timed_results(lambda: searcher().similar_to_text(body.text, k, body.filters(), body.offset),
-                                 "similar_text", k=k, offset=body.offset))
+    return jsonify(
+        timed_results(
+            lambda: searcher().similar_to_text(body.text, k, body.filters(), body.offset),
+            "similar_text",
+            k=k,
+            offset=body.offset,
+        )
+    )
 
 
 @bp.before_request
@@ -91,10 +120,16 @@ def health():
         documents = 0
         checks.setdefault("passages", f"{type(exc).__name__}: {exc}")
     body = {
-        "status": "ok" if healthy else "unavailable", "model": manifest.model, "passages": view.passages,
-        "documents": documents, "index_version": view.version, "index_generation": index.name,
-        "index_created_at": manifest.created_at, "checks": checks,
+        "status": "ok" if healthy else "unavailable",
+        "model": manifest.model,
+        "passages": view.passages,
+        "documents": documents,
+        "index_version": view.version,
+        "index_generation": index.name,
+        "index_created_at": manifest.created_at,
+        "checks": checks,
         "reload_error": str(state.followed.problem) if state.followed.problem else None,
-        "disk": disk(state), "process": os.getpid(),
+        "disk": disk(state),
+        "process": os.getpid(),
     }
     return jsonify(body), 200 if healthy else 503

@@ -25,46 +25,77 @@ def _env(name: str, default: str) -> str:
 
 
 def _backend_options(p: argparse.ArgumentParser) -> None:
-    p.add_argument("--backend", choices=BACKENDS, default=_env("BACKEND", ""),
-                   help="where the index lives: a directory (embedded, the default) or Milvus "
-                        "(the default when a Milvus URI is given; $SEMSEARCH_BACKEND)")
-    p.add_argument("--milvus-uri", default=_env("MILVUS_URI", ""),
-                   help="a Milvus server (http://host:19530) or a milvus-lite file (./var/milvus.db) ($SEMSEARCH_MILVUS_URI)")
-    p.add_argument("--collection", default=_env("MILVUS_COLLECTION", "semsearch"),
-                   help="the index's name on Milvus (default: %(default)s, $SEMSEARCH_MILVUS_COLLECTION); "
-                        "the token comes from $SEMSEARCH_MILVUS_TOKEN, other connection options (TLS) "
-                        "from $SEMSEARCH_MILVUS_OPTIONS as JSON")
+    p.add_argument(
+        "--backend",
+        choices=BACKENDS,
+        default=_env("BACKEND", ""),
+        help="where the index lives: a directory (embedded, the default) or Milvus "
+        "(the default when a Milvus URI is given; $SEMSEARCH_BACKEND)",
+    )
+    p.add_argument(
+        "--milvus-uri",
+        default=_env("MILVUS_URI", ""),
+        help="a Milvus server (http://host:19530) or a milvus-lite file (./var/milvus.db) ($SEMSEARCH_MILVUS_URI)",
+    )
+    p.add_argument(
+        "--collection",
+        default=_env("MILVUS_COLLECTION", "semsearch"),
+        help="the index's name on Milvus (default: %(default)s, $SEMSEARCH_MILVUS_COLLECTION); "
+        "the token comes from $SEMSEARCH_MILVUS_TOKEN, other connection options (TLS) "
+        "from $SEMSEARCH_MILVUS_OPTIONS as JSON",
+    )
 
 
 def _location(args, directory: Path):
     """The directory, or the Milvus collection the options name."""
     from index.store.location import location_of
 
-    return location_of(args.backend, directory, args.milvus_uri, args.collection, _env("MILVUS_TOKEN", ""),
-                       _env("MILVUS_OPTIONS", ""))
+    return location_of(
+        args.backend, directory, args.milvus_uri, args.collection, _env("MILVUS_TOKEN", ""), _env("MILVUS_OPTIONS", "")
+    )
 
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="semsearch", description="Semantic search over your documents.")
     commands = parser.add_subparsers(dest="command", required=True)
 
-    index_dir: dict[str, Any] = dict(default=_env("INDEX_DIR", "var/index"), help="index directory (default: %(default)s, $SEMSEARCH_INDEX_DIR)")
+    index_dir: dict[str, Any] = dict(
+        default=_env("INDEX_DIR", "var/index"), help="index directory (default: %(default)s, $SEMSEARCH_INDEX_DIR)"
+    )
 
     p = commands.add_parser("index", help="index .txt/.md/.html/.jsonl files or directories")
     p.add_argument("paths", nargs="*", type=Path, default=[Path(DEFAULT_CORPUS)], help=f"default: {DEFAULT_CORPUS}")
     p.add_argument("--out", type=Path, **index_dir)
-    p.add_argument("--model", default=_env("MODEL", DEFAULT_MODEL_ID), help="sentence-transformers id or path ($SEMSEARCH_MODEL)")
+    p.add_argument(
+        "--model", default=_env("MODEL", DEFAULT_MODEL_ID), help="sentence-transformers id or path ($SEMSEARCH_MODEL)"
+    )
     p.add_argument("--passage-tokens", type=int, default=None, help="split paragraphs longer than this")
-    p.add_argument("--memory-saving", action="store_true", help="8-bit vectors above 50k passages (a quarter of the RAM)")
-    p.add_argument("--precision", choices=PRECISIONS, help="encoder precision ($SEMSEARCH_PRECISION; auto: int8 on CPUs with VNNI, else bf16 where native, else fp32)")
-    p.add_argument("--if-stale", action="store_true", help="do nothing when the index already matches the files and model")
-    p.add_argument("--drop-written", action="store_true",
-                   help="leave out the documents written to the index since its build (by `semsearch add` or the API); "
-                        "without it they are carried into the new build")
+    p.add_argument(
+        "--memory-saving", action="store_true", help="8-bit vectors above 50k passages (a quarter of the RAM)"
+    )
+    p.add_argument(
+        "--precision",
+        choices=PRECISIONS,
+        help="encoder precision ($SEMSEARCH_PRECISION; auto: int8 on CPUs with VNNI, else bf16 where native, else fp32)",
+    )
+    p.add_argument(
+        "--if-stale", action="store_true", help="do nothing when the index already matches the files and model"
+    )
+    p.add_argument(
+        "--drop-written",
+        action="store_true",
+        help="leave out the documents written to the index since its build (by `semsearch add` or the API); "
+        "without it they are carried into the new build",
+    )
     p.add_argument("--quiet", action="store_true", help="no progress bars")
-    p.add_argument("--shard", type=_shard, default=(0, 1), metavar="K/N",
-                   help="on Milvus: index only the K-th of N shares of the documents (K from 1), so N processes build at once; "
-                        "run again after a crash, it skips what was committed")
+    p.add_argument(
+        "--shard",
+        type=_shard,
+        default=(0, 1),
+        metavar="K/N",
+        help="on Milvus: index only the K-th of N shares of the documents (K from 1), so N processes build at once; "
+        "run again after a crash, it skips what was committed",
+    )
     _backend_options(p)
     p.set_defaults(run=_index)
 
@@ -87,7 +118,10 @@ def main(argv: list[str] | None = None) -> int:
     _backend_options(p)
     p.set_defaults(run=_compact)
 
-    for name, helptext in (("search", "search the index with a question"), ("similar", "passages similar to a stored one")):
+    for name, helptext in (
+        ("search", "search the index with a question"),
+        ("similar", "passages similar to a stored one"),
+    ):
         p = commands.add_parser(name, help=helptext)
         if name == "search":
             p.add_argument("query")
@@ -117,13 +151,19 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--index", type=Path, **index_dir)
     p.set_defaults(run=_backup)
 
-    p = commands.add_parser("restore", help="publish a verified backup as the index (the current one is kept beside it)")
+    p = commands.add_parser(
+        "restore", help="publish a verified backup as the index (the current one is kept beside it)"
+    )
     p.add_argument("backup", type=Path)
     p.add_argument("--index", type=Path, **index_dir)
     p.set_defaults(run=_restore)
 
     p = commands.add_parser("eval", help="measure retrieval quality on a BEIR-style or answer-string set")
-    p.add_argument("dataset", type=Path, help="directory with corpus.jsonl, queries*.jsonl, qrels*.tsv; or a .jsonl of {query, answers}")
+    p.add_argument(
+        "dataset",
+        type=Path,
+        help="directory with corpus.jsonl, queries*.jsonl, qrels*.tsv; or a .jsonl of {query, answers}",
+    )
     p.add_argument("--corpus", type=Path, default=Path(DEFAULT_CORPUS), help="corpus of an answer-string set")
     p.add_argument("--index", type=Path, help="index to reuse or build (default: var/eval/NAME)")
     p.add_argument("--model", default=_env("MODEL", DEFAULT_MODEL_ID))
@@ -139,12 +179,28 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--host", default=_env("HOST", "127.0.0.1"))
     p.add_argument("--port", type=int, default=int(_env("PORT", "8000")))
     p.add_argument("--index", type=Path, **index_dir)
-    p.add_argument("--workers", type=int, default=None, help="server processes (default: one per core, at most 4; $SEMSEARCH_WORKERS)")
+    p.add_argument(
+        "--workers",
+        type=int,
+        default=None,
+        help="server processes (default: one per core, at most 4; $SEMSEARCH_WORKERS)",
+    )
     p.add_argument("--threads", type=int, default=4, help="threads per process")
-    p.add_argument("--rate-limit", default=None, help='per client, e.g. "20/second;600/minute", or "off" ($SEMSEARCH_RATE_LIMIT)')
-    p.add_argument("--connection-limit", type=int, default=int(_env("CONNECTION_LIMIT", "0")),
-                   help="open connections per process (default: from the file descriptor limit, at most 4096)")
-    p.add_argument("--idle-timeout", type=int, default=int(_env("IDLE_TIMEOUT", "15")), help="seconds before an idle connection is closed")
+    p.add_argument(
+        "--rate-limit", default=None, help='per client, e.g. "20/second;600/minute", or "off" ($SEMSEARCH_RATE_LIMIT)'
+    )
+    p.add_argument(
+        "--connection-limit",
+        type=int,
+        default=int(_env("CONNECTION_LIMIT", "0")),
+        help="open connections per process (default: from the file descriptor limit, at most 4096)",
+    )
+    p.add_argument(
+        "--idle-timeout",
+        type=int,
+        default=int(_env("IDLE_TIMEOUT", "15")),
+        help="seconds before an idle connection is closed",
+    )
     _backend_options(p)
     p.set_defaults(run=_serve)
 
@@ -174,23 +230,40 @@ def _index(args) -> int:
 
     passage_tokens = args.passage_tokens or PASSAGE_TOKENS
     location = _location(args, args.out)
-    if args.if_stale and is_current(args.paths, location, args.model, resolve_precision(args.precision), passage_tokens):
+    if args.if_stale and is_current(
+        args.paths, location, args.model, resolve_precision(args.precision), passage_tokens
+    ):
         print(f"{args.out} is up to date", file=sys.stderr)
         return 0
     encoder = load_encoder(args.model, precision=args.precision)
     started = time.perf_counter()
-    built = build_index(args.paths, location, encoder, passage_tokens=passage_tokens, memory_saving=args.memory_saving,
-                        progress=not args.quiet, keep_written=not args.drop_written, shard=args.shard)
+    built = build_index(
+        args.paths,
+        location,
+        encoder,
+        passage_tokens=passage_tokens,
+        memory_saving=args.memory_saving,
+        progress=not args.quiet,
+        keep_written=not args.drop_written,
+        shard=args.shard,
+    )
     commit = built.commit
-    print(f"indexed {built.written} documents ({commit.added} passages) into {describe(location)} "
-          f"(version {commit.version}) in {time.perf_counter() - started:.1f} s", file=sys.stderr)
-    for count, what in ((built.skipped, "already there unchanged, skipped"),
-                        (built.deleted, "no longer in the input, deleted")):
+    print(
+        f"indexed {built.written} documents ({commit.added} passages) into {describe(location)} "
+        f"(version {commit.version}) in {time.perf_counter() - started:.1f} s",
+        file=sys.stderr,
+    )
+    for count, what in (
+        (built.skipped, "already there unchanged, skipped"),
+        (built.deleted, "no longer in the input, deleted"),
+    ):
         if count:
             print(f"{count} document(s) {what}", file=sys.stderr)
-    for ids, what in ((built.kept, "kept, written since the last build (`--drop-written` leaves them out)"),
-                      (built.replaced, "written since the last build, replaced by the input's document of the same id"),
-                      (built.dropped, "written since the last build, dropped (--drop-written)")):
+    for ids, what in (
+        (built.kept, "kept, written since the last build (`--drop-written` leaves them out)"),
+        (built.replaced, "written since the last build, replaced by the input's document of the same id"),
+        (built.dropped, "written since the last build, dropped (--drop-written)"),
+    ):
         if ids:
             print(f"{len(ids)} document(s) {what}: {_first(ids)}", file=sys.stderr)
     return 0
@@ -201,7 +274,7 @@ def _first(ids, shown: int = 20) -> str:
 
 
 def _shard(text: str) -> tuple[int, int]:
-    """"K/N" (K from 1 to N) -> (K - 1, N)."""
+    """ "K/N" (K from 1 to N) -> (K - 1, N)."""
     try:
         k, n = (int(part) for part in text.split("/"))
     except ValueError:
@@ -230,8 +303,11 @@ def _writer_encoder(location):
 
 def _report(result, location) -> None:
     commit = result.commit
-    print(f"version {commit.version}: {commit.added} passages added ({result.embedded} embedded), "
-          f"{commit.removed} removed{', compacted' if result.compacted else ''} in {location}", file=sys.stderr)
+    print(
+        f"version {commit.version}: {commit.added} passages added ({result.embedded} embedded), "
+        f"{commit.removed} removed{', compacted' if result.compacted else ''} in {location}",
+        file=sys.stderr,
+    )
 
 
 def _add(args) -> int:
@@ -250,7 +326,9 @@ def _delete(args) -> int:
     with writing_at(location) as writer:
         missing = writer.missing(doc_ids)
         if missing:
-            print(f"semsearch: no document with id {', '.join(map(repr, missing))}; nothing was deleted", file=sys.stderr)
+            print(
+                f"semsearch: no document with id {', '.join(map(repr, missing))}; nothing was deleted", file=sys.stderr
+            )
             return 2
         _report(writer.write(delete=doc_ids), location)
     return 0
@@ -306,8 +384,10 @@ def _restore(args) -> int:
 
     for line in restore_at(args.backup, args.index):
         print(f"ok: {line}")
-    print(f"restored {args.backup} as {args.index} (now {Path(args.index).resolve().name}; the index it replaces "
-          "stays beside it until the next build or restore)")
+    print(
+        f"restored {args.backup} as {args.index} (now {Path(args.index).resolve().name}; the index it replaces "
+        "stays beside it until the next build or restore)"
+    )
     return 0
 
 
@@ -321,8 +401,15 @@ def _search(args) -> int:
     searcher = _open_searcher(args)
     started = time.perf_counter()
     results = searcher.search(args.query, args.k, args.mode, _filters(args), args.offset)
-    _print_results(results, args.json, query=args.query, k=args.k, mode=args.mode, offset=args.offset,
-                   took_ms=round((time.perf_counter() - started) * 1000, 1))
+    _print_results(
+        results,
+        args.json,
+        query=args.query,
+        k=args.k,
+        mode=args.mode,
+        offset=args.offset,
+        took_ms=round((time.perf_counter() - started) * 1000, 1),
+    )
     return 0
 
 
@@ -344,7 +431,12 @@ def _eval(args) -> int:
 
     evalset = load_eval_set(args.dataset, args.corpus)
     if args.queries:
-        evalset = subset(evalset, args.queries, args.distractors, Path("var/eval") / f"{evalset.name}-subset-{args.queries}-{args.distractors}")
+        evalset = subset(
+            evalset,
+            args.queries,
+            args.distractors,
+            Path("var/eval") / f"{evalset.name}-subset-{args.queries}-{args.distractors}",
+        )
     out = args.index or Path("var/eval") / evalset.name
     collection = args.collection if args.collection != "semsearch" else "eval_" + re.sub(r"\W", "_", evalset.name)
     location = _location(argparse.Namespace(**{**vars(args), "collection": collection}), out)
@@ -356,8 +448,18 @@ def _eval(args) -> int:
     report = evaluate(searcher, evalset, modes, unaccented=args.unaccented)
     label = evalset.name + (" (unaccented)" if args.unaccented else "")
     if args.json:
-        print(json.dumps({"dataset": evalset.name, "queries": len(evalset.queries), "passages": searcher.size,
-                          "unaccented": args.unaccented, "modes": report}, indent=2))
+        print(
+            json.dumps(
+                {
+                    "dataset": evalset.name,
+                    "queries": len(evalset.queries),
+                    "passages": searcher.size,
+                    "unaccented": args.unaccented,
+                    "modes": report,
+                },
+                indent=2,
+            )
+        )
     else:
         print(f"{label}: {len(evalset.queries)} queries, {searcher.size} passages\n")
         print(format_table({label: report}))
@@ -375,8 +477,12 @@ def _serve(args) -> int:
     if single and workers > 1:
         print(f"semsearch: {single}: serving with 1 worker", file=sys.stderr)
         workers = 1
-    config = {"INDEX_DIR": str(args.index), "BACKEND": args.backend, "MILVUS_URI": args.milvus_uri,
-              "MILVUS_COLLECTION": args.collection}
+    config = {
+        "INDEX_DIR": str(args.index),
+        "BACKEND": args.backend,
+        "MILVUS_URI": args.milvus_uri,
+        "MILVUS_COLLECTION": args.collection,
+    }
     if args.rate_limit is not None:
         config["RATE_LIMIT"] = args.rate_limit
     limits = Limits(connection_limit=args.connection_limit, idle_seconds=args.idle_timeout)

@@ -27,8 +27,17 @@ from index.store.base import DiskFull, IndexBusy
 from . import state
 from .errors import ConfigurationError, error_response
 from .observability import WRITE_PASSAGES, WRITE_SECONDS, WRITES
-from .openapi import (validated, Committed, DocumentBatch, DocumentBody, DocumentItem, StoredDocument, json_answers, spec,
-                      validation_messages)
+from .openapi import (
+    validated,
+    Committed,
+    DocumentBatch,
+    DocumentBody,
+    DocumentItem,
+    StoredDocument,
+    json_answers,
+    spec,
+    validation_messages,
+)
 
 log = logging.getLogger("semsearch")
 
@@ -54,8 +63,12 @@ def _authorized() -> tuple | None:
     """None when the request carries a configured key; else the 403 or 401 answer."""
     keys = configured_keys(current_app.config)
     if not keys:
-        return error_response(403, "writes_disabled", "writing is off on this server: start it with "
-                              "SEMSEARCH_API_KEYS=<key>[,<key>...] or SEMSEARCH_API_KEYS_FILE=<file>")
+        return error_response(
+            403,
+            "writes_disabled",
+            "writing is off on this server: start it with "
+            "SEMSEARCH_API_KEYS=<key>[,<key>...] or SEMSEARCH_API_KEYS_FILE=<file>",
+        )
     scheme, _, given = request.headers.get("Authorization", "").partition(" ")
     presented = given.strip().encode("utf-8", "replace")
     # every key is compared, so the time taken says nothing about which one nearly matched
@@ -74,16 +87,28 @@ def _writes_need_a_key():
         refused = _authorized()
         if refused is not None:
             return refused
-    if request.method == "PUT" and not request.is_json or request.method == "POST" and not (request.is_json or request.mimetype == NDJSON):
-        return error_response(415, "unsupported_media_type", f"send JSON (application/json){' or NDJSON (' + NDJSON + ')' if request.method == 'POST' else ''}")
+    if (
+        request.method == "PUT"
+        and not request.is_json
+        or request.method == "POST"
+        and not (request.is_json or request.mimetype == NDJSON)
+    ):
+        return error_response(
+            415,
+            "unsupported_media_type",
+            f"send JSON (application/json){' or NDJSON (' + NDJSON + ')' if request.method == 'POST' else ''}",
+        )
     return None
 
 
 @bp.errorhandler(ConfigurationError)
 def _keys_unavailable(error: ConfigurationError):
     log.error("writes refused: %s", error)
-    body, status = error_response(503, "keys_unavailable", "the server cannot read its API keys right now; "
-                                  "writes are refused until it can (the operator is told)")
+    body, status = error_response(
+        503,
+        "keys_unavailable",
+        "the server cannot read its API keys right now; writes are refused until it can (the operator is told)",
+    )
     return body, status, {"Retry-After": "30"}
 
 
@@ -131,9 +156,14 @@ def _commit(operation: str, documents=(), delete=()) -> dict | None:
     WRITE_PASSAGES.labels("added").inc(result.commit.added)
     WRITE_PASSAGES.labels("removed").inc(result.commit.removed)
     state.reload_if_changed(state.current())  # this process answers with the write at once; others within a second
-    return {"version": result.commit.version, "documents": list(result.commit.documents),
-            "passages_added": result.commit.added, "passages_removed": result.commit.removed,
-            "passages_embedded": result.embedded, "compacted": result.compacted}
+    return {
+        "version": result.commit.version,
+        "documents": list(result.commit.documents),
+        "passages_added": result.commit.added,
+        "passages_removed": result.commit.removed,
+        "passages_embedded": result.embedded,
+        "compacted": result.compacted,
+    }
 
 
 @bp.put("/<doc_id>")
@@ -145,8 +175,12 @@ def put_document(doc_id: str):
 
 
 @bp.post("")
-@spec.validate(json=DocumentBatch, resp=json_answers(Committed, 400, 401, 403, 408, 413, 415, 507), skip_validation=True,
-               tags=["documents"])
+@spec.validate(
+    json=DocumentBatch,
+    resp=json_answers(Committed, 400, 401, 403, 408, 413, 415, 507),
+    skip_validation=True,
+    tags=["documents"],
+)
 def post_documents():
     """Create or replace many documents in one atomic commit: a JSON array of documents with
     their `id`, or NDJSON (`Content-Type: application/x-ndjson`, one document per line). Needs an API key."""

@@ -28,17 +28,26 @@ _LATENCY_BUCKETS = (0.005, 0.01, 0.02, 0.03, 0.05, 0.075, 0.1, 0.15, 0.25, 0.5, 
 
 REQUESTS = Counter("semsearch_requests", "HTTP requests answered", ["route", "method", "status"])
 SEARCH_SECONDS = Histogram(
-    "semsearch_search_seconds", "Time to answer a search or similarity request", ["kind", "mode"], buckets=_LATENCY_BUCKETS
+    "semsearch_search_seconds",
+    "Time to answer a search or similarity request",
+    ["kind", "mode"],
+    buckets=_LATENCY_BUCKETS,
 )
-ENCODER_SECONDS = Histogram("semsearch_encoder_seconds", "Time the encoder took per query embedded", buckets=_LATENCY_BUCKETS)
+ENCODER_SECONDS = Histogram(
+    "semsearch_encoder_seconds", "Time the encoder took per query embedded", buckets=_LATENCY_BUCKETS
+)
 QUERY_CACHE = Counter("semsearch_query_cache", "Query embeddings looked up in the cache", ["result"])
 INDEX_PASSAGES = Gauge("semsearch_index_passages", "Passages in the index being served", multiprocess_mode="livemax")
 INDEX_DOCUMENTS = Gauge("semsearch_index_documents", "Documents in the index being served", multiprocess_mode="livemax")
 INDEX_VERSION = Gauge("semsearch_index_version", "Version of the index being served", multiprocess_mode="livemax")
 RELOADS = Counter("semsearch_index_reloads", "Switches to a newly published index", ["result"])
 WRITES = Counter("semsearch_writes", "Document writes asked for over HTTP", ["operation", "result"])
-WRITE_SECONDS = Histogram("semsearch_write_seconds", "Time to commit a write, embedding included", ["operation"],
-                          buckets=(0.01, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0))
+WRITE_SECONDS = Histogram(
+    "semsearch_write_seconds",
+    "Time to commit a write, embedding included",
+    ["operation"],
+    buckets=(0.01, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0),
+)
 WRITE_PASSAGES = Counter("semsearch_write_passages", "Passages added or removed by writes", ["change"])
 
 
@@ -109,5 +118,8 @@ def metrics():
         multiprocess.MultiProcessCollector(registry)
     else:
         from prometheus_client import REGISTRY as registry
-    return Response(generate_latest(registry), mimetype=CONTENT_TYPE_LATEST.split(";")[0],
-                    headers={"Content-Type": CONTENT_TYPE_LATEST})
+    return Response(
+        generate_latest(registry),
+        mimetype=CONTENT_TYPE_LATEST.split(";")[0],
+        headers={"Content-Type": CONTENT_TYPE_LATEST},
+    )

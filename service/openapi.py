@@ -35,8 +35,10 @@ PASSAGE_ID = r"^[0-9a-f]{16}$"
 # "." or "..", at most MAX_ID_CHARS characters.
 _NOT_DOT, _EDGE, _INSIDE = f"[^{ID_FORBIDDEN}{ID_SPACES}.]", f"[^{ID_FORBIDDEN}{ID_SPACES}]", f"[^{ID_FORBIDDEN}]"
 DOCUMENT_ID = f"^(?:{_NOT_DOT}|{_NOT_DOT}{_EDGE}|\\.{_NOT_DOT}|{_EDGE}{_INSIDE}{{1,{MAX_ID_CHARS - 2}}}{_EDGE})$"
-ID_RULE = (f"a document id is 1 to {MAX_ID_CHARS} characters without '/', control, zero-width or direction "
-           "characters, white space at either end, and is not '.' or '..'")
+ID_RULE = (
+    f"a document id is 1 to {MAX_ID_CHARS} characters without '/', control, zero-width or direction "
+    "characters, white space at either end, and is not '.' or '..'"
+)
 # What one write may ask of a serving worker (each document is chunked and embedded there; larger
 # loads go through `semsearch add`, in a process of its own): a 20,000-document batch held the
 # index's lock for 220 s.
@@ -87,25 +89,33 @@ def _calendar_date(value: str) -> str:
 IsoDate = Annotated[str, Field(pattern=ISO_DATE, json_schema_extra={"format": "date"}), AfterValidator(_calendar_date)]
 
 
-OFFSET_DESCRIPTION = f"results to skip: the next page; results are served to depth {MAX_DEPTH}, a page reaching past it is cut short"
+OFFSET_DESCRIPTION = (
+    f"results to skip: the next page; results are served to depth {MAX_DEPTH}, a page reaching past it is cut short"
+)
 
 
 class Filtered(BaseModel):
     """Filters and paging shared by every search."""
 
     source: list[Annotated[str, Field(min_length=1, max_length=200, pattern=NOT_BLANK)]] = Field(
-        [], max_length=50, description="only passages from these sources (repeatable)")
+        [], max_length=50, description="only passages from these sources (repeatable)"
+    )
     doc_id: list[Annotated[str, Field(pattern=DOCUMENT_ID)]] = Field(
-        [], max_length=50, description="only passages of these documents (repeatable)")
+        [], max_length=50, description="only passages of these documents (repeatable)"
+    )
     date_from: IsoDate | None = Field(None, description="only documents dated on or after this day (YYYY-MM-DD)")
-    date_to: IsoDate | None = Field(None, description="only documents dated on or before this day (YYYY-MM-DD); "
-                                    "before date_from, nothing matches")
+    date_to: IsoDate | None = Field(
+        None, description="only documents dated on or before this day (YYYY-MM-DD); before date_from, nothing matches"
+    )
     offset: QueryK = Field(0, ge=0, le=MAX_DEPTH - 1, description=OFFSET_DESCRIPTION)
 
     def filters(self) -> Filters:
-        return Filters(tuple(s for s in self.source if s), tuple(self.doc_id),
-                       datetime.date.fromisoformat(self.date_from) if self.date_from else None,
-                       datetime.date.fromisoformat(self.date_to) if self.date_to else None)
+        return Filters(
+            tuple(s for s in self.source if s),
+            tuple(self.doc_id),
+            datetime.date.fromisoformat(self.date_from) if self.date_from else None,
+            datetime.date.fromisoformat(self.date_to) if self.date_to else None,
+        )
 
 
 class SearchQuery(Filtered):
@@ -120,9 +130,15 @@ class SimilarQuery(Filtered):
 
 class PageQuery(Filtered):
     # the form sends its fields even when left empty: empty means no filter
-    source: list[Annotated[str, Field(max_length=200, pattern=r"^[^\x00]*$")]] = Field([], max_length=50, description="only this source; empty: any")
-    date_from: IsoDate | Literal[""] | None = Field(None, description="only documents dated on or after this day; empty: any")
-    date_to: IsoDate | Literal[""] | None = Field(None, description="only documents dated on or before this day; empty: any")
+    source: list[Annotated[str, Field(max_length=200, pattern=r"^[^\x00]*$")]] = Field(
+        [], max_length=50, description="only this source; empty: any"
+    )
+    date_from: IsoDate | Literal[""] | None = Field(
+        None, description="only documents dated on or after this day; empty: any"
+    )
+    date_to: IsoDate | Literal[""] | None = Field(
+        None, description="only documents dated on or before this day; empty: any"
+    )
     q: str | None = Field(None, max_length=MAX_QUERY_CHARS, description="the question; without it, the empty form")
     k: QueryK = k_parameter()
     mode: Literal[MODES] = "hybrid"  # type: ignore[valid-type]
@@ -130,13 +146,18 @@ class PageQuery(Filtered):
 
 class SimilarTextBody(Filtered):
     model_config = ConfigDict(extra="forbid")
-    text: str = Field(min_length=1, max_length=MAX_SIMILAR_TEXT_CHARS, pattern=NOT_BLANK,
-                      description="text to find passages like; its first passage window (256 tokens) is read")
+    text: str = Field(
+        min_length=1,
+        max_length=MAX_SIMILAR_TEXT_CHARS,
+        pattern=NOT_BLANK,
+        description="text to find passages like; its first passage window (256 tokens) is read",
+    )
     k: Annotated[int, Field(strict=True, ge=1, le=MAX_K), BeforeValidator(_whole_number)] | None = Field(
         None, description="number of results; null or absent: the server's default"
     )
     offset: Annotated[int, Field(strict=True, ge=0, le=MAX_DEPTH - 1), BeforeValidator(_whole_number)] = Field(
-        0, description=OFFSET_DESCRIPTION)
+        0, description=OFFSET_DESCRIPTION
+    )
 
 
 class Answer(BaseModel):
@@ -200,8 +221,10 @@ class Health(BaseModel):
     index_created_at: str
     checks: dict[str, str] = Field(description="each part of the index read just now: ok, or what failed")
     reload_error: str | None = Field(description="why a newer published index could not be switched to")
-    disk: str = Field(description='"ok", or why writes are refused for a full disk (searches go on); writes '
-                                  "succeed again by themselves once there is room")
+    disk: str = Field(
+        description='"ok", or why writes are refused for a full disk (searches go on); writes '
+        "succeed again by themselves once there is room"
+    )
     process: int = Field(description="id of the server process that answered")
 
 
@@ -209,8 +232,12 @@ class DocumentBody(BaseModel):
     """A document to index: cleaned and cut into passages as files are."""
 
     model_config = ConfigDict(extra="forbid")
-    text: str = Field(min_length=1, max_length=MAX_DOCUMENT_CHARS, pattern=NOT_BLANK,
-                      description="paragraphs separated by blank lines (or one per line)")
+    text: str = Field(
+        min_length=1,
+        max_length=MAX_DOCUMENT_CHARS,
+        pattern=NOT_BLANK,
+        description="paragraphs separated by blank lines (or one per line)",
+    )
     title: str = Field("", max_length=1000)
     date: IsoDate | None = None
     source: str | None = Field(None, min_length=1, max_length=200, pattern=NOT_BLANK)
@@ -225,8 +252,11 @@ class DocumentBatch(BaseModel):
     """POST /api/documents: a JSON array of documents, or NDJSON (one per line). Written in order,
     so of two with the same id the later one stays."""
 
-    documents: list[DocumentItem] = Field(min_length=1, max_length=MAX_BATCH_DOCUMENTS,
-                                          description=f"at most {MAX_BATCH_DOCUMENTS}, and as many as the body limit (16 MiB) holds")
+    documents: list[DocumentItem] = Field(
+        min_length=1,
+        max_length=MAX_BATCH_DOCUMENTS,
+        description=f"at most {MAX_BATCH_DOCUMENTS}, and as many as the body limit (16 MiB) holds",
+    )
 
 
 class Committed(BaseModel):
@@ -245,8 +275,11 @@ class StoredDocument(BaseModel):
     byline: str | None
     source: str | None
     original_name: str | None = Field(None, description="the name of the file it was read from")
-    origin: str | None = Field(None, description='"build" (read by `semsearch index`), "add" (`semsearch add`) or "api" (written '
-                                           "over HTTP); a build keeps documents of the last two")
+    origin: str | None = Field(
+        None,
+        description='"build" (read by `semsearch index`), "add" (`semsearch add`) or "api" (written '
+        "over HTTP); a build keeps documents of the last two",
+    )
     path: str | None = Field(None, description="the file it was read from, as given")
     passages: list[str] = Field(description="its passages' ids, in reading order")
 
@@ -272,8 +305,7 @@ _MESSAGES = {
 }
 
 
-_PATTERN_MESSAGES = {ISO_DATE: "{where} is not a date (YYYY-MM-DD)",
-                     DOCUMENT_ID: "{where}: " + ID_RULE}
+_PATTERN_MESSAGES = {ISO_DATE: "{where} is not a date (YYYY-MM-DD)", DOCUMENT_ID: "{where}: " + ID_RULE}
 
 
 def validation_message(item: Mapping[str, Any]) -> str:
@@ -335,8 +367,10 @@ class MediaAnswers(Response):
     def generate_spec(self, naming_strategy=None) -> dict:
         codes = dict.fromkeys([*self.codes, *self.code_models])  # spectree may add its 400 model
         return {
-            parse_code(code): {"description": self.get_code_description(code),
-                               "content": {self.media_type: {"schema": {"type": "string"}}}}
+            parse_code(code): {
+                "description": self.get_code_description(code),
+                "content": {self.media_type: {"schema": {"type": "string"}}},
+            }
             for code in codes
         }
 
@@ -350,11 +384,16 @@ bp = Blueprint("docs", __name__)
 
 # Where an answer's passage ids lead: OpenAPI links, which clients and schemathesis's stateful
 # tests follow (spectree has no notation for them, so they are added to its document here).
-_PASSAGE_ROUTES = {"passage": "/api/passages/{passage_id}", "similar_passages": "/api/passages/{passage_id}/similar",
-                   "passage_page": "/passages/{passage_id}"}
-_LINKED_ANSWERS = {("/api/search", "get"): "$response.body#/results/0/id",
-                   ("/api/similar", "post"): "$response.body#/results/0/id",
-                   ("/api/passages/{passage_id}/similar", "get"): "$response.body#/results/0/id"}
+_PASSAGE_ROUTES = {
+    "passage": "/api/passages/{passage_id}",
+    "similar_passages": "/api/passages/{passage_id}/similar",
+    "passage_page": "/passages/{passage_id}",
+}
+_LINKED_ANSWERS = {
+    ("/api/search", "get"): "$response.body#/results/0/id",
+    ("/api/similar", "post"): "$response.body#/results/0/id",
+    ("/api/passages/{passage_id}/similar", "get"): "$response.body#/results/0/id",
+}
 
 
 def document() -> dict:
@@ -363,9 +402,13 @@ def document() -> dict:
     json_error = generated["paths"]["/api/search"]["get"]["responses"]["429"]["content"]
     for operations in generated["paths"].values():
         for operation in operations.values():
-            operation["responses"].setdefault("414", {
-                "description": "URI Too Long: a request line over 8,190 bytes, answered by the server before any route",
-                "content": json_error})
+            operation["responses"].setdefault(
+                "414",
+                {
+                    "description": "URI Too Long: a request line over 8,190 bytes, answered by the server before any route",
+                    "content": json_error,
+                },
+            )
     for operation in generated["paths"].get("/api/documents/{doc_id}", {}).values():
         for parameter in operation.get("parameters", []):
             if parameter["name"] == "doc_id":
@@ -373,8 +416,10 @@ def document() -> dict:
     for (path, method), source in _LINKED_ANSWERS.items():
         answer = generated["paths"][path][method]["responses"]["200"]
         answer["links"] = {
-            name: {"operationRef": "#/paths/" + route.replace("~", "~0").replace("/", "~1") + "/get",
-                   "parameters": {"passage_id": source}}
+            name: {
+                "operationRef": "#/paths/" + route.replace("~", "~0").replace("/", "~1") + "/get",
+                "parameters": {"passage_id": source},
+            }
             for name, route in _PASSAGE_ROUTES.items()
         }
     return generated

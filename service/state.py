@@ -117,8 +117,12 @@ def health(index: IndexReader) -> dict[str, str]:
             index.lexical_search(passage.text[:200], 1)
 
     checks: dict[str, str] = {}
-    for part, read in (("passages", passages), ("vectors", vectors), ("lexical", lexical),
-                       ("encoder", lambda: searcher().encoder.encode_queries(["kiểm tra"]))):
+    for part, read in (
+        ("passages", passages),
+        ("vectors", vectors),
+        ("lexical", lexical),
+        ("encoder", lambda: searcher().encoder.encode_queries(["kiểm tra"])),
+    ):
         try:
             read()
             checks[part] = "ok"

@@ -49,7 +49,9 @@ def search_page():
     results, error, status = [], None, 200
     # checked against the same model as the document says, by hand: spectree's errors are JSON;
     # the form sends empty fields for filters left alone
-    given = {key: value for key, value in get_multidict_items(request.args, PageQuery).items() if value not in ("", [""])}
+    given = {
+        key: value for key, value in get_multidict_items(request.args, PageQuery).items() if value not in ("", [""])
+    }
     try:
         asked = PageQuery.model_validate(given)
     except ValidationError as exc:
@@ -61,11 +63,23 @@ def search_page():
         except InvalidRequest as exc:
             error, status = str(exc), 400
     return (
-        render_template("search.html", query=query, k=k, k_choices=K_CHOICES, mode=asked.mode, modes=MODE_LABELS,
-                        results=results, error=error, size=searcher().size, asked=asked,
-                        sources=searcher().sources(),
-                        previous_page=_page_link(given, asked.offset - k) if asked.offset else None,
-                        next_page=_page_link(given, asked.offset + k) if len(results) == k and asked.offset + 2 * k <= MAX_DEPTH else None),
+        render_template(
+            "search.html",
+            query=query,
+            k=k,
+            k_choices=K_CHOICES,
+            mode=asked.mode,
+            modes=MODE_LABELS,
+            results=results,
+            error=error,
+            size=searcher().size,
+            asked=asked,
+            sources=searcher().sources(),
+            previous_page=_page_link(given, asked.offset - k) if asked.offset else None,
+            next_page=_page_link(given, asked.offset + k)
+            if len(results) == k and asked.offset + 2 * k <= MAX_DEPTH
+            else None,
+        ),
         status,
     )
 

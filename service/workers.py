@@ -94,16 +94,30 @@ def _raise_file_limit() -> int:
     return resource.getrlimit(resource.RLIMIT_NOFILE)[0]
 
 
-_STATUS_CODES = {400: "bad_request", 408: "request_timeout", 413: "payload_too_large", 414: "uri_too_long",
-                 417: "expectation_failed", 431: "request_header_fields_too_large", 500: "internal_error",
-                 501: "not_implemented"}
+_STATUS_CODES = {
+    400: "bad_request",
+    408: "request_timeout",
+    413: "payload_too_large",
+    414: "uri_too_long",
+    417: "expectation_failed",
+    431: "request_header_fields_too_large",
+    500: "internal_error",
+    501: "not_implemented",
+}
 
 
 def json_error(sock, status: int, reason: str, message: str) -> None:
     """gunicorn's answer to a request it could not parse, as the app would give it."""
-    body = json.dumps({"error": {"code": _STATUS_CODES.get(status, "error"), "message": f"{reason}: {message}"}}).encode()
-    head = [f"HTTP/1.1 {status} {reason}", "Connection: close", "Content-Type: application/json",
-            f"Content-Length: {len(body)}", *(f"{name}: {value}" for name, value in SECURITY_HEADERS.items())]
+    body = json.dumps(
+        {"error": {"code": _STATUS_CODES.get(status, "error"), "message": f"{reason}: {message}"}}
+    ).encode()
+    head = [
+        f"HTTP/1.1 {status} {reason}",
+        "Connection: close",
+        "Content-Type: application/json",
+        f"Content-Length: {len(body)}",
+        *(f"{name}: {value}" for name, value in SECURITY_HEADERS.items()),
+    ]
     util.write_nonblock(sock, ("\r\n".join(head) + "\r\n\r\n").encode("latin-1") + body)
 
 
@@ -217,20 +231,33 @@ def serve(make_app: Callable[[], Flask], host: str, port: int, workers: int, thr
         except (IndexProblem, ConfigurationError) as exc:
             raise AppImportError(f"semsearch: {exc}") from None  # gunicorn prints it and stops
         logging.getLogger("gunicorn.error").addFilter(_SilentTimeouts())
-        print(f"semsearch: process {os.getpid()} serving {state.of(app).searcher.size} passages on "
-              f"http://{host}:{port}/ (up to {connections} connections, idle ones closed after "
-              f"{limits.idle_seconds} s)", flush=True)
+        print(
+            f"semsearch: process {os.getpid()} serving {state.of(app).searcher.size} passages on "
+            f"http://{host}:{port}/ (up to {connections} connections, idle ones closed after "
+            f"{limits.idle_seconds} s)",
+            flush=True,
+        )
         return timed_bodies(app)
 
     class Server(BaseApplication):
         def load_config(self):
             settings = {
-                "bind": f"[{host}]:{port}" if ":" in host else f"{host}:{port}", "workers": workers,
-                "worker_class": f"{__name__}.Worker", "threads": threads, "worker_connections": connections,
-                "keepalive": limits.idle_seconds, "graceful_timeout": GRACEFUL_SECONDS, "timeout": HEARTBEAT_SECONDS,
-                "limit_request_line": MAX_REQUEST_LINE, "limit_request_field_size": MAX_HEADER_LINE,
-                "limit_request_fields": MAX_HEADERS, "backlog": 2048, "accesslog": None, "loglevel": "warning",
-                "proc_name": "semsearch", "control_socket_disable": True,
+                "bind": f"[{host}]:{port}" if ":" in host else f"{host}:{port}",
+                "workers": workers,
+                "worker_class": f"{__name__}.Worker",
+                "threads": threads,
+                "worker_connections": connections,
+                "keepalive": limits.idle_seconds,
+                "graceful_timeout": GRACEFUL_SECONDS,
+                "timeout": HEARTBEAT_SECONDS,
+                "limit_request_line": MAX_REQUEST_LINE,
+                "limit_request_field_size": MAX_HEADER_LINE,
+                "limit_request_fields": MAX_HEADERS,
+                "backlog": 2048,
+                "accesslog": None,
+                "loglevel": "warning",
+                "proc_name": "semsearch",
+                "control_socket_disable": True,
                 "child_exit": _forget_metrics_of,
             }
             for name, value in settings.items():

@@ -189,7 +189,10 @@ def start_server(index: Path, *options: str, env: dict | None = None):
     output = tempfile.TemporaryFile("w+")
     process = subprocess.Popen(
         [sys.executable, "-m", "service.cli", "serve", "--index", str(index), "--port", str(port), *options],
-        cwd=ROOT, stdout=output, stderr=subprocess.STDOUT, env={**os.environ, **(env or {})},
+        cwd=ROOT,
+        stdout=output,
+        stderr=subprocess.STDOUT,
+        env={**os.environ, **(env or {})},
     )
     base = f"http://127.0.0.1:{port}"
     deadline = time.monotonic() + 180

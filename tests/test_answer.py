@@ -53,7 +53,12 @@ def test_answers_agree_with_scoring_each_sentence_alone():
 
 def test_sentence_spans_cover_the_sentences():
     text = "Mở đầu. Chi bộ có 9/26 đảng viên. “Trích dẫn” ở đây! Hết"
-    assert [text[a:b] for a, b in sentence_spans(text)] == ["Mở đầu.", "Chi bộ có 9/26 đảng viên.", "“Trích dẫn” ở đây!", "Hết"]
+    assert [text[a:b] for a, b in sentence_spans(text)] == [
+        "Mở đầu.",
+        "Chi bộ có 9/26 đảng viên.",
+        "“Trích dẫn” ở đây!",
+        "Hết",
+    ]
 
 
 def test_answer_is_the_sentence_with_the_query_words():
@@ -98,8 +103,12 @@ def test_accent_restoration_weighs_each_word_by_what_follows_it(tmp_path):
     although "bảo" is the commoner syllable and "nhiều dân" the commoner pair that follows; and a
     query is a question, so a trailing "o dau" asks where ("ở đâu") even where the corpus only
     says "at the head of" ("ở đầu")."""
-    texts = (["Thành phố có nhiều dân."] * 6 + ["Lực lượng bảo vệ bảo đảm an ninh."] * 6
-             + ["Hỏi bao nhiêu người cũng được."] * 2 + ["Con đường nằm ở đầu làng."] * 4)
+    texts = (
+        ["Thành phố có nhiều dân."] * 6
+        + ["Lực lượng bảo vệ bảo đảm an ninh."] * 6
+        + ["Hỏi bao nhiêu người cũng được."] * 2
+        + ["Con đường nằm ở đầu làng."] * 4
+    )
     documents = [document_from_record(f"d{n}", {"text": text}, "test") for n, text in enumerate(texts)]
     build_from_documents(documents, tmp_path / "index", FakeEncoder(), progress=False)
     vocabulary = open_index(tmp_path / "index").accents
@@ -131,9 +140,14 @@ def test_restoration_follows_the_passages_a_query_matches(tmp_path):
 
 
 def test_capitals_are_read_beside_the_query_neighbours_and_not_opening_a_sentence():
-    texts = [NearbyText.of(text) for text in (
-        "Bệnh ở Việt Nam và ở nam giới. Nam giới ít hơn ở Khối các Cơ quan và GDP của Pháp: Hôm nay",
-        "Ông nói: “Tôi đi.” Ở Hà Nội", "")]
+    texts = [
+        NearbyText.of(text)
+        for text in (
+            "Bệnh ở Việt Nam và ở nam giới. Nam giới ít hơn ở Khối các Cơ quan và GDP của Pháp: Hôm nay",
+            "Ông nói: “Tôi đi.” Ở Hà Nội",
+            "",
+        )
+    ]
     assert with_usual_capitals("gdp của pháp ở hà nội".split(), texts) == "GDP của Pháp ở Hà Nội".split()
     assert with_usual_capitals("việt nam và nam giới".split(), texts) == "Việt Nam và nam giới".split()
     assert with_usual_capitals("khối các cơ quan có cơ sở".split(), texts) == "Khối các Cơ quan có cơ sở".split()
@@ -141,7 +155,7 @@ def test_capitals_are_read_beside_the_query_neighbours_and_not_opening_a_sentenc
 
 
 def test_english_whose_words_fold_like_vietnamese_is_not_read_as_vietnamese(tmp_path):
-    """"in", "to" and "an" are Vietnamese syllables too ("in", "tổ", "an"), so most words of an
+    """ "in", "to" and "an" are Vietnamese syllables too ("in", "tổ", "an"), so most words of an
     English query may be corpus words; its word pairs are not."""
     texts = ["Thế giới có tổ chức in ấn.", "An ninh là việc của tổ chức."] * 3
     documents = [document_from_record(f"d{n}", {"text": text}, "test") for n, text in enumerate(texts)]

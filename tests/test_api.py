@@ -95,7 +95,10 @@ def test_unknown_ids_are_404(client):
     for url in ("/api/passages/nope", "/api/passages/0000000000000001/similar"):
         response = client.get(url)
         assert response.status_code == 404
-        assert response.get_json()["error"] == {"code": "not_found", "message": "no passage with id " + repr(url.split("/")[3])}
+        assert response.get_json()["error"] == {
+            "code": "not_found",
+            "message": "no passage with id " + repr(url.split("/")[3]),
+        }
     response = client.get("/api/nothing-here")
     assert response.status_code == 404 and response.get_json()["error"]["code"] == "not_found"
 
@@ -189,11 +192,16 @@ def test_search_modes(client, mode):
 
 def test_unknown_mode_is_400(client):
     response = client.get("/api/search?q=x&mode=magic")
-    assert response.status_code == 400 and "mode: Input should be 'hybrid', 'dense' or 'lexical'" in response.get_json()["error"]["message"]
+    assert (
+        response.status_code == 400
+        and "mode: Input should be 'hybrid', 'dense' or 'lexical'" in response.get_json()["error"]["message"]
+    )
 
 
 def test_results_carry_highlights_and_answer(client):
-    body = client.get("/api/search", query_string={"q": "thông tin tuyên truyền Fanpage Zalo", "k": 5, "mode": "lexical"}).get_json()
+    body = client.get(
+        "/api/search", query_string={"q": "thông tin tuyên truyền Fanpage Zalo", "k": 5, "mode": "lexical"}
+    ).get_json()
     top = body["results"][0]
     assert [top["text"][a:b] for a, b in top["highlights"]][:1] and all(
         top["text"][a:b].lower() in {"thông", "tin", "tuyên", "truyền", "fanpage", "zalo"} for a, b in top["highlights"]
@@ -217,14 +225,25 @@ KEY = "k-" + "s3cret" * 4
 def writable(fake_searcher):
     from service import create_app
 
-    app = create_app({"TESTING": True, "SEARCHER": fake_searcher, "RATE_LIMIT": "off", "RELOAD_SECONDS": 0,
-                      "API_KEYS": f"other-key,{KEY}"})
+    app = create_app(
+        {
+            "TESTING": True,
+            "SEARCHER": fake_searcher,
+            "RATE_LIMIT": "off",
+            "RELOAD_SECONDS": 0,
+            "API_KEYS": f"other-key,{KEY}",
+        }
+    )
     return app.test_client()
 
 
 AUTH = {"Authorization": f"Bearer {KEY}"}
-DOC = {"title": "Hội thao Zyxwv", "text": "Chi bộ Zyxwv tổ chức hội thao.\n\nGiải bóng chuyền Zyxwv có mười hai đội.",
-       "date": "2024-05-01", "source": "Báo Mới"}
+DOC = {
+    "title": "Hội thao Zyxwv",
+    "text": "Chi bộ Zyxwv tổ chức hội thao.\n\nGiải bóng chuyền Zyxwv có mười hai đội.",
+    "date": "2024-05-01",
+    "source": "Báo Mới",
+}
 
 
 def test_writes_are_off_without_configured_keys(client):
@@ -269,21 +288,30 @@ def test_post_a_batch_as_json_or_ndjson(writable):
     batch = [{**DOC, "id": f"batch-{n}", "text": f"Đoạn Zyxwv số {n}."} for n in range(3)]
     answer = writable.post("/api/documents", json=batch, headers=AUTH).get_json()
     assert answer["documents"] == ["batch-0", "batch-1", "batch-2"] and answer["passages_added"] == 3
-    ndjson = "\n".join(json.dumps({**item, "id": item["id"].replace("batch", "nd")}, ensure_ascii=False) for item in batch)
-    answer = writable.post("/api/documents", data=ndjson.encode(), headers={**AUTH, "Content-Type": "application/x-ndjson"})
+    ndjson = "\n".join(
+        json.dumps({**item, "id": item["id"].replace("batch", "nd")}, ensure_ascii=False) for item in batch
+    )
+    answer = writable.post(
+        "/api/documents", data=ndjson.encode(), headers={**AUTH, "Content-Type": "application/x-ndjson"}
+    )
     assert answer.status_code == 200 and answer.get_json()["passages_added"] == 3
-    hits = writable.get("/api/search", query_string={"q": "Zyxwv số", "k": 10, "source": "Báo Mới"}).get_json()["results"]
+    hits = writable.get("/api/search", query_string={"q": "Zyxwv số", "k": 10, "source": "Báo Mới"}).get_json()[
+        "results"
+    ]
     assert {r["doc_id"] for r in hits} == {"batch-0", "batch-1", "batch-2", "nd-0", "nd-1", "nd-2"}
 
 
-@pytest.mark.parametrize("body, message", [
-    ([], "documents has fewer than 1"),
-    ([{**DOC, "id": "a/b"}], "documents.0.id"),
-    ([{**DOC, "id": "a", "date": "2024-02-30"}], "not a calendar date"),
-    ([{**DOC, "id": "a", "colour": "red"}], "colour"),
-    ([{"id": "a", "text": " "}], "text is empty"),
-    ({"not": "a list"}, "documents is required"),
-])
+@pytest.mark.parametrize(
+    "body, message",
+    [
+        ([], "documents has fewer than 1"),
+        ([{**DOC, "id": "a/b"}], "documents.0.id"),
+        ([{**DOC, "id": "a", "date": "2024-02-30"}], "not a calendar date"),
+        ([{**DOC, "id": "a", "colour": "red"}], "colour"),
+        ([{"id": "a", "text": " "}], "text is empty"),
+        ({"not": "a list"}, "documents is required"),
+    ],
+)
 def test_bad_batches_commit_nothing(writable, body, message):
     before = writable.get("/api/health").get_json()["index_version"]
     response = writable.post("/api/documents", json=body, headers=AUTH)
@@ -292,14 +320,29 @@ def test_bad_batches_commit_nothing(writable, body, message):
 
 
 def test_bad_ndjson_is_a_clear_error(writable):
-    response = writable.post("/api/documents", data=b'{"id": "a", "text": "x"}\n{broken', headers={**AUTH, "Content-Type": "application/x-ndjson"})
+    response = writable.post(
+        "/api/documents",
+        data=b'{"id": "a", "text": "x"}\n{broken',
+        headers={**AUTH, "Content-Type": "application/x-ndjson"},
+    )
     assert response.status_code == 400 and "NDJSON" in response.get_json()["error"]["message"]
 
 
 def test_filters_and_offset_on_every_search_route(writable):
-    writable.post("/api/documents", headers=AUTH, json=[
-        {"id": f"f-{n}", "text": f"Hội nghị Zyxwv lần {n}.", "source": "Báo A" if n % 2 else "Báo B",
-         "date": f"2024-0{1 + n % 3}-15"} for n in range(6)])
+    writable.post(
+        "/api/documents",
+        headers=AUTH,
+        json=[
+            {
+                "id": f"f-{n}",
+                "text": f"Hội nghị Zyxwv lần {n}.",
+                "source": "Báo A" if n % 2 else "Báo B",
+                "date": f"2024-0{1 + n % 3}-15",
+            }
+            for n in range(6)
+        ],
+    )
+
     def doc_ids(path, **params):
         answer = writable.get(path, query_string={"k": 10, **params})
         assert answer.status_code == 200, answer.get_json()
@@ -307,32 +350,50 @@ def test_filters_and_offset_on_every_search_route(writable):
 
     assert set(doc_ids("/api/search", q="Zyxwv hội nghị", source="Báo A")) == {"f-1", "f-3", "f-5"}
     assert set(doc_ids("/api/search", q="Zyxwv hội nghị", doc_id=["f-0", "f-4"])) == {"f-0", "f-4"}
-    assert set(doc_ids("/api/search", q="Zyxwv hội nghị", date_from="2024-02-01", date_to="2024-02-28")) == {"f-1", "f-4"}
-    first = writable.get("/api/search", query_string={"q": "Zyxwv hội nghị", "k": 3, "source": ["Báo A", "Báo B"]}).get_json()
-    second = writable.get("/api/search", query_string={"q": "Zyxwv hội nghị", "k": 3, "offset": 3, "source": ["Báo A", "Báo B"]}).get_json()
-    assert second["offset"] == 3 and {r["doc_id"] for r in first["results"] + second["results"]} == {f"f-{n}" for n in range(6)}
+    assert set(doc_ids("/api/search", q="Zyxwv hội nghị", date_from="2024-02-01", date_to="2024-02-28")) == {
+        "f-1",
+        "f-4",
+    }
+    first = writable.get(
+        "/api/search", query_string={"q": "Zyxwv hội nghị", "k": 3, "source": ["Báo A", "Báo B"]}
+    ).get_json()
+    second = writable.get(
+        "/api/search", query_string={"q": "Zyxwv hội nghị", "k": 3, "offset": 3, "source": ["Báo A", "Báo B"]}
+    ).get_json()
+    assert second["offset"] == 3 and {r["doc_id"] for r in first["results"] + second["results"]} == {
+        f"f-{n}" for n in range(6)
+    }
     passage = first["results"][0]["id"]
     assert set(doc_ids(f"/api/passages/{passage}/similar", source="Báo B")) <= {"f-0", "f-2", "f-4"}
     similar = writable.post("/api/similar", json={"text": "Hội nghị Zyxwv", "k": 5, "source": ["Báo A"]}).get_json()
     assert {r["doc_id"] for r in similar["results"]} == {"f-1", "f-3", "f-5"}
 
 
-@pytest.mark.parametrize("params, message", [
-    ({"date_from": "15/01/2024"}, "date_from"),
-    ({"date_from": "2024-13-01"}, "date_from is not a date (YYYY-MM-DD)"),
-    ({"date_to": "2024-02-30"}, "not a calendar date"),
-    ({"offset": "-1"}, "offset"),
-    ({"offset": "1000"}, "offset"),
-    ({"source": ""}, "source"),
-])
+@pytest.mark.parametrize(
+    "params, message",
+    [
+        ({"date_from": "15/01/2024"}, "date_from"),
+        ({"date_from": "2024-13-01"}, "date_from is not a date (YYYY-MM-DD)"),
+        ({"date_to": "2024-02-30"}, "not a calendar date"),
+        ({"offset": "-1"}, "offset"),
+        ({"offset": "1000"}, "offset"),
+        ({"source": ""}, "source"),
+    ],
+)
 def test_bad_filters_are_clear_400s(client, params, message):
     response = client.get("/api/search", query_string={"q": "đảng", **params})
     assert response.status_code == 400 and message in response.get_json()["error"]["message"]
 
 
 def test_the_page_filters_and_pages(writable):
-    writable.post("/api/documents", headers=AUTH, json=[
-        {"id": f"p-{n}", "text": f"Tin Zyxwv thứ {n}.", "source": "Báo A", "date": "2024-01-0%d" % (1 + n % 9)} for n in range(12)])
+    writable.post(
+        "/api/documents",
+        headers=AUTH,
+        json=[
+            {"id": f"p-{n}", "text": f"Tin Zyxwv thứ {n}.", "source": "Báo A", "date": "2024-01-0%d" % (1 + n % 9)}
+            for n in range(12)
+        ],
+    )
     form = {"q": "Zyxwv", "k": 5, "source": "Báo A", "date_from": "", "date_to": ""}
     page = writable.get("/", query_string=form).get_data(as_text=True)
     assert page.count('<li class="result">') == 5 and 'rel="next"' in page and 'rel="prev"' not in page
@@ -350,12 +411,21 @@ def test_edge_requests_the_schema_allows_get_plain_answers(writable):
     assert empty.status_code == 200 and empty.get_json()["results"] == []
     last = writable.get("/api/search", query_string={"q": "đảng", "offset": 995, "k": 10}).get_json()
     assert len(last["results"]) <= 5
-    batch = [{"id": "twice", "text": "Bản đầu Zyxwv."}, {"id": "twice", "text": "Bản sau Zyxwv."}, {"id": "bare", "text": "***"}]
+    batch = [
+        {"id": "twice", "text": "Bản đầu Zyxwv."},
+        {"id": "twice", "text": "Bản sau Zyxwv."},
+        {"id": "bare", "text": "***"},
+    ]
     answer = writable.post("/api/documents", json=batch, headers=AUTH).get_json()
     assert answer["documents"] == ["twice", "bare"] and answer["passages_added"] == 1
-    assert writable.get("/api/search", query_string={"q": "Zyxwv", "k": 1}).get_json()["results"][0]["text"] == "Bản sau Zyxwv."
+    assert (
+        writable.get("/api/search", query_string={"q": "Zyxwv", "k": 1}).get_json()["results"][0]["text"]
+        == "Bản sau Zyxwv."
+    )
     assert writable.get("/api/documents/bare").get_json()["passages"] == []
-    wrong_type = writable.put("/api/documents/x", data=b"text=1", headers={**AUTH, "Content-Type": "multipart/form-data"})
+    wrong_type = writable.put(
+        "/api/documents/x", data=b"text=1", headers={**AUTH, "Content-Type": "multipart/form-data"}
+    )
     assert wrong_type.status_code == 415
 
 
@@ -377,13 +447,31 @@ def test_document_writes_take_json_bodies_up_to_their_own_limit(writable, app):
 @pytest.mark.parametrize("separator", ["\u2028", "\u2029", "\u0085"])
 def test_ndjson_lines_end_at_newlines_only(writable, separator):
     line = '{"id": "nd-sep", "text": "Chi bộ Zyxwv' + separator + 'họp thường kỳ."}'
-    answer = writable.post("/api/documents", data=line.encode(), headers={**AUTH, "Content-Type": "application/x-ndjson"})
+    answer = writable.post(
+        "/api/documents", data=line.encode(), headers={**AUTH, "Content-Type": "application/x-ndjson"}
+    )
     assert answer.status_code == 200, answer.get_json()
     assert answer.get_json()["documents"] == ["nd-sep"]
 
 
-@pytest.mark.parametrize("doc_id", [" ", "  ", " lead", "trail ", "a\u0085b", "a\u202eb", "a\u200bb", "\ufeffbom",
-                                    "a\u2028b", ".", "..", "a/b", "x" * 201])
+@pytest.mark.parametrize(
+    "doc_id",
+    [
+        " ",
+        "  ",
+        " lead",
+        "trail ",
+        "a\u0085b",
+        "a\u202eb",
+        "a\u200bb",
+        "\ufeffbom",
+        "a\u2028b",
+        ".",
+        "..",
+        "a/b",
+        "x" * 201,
+    ],
+)
 def test_document_ids_a_person_cannot_tell_apart_are_refused(writable, doc_id):
     from urllib.parse import quote
 
@@ -412,8 +500,13 @@ def test_a_key_file_that_cannot_be_read_stops_the_start_and_refuses_writes_with_
     from service.errors import ConfigurationError
 
     keys = tmp_path / "keys"
-    config = {"TESTING": True, "SEARCHER": fake_searcher, "RATE_LIMIT": "off", "RELOAD_SECONDS": 0,
-              "API_KEYS_FILE": str(keys)}
+    config = {
+        "TESTING": True,
+        "SEARCHER": fake_searcher,
+        "RATE_LIMIT": "off",
+        "RELOAD_SECONDS": 0,
+        "API_KEYS_FILE": str(keys),
+    }
     with pytest.raises(ConfigurationError, match="cannot be read"):
         create_app(config)  # missing
     keys.write_bytes(b"\xff\xfe key")
@@ -435,7 +528,9 @@ def test_writes_are_capped_for_key_holders(writable):
     many = [{"id": f"cap-{n}", "text": "x"} for n in range(MAX_BATCH_DOCUMENTS + 1)]
     answer = writable.post("/api/documents", json=many, headers=AUTH)
     assert answer.status_code == 400 and f"more than {MAX_BATCH_DOCUMENTS}" in answer.get_json()["error"]["message"]
-    long = writable.put("/api/documents/cap-long", json={**DOC, "text": "chữ " * (MAX_DOCUMENT_CHARS // 4 + 1)}, headers=AUTH)
+    long = writable.put(
+        "/api/documents/cap-long", json={**DOC, "text": "chữ " * (MAX_DOCUMENT_CHARS // 4 + 1)}, headers=AUTH
+    )
     assert long.status_code == 400 and f"longer than {MAX_DOCUMENT_CHARS}" in long.get_json()["error"]["message"]
 
 

@@ -12,7 +12,9 @@ def doc(*blocks: tuple[str, str], title: str = "Tiêu đề bài") -> Document:
 
 
 def test_paragraphs_become_passages_under_their_heading():
-    passages = list(chunk_document(doc(("paragraph", "Mở đầu."), ("heading", "Phần A"), ("paragraph", "Nội dung A.")), words, 50))
+    passages = list(
+        chunk_document(doc(("paragraph", "Mở đầu."), ("heading", "Phần A"), ("paragraph", "Nội dung A.")), words, 50)
+    )
     assert [(p.position, p.heading, p.text) for p in passages] == [(0, None, "Mở đầu."), (1, "Phần A", "Nội dung A.")]
     assert passages[1].embedding_text == "Tiêu đề bài — Phần A\nNội dung A."
 

@@ -31,7 +31,20 @@ def test_index_then_skip_when_current(small_index, capsys):
 
 def test_search_json_and_similar(small_index, capsys):
     _, out = small_index
-    assert main(["search", "Bác Hồ về thăm Đảng bộ và nhân dân tỉnh Nam Định năm nào?", "--index", str(out), "--k", "2", "--json"]) == 0
+    assert (
+        main(
+            [
+                "search",
+                "Bác Hồ về thăm Đảng bộ và nhân dân tỉnh Nam Định năm nào?",
+                "--index",
+                str(out),
+                "--k",
+                "2",
+                "--json",
+            ]
+        )
+        == 0
+    )
     body = json.loads(capsys.readouterr().out)
     assert len(body["results"]) == 2 and "21-5-1963" in body["results"][0]["text"]
     assert main(["similar", body["results"][0]["id"], "--index", str(out), "--k", "3"]) == 0

@@ -28,13 +28,31 @@ def test_every_operation_keeps_its_contract(backend, request, tmp_path):
         shutil.copytree(request.getfixturevalue("real_milvus"), tmp_path / "milvus.db")
         location = ("--milvus-uri", str(tmp_path / "milvus.db"))
     key = "contract-test-key"
-    process, base = start_server(index, *location, "--workers", "2", "--rate-limit", "off", env={"SEMSEARCH_API_KEYS": key})
+    process, base = start_server(
+        index, *location, "--workers", "2", "--rate-limit", "off", env={"SEMSEARCH_API_KEYS": key}
+    )
     try:
         run = subprocess.run(
-            [str(Path(sys.executable).with_name("schemathesis")), "run", f"{base}/openapi.json", "--checks", "all",
-             "--max-examples", str(EXAMPLES_PER_OPERATION), "--seed", "1", "--generation-database", ":memory:",
-             "--header", f"Authorization: Bearer {key}"],
-            capture_output=True, text=True, timeout=900, cwd=tmp_path, env={**os.environ, "NO_COLOR": "1"},
+            [
+                str(Path(sys.executable).with_name("schemathesis")),
+                "run",
+                f"{base}/openapi.json",
+                "--checks",
+                "all",
+                "--max-examples",
+                str(EXAMPLES_PER_OPERATION),
+                "--seed",
+                "1",
+                "--generation-database",
+                ":memory:",
+                "--header",
+                f"Authorization: Bearer {key}",
+            ],
+            capture_output=True,
+            text=True,
+            timeout=900,
+            cwd=tmp_path,
+            env={**os.environ, "NO_COLOR": "1"},
         )
     finally:
         process.terminate()

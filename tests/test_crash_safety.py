@@ -106,8 +106,13 @@ BUILD_POINTS = ["build-embedding", "publish-renamed"]
 
 
 def run_dying_writer(out, point: str) -> None:
-    done = subprocess.run([sys.executable, "-c", _DYING_WRITER.format(root=str(ROOT), batch=BATCH), str(out), point],
-                          cwd=ROOT, capture_output=True, text=True, timeout=300)
+    done = subprocess.run(
+        [sys.executable, "-c", _DYING_WRITER.format(root=str(ROOT), batch=BATCH), str(out), point],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
     assert done.returncode == -signal.SIGKILL, done.stderr
 
 
@@ -192,8 +197,9 @@ def test_damaged_derived_files_are_rebuilt_from_the_database(built, tmp_path, da
         garble(generation / checkpoint / "vectors.faiss")
 
     searcher = Searcher.open(out, encoder=FakeEncoder())
-    assert {mode: [r.id for r in searcher.search("đảng viên chi bộ", 10, mode=mode)]
-            for mode in ("lexical", "dense")} == wanted
+    assert {
+        mode: [r.id for r in searcher.search("đảng viên chi bộ", 10, mode=mode)] for mode in ("lexical", "dense")
+    } == wanted
     searcher.index.close()
     assert verify_index(out)
     assert leftovers(out) == []

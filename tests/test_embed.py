@@ -155,7 +155,10 @@ def test_int8_encoder_survives_many_threads_calling_it_first(int8_encoder):
     for _ in range(5):
         result = subprocess.run(
             [sys.executable, "-c", FIRST_CALLS_AT_ONCE, str(directory)],
-            cwd=ROOT, capture_output=True, text=True, timeout=60,
+            cwd=ROOT,
+            capture_output=True,
+            text=True,
+            timeout=60,
         )
         assert result.stdout.strip() == "done False", result.stderr
 
@@ -174,8 +177,9 @@ print(sorted(m for m in ("torch", "transformers", "sentence_transformers", "nncf
 
 @pytest.mark.model
 def test_serving_never_imports_torch_or_the_milvus_client(real_index, int8_encoder):
-    result = subprocess.run([sys.executable, "-c", SERVE_AND_SEARCH, str(real_index)],
-                            cwd=ROOT, capture_output=True, text=True, timeout=120)
+    result = subprocess.run(
+        [sys.executable, "-c", SERVE_AND_SEARCH, str(real_index)], cwd=ROOT, capture_output=True, text=True, timeout=120
+    )
     assert result.returncode == 0, result.stderr
     assert result.stdout.strip() == "[]"
 

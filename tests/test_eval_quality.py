@@ -25,20 +25,29 @@ SUBSETS = {
 #   vinewsqa hybrid .870/.927 .854/.893  dense .802/.883 .770/.870  lexical .830/.920 .812/.900
 FLOORS = {
     "viquad": {
-        ("hybrid", False): (0.92, 0.97), ("hybrid", True): (0.90, 0.97),
-        ("dense", False): (0.85, 0.95), ("dense", True): (0.82, 0.94),
-        ("lexical", False): (0.83, 0.92), ("lexical", True): (0.83, 0.92),
+        ("hybrid", False): (0.92, 0.97),
+        ("hybrid", True): (0.90, 0.97),
+        ("dense", False): (0.85, 0.95),
+        ("dense", True): (0.82, 0.94),
+        ("lexical", False): (0.83, 0.92),
+        ("lexical", True): (0.83, 0.92),
     },
     "vinewsqa": {
-        ("hybrid", False): (0.85, 0.90), ("hybrid", True): (0.83, 0.88),
-        ("dense", False): (0.79, 0.85), ("dense", True): (0.74, 0.83),
-        ("lexical", False): (0.80, 0.89), ("lexical", True): (0.78, 0.87),
+        ("hybrid", False): (0.85, 0.90),
+        ("hybrid", True): (0.83, 0.88),
+        ("dense", False): (0.79, 0.85),
+        ("dense", True): (0.74, 0.83),
+        ("lexical", False): (0.80, 0.89),
+        ("lexical", True): (0.78, 0.87),
     },
 }
 
 
-@pytest.fixture(scope="module", params=[(name, backend) for name in sorted(SUBSETS) for backend in ("embedded", "milvus")],
-                ids=lambda param: "-".join(param))
+@pytest.fixture(
+    scope="module",
+    params=[(name, backend) for name in sorted(SUBSETS) for backend in ("embedded", "milvus")],
+    ids=lambda param: "-".join(param),
+)
 def measured(request, tmp_path_factory, real_encoder):
     name, backend = request.param
     source = SHARED / "eval" / name
@@ -68,7 +77,10 @@ def test_hybrid_beats_each_leg(measured):
     name, report = measured
     for unaccented in (False, True):
         by_mode = report[unaccented]
-        assert by_mode["hybrid"]["MRR@10"] > max(by_mode["dense"]["MRR@10"], by_mode["lexical"]["MRR@10"]), (name, by_mode)
+        assert by_mode["hybrid"]["MRR@10"] > max(by_mode["dense"]["MRR@10"], by_mode["lexical"]["MRR@10"]), (
+            name,
+            by_mode,
+        )
 
 
 def test_unaccented_queries_stay_close(measured):

@@ -57,8 +57,9 @@ def test_a_full_disk_refuses_writes_cleanly_and_they_recover_by_themselves(small
     out = small_disk / "index"
     build_index([CORPUS], out, FakeEncoder(), progress=False)
     searcher = Searcher.open(out, encoder=FakeEncoder())
-    client = create_app({"TESTING": True, "SEARCHER": searcher, "RATE_LIMIT": "off", "RELOAD_SECONDS": 0,
-                         "API_KEYS": KEY}).test_client()
+    client = create_app(
+        {"TESTING": True, "SEARCHER": searcher, "RATE_LIMIT": "off", "RELOAD_SECONDS": 0, "API_KEYS": KEY}
+    ).test_client()
     auth = {"Authorization": f"Bearer {KEY}"}
     version = client.get("/api/health").get_json()["index_version"]
 

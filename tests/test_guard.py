@@ -73,8 +73,20 @@ def test_options_answers_with_allow_and_no_content(client):
         assert "Content-Type" not in response.headers
 
 
-@pytest.mark.parametrize("url", ["/", "/?q=Zalo", "/api/search?q=Zalo", "/api/nothing", "/openapi.json", "/docs",
-                                 "/metrics", "/static/style.css", "/api/search?q=%00"])
+@pytest.mark.parametrize(
+    "url",
+    [
+        "/",
+        "/?q=Zalo",
+        "/api/search?q=Zalo",
+        "/api/nothing",
+        "/openapi.json",
+        "/docs",
+        "/metrics",
+        "/static/style.css",
+        "/api/search?q=%00",
+    ],
+)
 def test_security_headers_on_every_response(client, url):
     response = client.get(url)
     for name, value in SECURITY_HEADERS.items():
@@ -168,8 +180,14 @@ def test_metrics_count_requests_searches_and_the_cache(client):
     after = client.get("/metrics").get_data(as_text=True)
     route = 'semsearch_requests_total{method="GET",route="/api/search",status="200"}'
     assert value(after, route) - value(before, route) == 2
-    assert value(after, 'semsearch_query_cache_total{result="hit"}') - value(before, 'semsearch_query_cache_total{result="hit"}') >= 1
-    assert value(after, 'semsearch_search_seconds_count{kind="search",mode="hybrid"}') > value(before, 'semsearch_search_seconds_count{kind="search",mode="hybrid"}')
+    assert (
+        value(after, 'semsearch_query_cache_total{result="hit"}')
+        - value(before, 'semsearch_query_cache_total{result="hit"}')
+        >= 1
+    )
+    assert value(after, 'semsearch_search_seconds_count{kind="search",mode="hybrid"}') > value(
+        before, 'semsearch_search_seconds_count{kind="search",mode="hybrid"}'
+    )
     assert "semsearch_index_passages" in after and "semsearch_encoder_seconds_bucket" in after
 
 
@@ -202,8 +220,14 @@ def test_a_damaged_index_under_a_running_app_is_503_not_500(tmp_path, fake_encod
 
     out = tmp_path / "index"
     build_index([CORPUS], out, fake_encoder, progress=False)
-    app = create_app({"TESTING": True, "SEARCHER": Searcher.open(out, encoder=fake_encoder), "RATE_LIMIT": "off",
-                      "RELOAD_SECONDS": 0})
+    app = create_app(
+        {
+            "TESTING": True,
+            "SEARCHER": Searcher.open(out, encoder=fake_encoder),
+            "RATE_LIMIT": "off",
+            "RELOAD_SECONDS": 0,
+        }
+    )
     client = app.test_client()
     assert client.get("/api/health").status_code == 200
     sqlite_file = out.resolve() / "passages.sqlite"

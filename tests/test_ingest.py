@@ -20,10 +20,17 @@ def test_seed_corpus_reads_five_documents_with_metadata():
 
 
 def test_markdown_headings_and_soft_wraps(tmp_path):
-    [doc] = docs(tmp_path, "note.md", "# Tiêu đề\n\nDòng một\nnối tiếp.\n\n## Phần hai\n\n- mục **một**.\n- mục [hai](http://x).\n")
+    [doc] = docs(
+        tmp_path,
+        "note.md",
+        "# Tiêu đề\n\nDòng một\nnối tiếp.\n\n## Phần hai\n\n- mục **một**.\n- mục [hai](http://x).\n",
+    )
     assert doc.title == "Tiêu đề"
     assert [(b.kind, b.text) for b in doc.blocks] == [
-        ("paragraph", "Dòng một nối tiếp."), ("heading", "Phần hai"), ("paragraph", "mục một."), ("paragraph", "mục hai."),
+        ("paragraph", "Dòng một nối tiếp."),
+        ("heading", "Phần hai"),
+        ("paragraph", "mục một."),
+        ("paragraph", "mục hai."),
     ]
 
 
@@ -35,7 +42,9 @@ def test_html_skips_scripts_and_navigation(tmp_path):
     assert doc.title == "Bài viết"
     assert doc.date == "2024-03-01"
     assert [(b.kind, b.text) for b in doc.blocks] == [
-        ("paragraph", "Đoạn thứ nhất có nội dung & ý nghĩa."), ("heading", "Mục"), ("paragraph", "Đoạn thứ hai."),
+        ("paragraph", "Đoạn thứ nhất có nội dung & ý nghĩa."),
+        ("heading", "Mục"),
+        ("paragraph", "Đoạn thứ hai."),
     ]
 
 
@@ -45,7 +54,10 @@ def test_jsonl_records_keep_their_ids_and_fields(tmp_path):
         {"id": "a2", "text": "Chỉ một dòng"},
     ]
     documents = docs(tmp_path, "c.jsonl", "\n".join(json.dumps(r, ensure_ascii=False) for r in lines) + "\n\n")
-    assert [(d.doc_id, d.title, d.date, d.source) for d in documents] == [("a1", "T", "2020-01-02", "S"), ("a2", "", None, None)]
+    assert [(d.doc_id, d.title, d.date, d.source) for d in documents] == [
+        ("a1", "T", "2020-01-02", "S"),
+        ("a2", "", None, None),
+    ]
     # structured records: short lines stay paragraphs, nothing is taken for a byline
     assert [b.text for b in documents[0].blocks] == ["Đoạn một.", "Đoạn hai"]
     assert [b.kind for b in documents[1].blocks] == ["paragraph"]
@@ -90,7 +102,11 @@ def test_fingerprint_changes_with_content(tmp_path):
 
 
 def test_structured_records_keep_lines_that_look_like_site_furniture(tmp_path):
-    record = {"id": "r", "title": "Thư viện", "text": "Thư viện tỉnh mở thêm 3 phòng đọc cho thiếu nhi.\n\n12/03/2014\n\n..."}
+    record = {
+        "id": "r",
+        "title": "Thư viện",
+        "text": "Thư viện tỉnh mở thêm 3 phòng đọc cho thiếu nhi.\n\n12/03/2014\n\n...",
+    }
     [doc] = docs(tmp_path, "r.jsonl", json.dumps(record, ensure_ascii=False))
     assert [b.text for b in doc.blocks] == ["Thư viện tỉnh mở thêm 3 phòng đọc cho thiếu nhi.", "12/03/2014"]
     assert doc.date is None

@@ -56,7 +56,9 @@ def test_add_replace_delete_are_seen_by_a_reader_that_refreshes(fake_index, fake
     fake_searcher.followed.reload_if_changed()
     after = {p.text: fake_searcher.index.evidence([p.int_id]) for p in store.in_document("new-1", 0, 9)}
     kept = "Chi bộ Zyxwv tổ chức hội thao truyền thống."
-    assert np.array_equal(after[kept].sentences, before[kept].sentences) and np.array_equal(after[kept].passages, before[kept].passages)
+    assert np.array_equal(after[kept].sentences, before[kept].sentences) and np.array_equal(
+        after[kept].passages, before[kept].passages
+    )
     changed = next(text for text in after if "mười bốn" in text)
     assert (after[changed].sentences @ FakeEncoder().encode_passages([changed])[0]).max() == pytest.approx(1, abs=0.01)
     texts = [r.text for r in fake_searcher.search("Zyxwv bóng chuyền", 5) if r.doc_id == "new-1"]
@@ -95,8 +97,10 @@ def test_incremental_build_ranks_like_a_one_shot_build(tmp_path, fake_encoder):
         """Scores in order, and which passages beat the tenth (ties may come in any order)."""
         searcher = Searcher.open(out, encoder=fake_encoder)
         ranked = {(q, m): searcher.search(q, 10, mode=m) for q in queries for m in ("hybrid", "dense", "lexical")}
-        return {key: ([round(r.score, 3) for r in results], {r.id for r in results if r.score > results[-1].score + 1e-3})
-                for key, results in ranked.items()}
+        return {
+            key: ([round(r.score, 3) for r in results], {r.id for r in results if r.score > results[-1].score + 1e-3})
+            for key, results in ranked.items()
+        }
 
     expected = rankings(one_shot)
     assert rankings(grown) == expected
@@ -134,7 +138,10 @@ def test_compaction_while_a_reader_holds_the_old_checkpoint(fake_index, fake_sea
         writer.compact()
         writer.compact()
     assert fake_searcher.followed.reload_if_changed()
-    assert fake_searcher.index.view.delta.count == 0 and fake_searcher.index.view.passages == open_index(fake_index).view.passages
+    assert (
+        fake_searcher.index.view.delta.count == 0
+        and fake_searcher.index.view.passages == open_index(fake_index).view.passages
+    )
     assert fake_searcher.search("Qwvut", 1)[0].doc_id == "new-2"
 
 
@@ -149,7 +156,9 @@ def dated_index(tmp_path, fake_encoder):
     for n in range(60):
         text = "\n\n".join(" ".join(rng.choice(words, 12)) for _ in range(3))
         day = datetime.date(2024, 1, 1) + datetime.timedelta(days=int(rng.integers(0, 90)))
-        documents.append(new_document(f"doc-{n}", text, source=["Báo A", "Báo B", "Đài C"][n % 3], date=day.isoformat()))
+        documents.append(
+            new_document(f"doc-{n}", text, source=["Báo A", "Báo B", "Đài C"][n % 3], date=day.isoformat())
+        )
     write(out, documents)
     return out
 
@@ -167,10 +176,12 @@ FILTERS = [
 
 def passes(passage, filters: Filters) -> bool:
     day = datetime.date.fromisoformat(passage.date[:10]) if passage.date else None
-    return ((not filters.sources or passage.source in filters.sources)
-            and (not filters.doc_ids or passage.doc_id in filters.doc_ids)
-            and (not filters.date_from or (day is not None and day >= filters.date_from))
-            and (not filters.date_to or (day is not None and day <= filters.date_to)))
+    return (
+        (not filters.sources or passage.source in filters.sources)
+        and (not filters.doc_ids or passage.doc_id in filters.doc_ids)
+        and (not filters.date_from or (day is not None and day >= filters.date_from))
+        and (not filters.date_to or (day is not None and day <= filters.date_to))
+    )
 
 
 @pytest.mark.parametrize("filters", FILTERS, ids=lambda f: str(f.describe()))
@@ -179,11 +190,15 @@ def test_filters_against_a_brute_force_oracle(dated_index, fake_encoder, filters
     store = searcher.index.passages
     every = list(store.by_int_ids(store.all_int_ids()).values())
     allowed = [p for p in every if passes(p, filters)]
-    matrix = np.stack([searcher.index.vector(p.int_id) for p in allowed]) if allowed else np.zeros((0, fake_encoder.dim))
+    matrix = (
+        np.stack([searcher.index.vector(p.int_id) for p in allowed]) if allowed else np.zeros((0, fake_encoder.dim))
+    )
     for query in ("đảng viên chi bộ", "kinh tế nông nghiệp", "Zalo"):
         k = 10
         nearest, _ = searcher.index.dense(fake_encoder.encode_queries([query])[0], k, filters)
-        assert nearest.tolist() == pytest.approx(np.sort(matrix @ fake_encoder.encode_queries([query])[0])[::-1][:k].tolist(), abs=1e-5)
+        assert nearest.tolist() == pytest.approx(
+            np.sort(matrix @ fake_encoder.encode_queries([query])[0])[::-1][:k].tolist(), abs=1e-5
+        )
         by_id = {p.id: p for p in every}
         dense = searcher.search(query, k, mode="dense", filters=filters)
         assert len(dense) == min(k, len(allowed)) and all(passes(by_id[r.id], filters) for r in dense)
@@ -220,8 +235,10 @@ def test_the_catalogue_kept_with_a_checkpoint_and_the_changes_since_open_as_a_fu
     def assert_same(opened, full, of_documents):
         assert opened.size == full.size and np.array_equal(opened.live, full.live)
         for filters in kinds:
-            assert np.array_equal(opened.allowed(filters, of_documents.get(filters, ())),
-                                  full.allowed(filters, of_documents.get(filters, ()))), filters
+            assert np.array_equal(
+                opened.allowed(filters, of_documents.get(filters, ())),
+                full.allowed(filters, of_documents.get(filters, ())),
+            ), filters
             assert opened.allowed(filters, of_documents.get(filters, ())).any() == (filters.sources != ("nowhere",))
 
     assert_same(*catalogue_and_full_read())
@@ -300,7 +317,9 @@ def test_the_accent_vocabulary_stays_a_count_of_the_live_passages(fake_index, fa
     texts = [text for rows in store.all_rows(fake_searcher.index.dim, texts=True) for text in rows.texts]
     expected = +form_counts([*QUESTION_PHRASES, *texts])
     with sqlite3.connect(fake_index / "passages.sqlite") as database:
-        stored = {(key, written): n for key, written, n in database.execute("SELECT key, written, count FROM accent_forms")}
+        stored = {
+            (key, written): n for key, written, n in database.execute("SELECT key, written, count FROM accent_forms")
+        }
     assert stored == dict(expected)
     assert fake_searcher.index.accents.total == sum(n for (key, _), n in expected.items() if " " not in key)
     assert fake_searcher.index.accents.frequency("quynh") == 0
@@ -309,8 +328,10 @@ def test_the_accent_vocabulary_stays_a_count_of_the_live_passages(fake_index, fa
 def _origins(out) -> dict[str, str]:
     index = open_index(out)
     try:
-        return {doc_id: index.passages.document(doc_id)["origin"]
-                for doc_id in {p.doc_id for p in index.passages.by_int_ids(index.passages.all_int_ids()).values()}}
+        return {
+            doc_id: index.passages.document(doc_id)["origin"]
+            for doc_id in {p.doc_id for p in index.passages.by_int_ids(index.passages.all_int_ids()).values()}
+        }
     finally:
         index.close()
 
@@ -323,6 +344,7 @@ def test_a_rebuild_keeps_documents_written_since_and_reuses_their_vectors(fake_i
     added.origin = "add"
     write(fake_index, [api, added])
     before = {d: open_index(fake_index).passages.document(d) for d in ("api-1", "added-1")}
+
     class Recording(FakeEncoder):
         texts: list[str] = []
 

@@ -39,12 +39,16 @@ def test_normalized_score_fusion_scales_each_leg():
     scores, ids = normalized_score_fusion([dense, lexical], [0.5, 1.0], scale="sd")
     lexical_sd = math.sqrt(200 / 3)
     assert dict(zip(ids.tolist(), scores.tolist())) == pytest.approx(
-        {1: 0.5 * 0.4 / 0.2, 2: 20 / lexical_sd, 3: 10 / lexical_sd, 4: 0.0}, rel=1e-6)
+        {1: 0.5 * 0.4 / 0.2, 2: 20 / lexical_sd, 3: 10 / lexical_sd, 4: 0.0}, rel=1e-6
+    )
     assert ids.tolist() == [2, 3, 1, 4]
     empty = (np.zeros(0), np.zeros(0, np.int64))
     assert normalized_score_fusion([empty, empty], [1, 1])[1].size == 0
     flat = (np.array([3.0, 3.0]), np.array([5, 6]))
-    assert dict(zip(*reversed([a.tolist() for a in normalized_score_fusion([flat, empty], [2, 1])]))) == {5: 2.0, 6: 2.0}
+    assert dict(zip(*reversed([a.tolist() for a in normalized_score_fusion([flat, empty], [2, 1])]))) == {
+        5: 2.0,
+        6: 2.0,
+    }
 
 
 def test_standard_deviation_fusion_weighs_how_far_ahead_a_first_stands():

@@ -19,8 +19,16 @@ from index.build import build_index, write_documents
 from index.ingest.files import shard_of
 from index.store.filters import Filters
 from index.store.analysis import analyze
-from index.store.milvus.store import (MilvusIndexProblem, MilvusStore, MilvusTarget, MilvusWriter, expression, literal,
-                                 milvus_term, open_milvus)
+from index.store.milvus.store import (
+    MilvusIndexProblem,
+    MilvusStore,
+    MilvusTarget,
+    MilvusWriter,
+    expression,
+    literal,
+    milvus_term,
+    open_milvus,
+)
 from index.store.base import ModelMismatch
 from index.store.embedded.publish import open_index
 from tests.conftest import CORPUS, ROOT, milvus_lite
@@ -35,15 +43,24 @@ def lite(tmp_path, request):
 
 def corpus_file(tmp_path, documents: dict[str, str], name="corpus.jsonl"):
     path = tmp_path / name
-    path.write_text("".join(json.dumps({"id": doc_id, "title": f"Tin {doc_id}", "text": text}, ensure_ascii=False) + "\n"
-                            for doc_id, text in documents.items()), encoding="utf-8")
+    path.write_text(
+        "".join(
+            json.dumps({"id": doc_id, "title": f"Tin {doc_id}", "text": text}, ensure_ascii=False) + "\n"
+            for doc_id, text in documents.items()
+        ),
+        encoding="utf-8",
+    )
     return path
 
 
 def texts(n: int) -> dict[str, str]:
     words = "đảng viên chi bộ sinh hoạt thi đua hội nghị tuyên truyền kinh tế nông nghiệp thanh niên phụ nữ".split()
-    return {f"doc-{i}": "\n\n".join(" ".join(words[(i + j + w) % len(words)] for w in range(9)) + f" số {i}."
-                                    for j in range(3)) for i in range(n)}
+    return {
+        f"doc-{i}": "\n\n".join(
+            " ".join(words[(i + j + w) % len(words)] for w in range(9)) + f" số {i}." for j in range(3)
+        )
+        for i in range(n)
+    }
 
 
 def test_terms_survive_milvus_standard_tokenizer_and_stay_apart():
@@ -67,15 +84,26 @@ def test_filter_expressions_quote_what_users_type(lite, fake_encoder, tmp_path):
     with MilvusWriter.create(lite, _manifest(fake_encoder)) as writer:
         from index.ingest.files import document_from_record
 
-        write_documents(writer, [document_from_record("odd", {"text": "Chi bộ Zyxwv họp.", "title": "t", "source": awkward,
-                                                              "date": "2024-02-03"}, "test")], fake_encoder)
+        write_documents(
+            writer,
+            [
+                document_from_record(
+                    "odd", {"text": "Chi bộ Zyxwv họp.", "title": "t", "source": awkward, "date": "2024-02-03"}, "test"
+                )
+            ],
+            fake_encoder,
+        )
     index = open_milvus(lite)
     try:
         assert literal(awkward) == '"Báo \\"A\\" \\\\ số 1"'
         vector = index.vector(index.passages.by_id(index.passages.document("odd")["passages"][0]).int_id)
-        for filters, found in ((Filters(sources=(awkward,)), 1), (Filters(sources=("Báo",)), 0),
-                               (Filters(doc_ids=("odd",)), 1), (Filters(date_from=_date("2024-02-04")), 0),
-                               (Filters(date_from=_date("2024-02-03"), date_to=_date("2024-02-03")), 1)):
+        for filters, found in (
+            (Filters(sources=(awkward,)), 1),
+            (Filters(sources=("Báo",)), 0),
+            (Filters(doc_ids=("odd",)), 1),
+            (Filters(date_from=_date("2024-02-04")), 0),
+            (Filters(date_from=_date("2024-02-03"), date_to=_date("2024-02-03")), 1),
+        ):
             assert len(index.dense(vector, 5, filters)[1]) == found, expression(filters)
             assert len(index.lexical_search("Zyxwv", 5, filters)[1]) == found, expression(filters)
         assert index.passages.sources() == [awkward]
@@ -170,16 +198,33 @@ def _free_port() -> int:
 
 def test_two_shards_one_killed_and_run_again_hold_exactly_a_one_process_build(tmp_path):
     port = _free_port()
-    server = subprocess.Popen([sys.executable, "-m", "milvus_lite.cmdline", "server", "--data-dir", str(tmp_path / "server"),
-                               "--port", str(port)], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    server = subprocess.Popen(
+        [
+            sys.executable,
+            "-m",
+            "milvus_lite.cmdline",
+            "server",
+            "--data-dir",
+            str(tmp_path / "server"),
+            "--port",
+            str(port),
+        ],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
     uri = f"http://127.0.0.1:{port}"
     corpus = corpus_file(tmp_path, texts(24))
     try:
         _wait_for(uri)
 
         def shard(collection: str, k_of_n: str, pause: float) -> subprocess.Popen:
-            return subprocess.Popen([sys.executable, "-c", _SHARD, str(ROOT), str(corpus), uri, collection, k_of_n, str(pause)],
-                                    cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+            return subprocess.Popen(
+                [sys.executable, "-c", _SHARD, str(ROOT), str(corpus), uri, collection, k_of_n, str(pause)],
+                cwd=ROOT,
+                stdout=subprocess.PIPE,
+                stderr=subprocess.PIPE,
+                text=True,
+            )
 
         def finished(process: subprocess.Popen) -> list[int]:
             out, err = process.communicate(timeout=300)
@@ -223,8 +268,13 @@ def _committed(store: MilvusStore, shard: int | None = None) -> int:
 
 
 def _passages(store: MilvusStore) -> dict[int, tuple]:
-    rows = [row for batch in store.scan(store.passages_name, ["int_id", "id", "doc_id", "text", "vector"]) for row in batch]
-    return {row["int_id"]: (row["id"], row["doc_id"], row["text"], tuple(round(x, 5) for x in row["vector"])) for row in rows}
+    rows = [
+        row for batch in store.scan(store.passages_name, ["int_id", "id", "doc_id", "text", "vector"]) for row in batch
+    ]
+    return {
+        row["int_id"]: (row["id"], row["doc_id"], row["text"], tuple(round(x, 5) for x in row["vector"]))
+        for row in rows
+    }
 
 
 def _wait_for(uri: str) -> None:
@@ -274,9 +324,18 @@ def test_the_cli_names_a_milvus_lite_file_another_process_holds(tmp_path, fake_e
     target, stop = milvus_lite(tmp_path / "held.db")
     try:
         build_milvus([CORPUS], target, fake_encoder, progress=False)  # this process holds the file now
-        done = subprocess.run([sys.executable, "-m", "service.cli", "search", "đảng", "--milvus-uri", target.uri],
-                              cwd=ROOT, capture_output=True, text=True, timeout=120)
-        assert done.returncode == 2 and "lets one process open a file" in done.stderr and "milvus-lite server" in done.stderr
+        done = subprocess.run(
+            [sys.executable, "-m", "service.cli", "search", "đảng", "--milvus-uri", target.uri],
+            cwd=ROOT,
+            capture_output=True,
+            text=True,
+            timeout=120,
+        )
+        assert (
+            done.returncode == 2
+            and "lets one process open a file" in done.stderr
+            and "milvus-lite server" in done.stderr
+        )
     finally:
         stop()
 
@@ -286,7 +345,9 @@ def test_a_build_keeps_documents_written_since_unless_asked_to_drop_them(lite, f
 
     documents = texts(4)
     build_milvus([corpus_file(tmp_path, documents)], lite, fake_encoder, progress=False)
-    api = document_from_record("api-1", {"text": "Chi bộ Zyxwv tổ chức hội thao.", "title": "Qua API"}, None, origin="api")
+    api = document_from_record(
+        "api-1", {"text": "Chi bộ Zyxwv tổ chức hội thao.", "title": "Qua API"}, None, origin="api"
+    )
     with MilvusWriter(lite, open_milvus(lite).manifest) as writer:
         write_documents(writer, [api], fake_encoder)
     del documents["doc-0"]
@@ -294,6 +355,10 @@ def test_a_build_keeps_documents_written_since_unless_asked_to_drop_them(lite, f
     store = MilvusStore(lite)
     assert store.document("api-1")["origin"] == "api" and store.document("doc-0") is None
     assert store.document("doc-1")["origin"] == "build"
-    assert build_milvus([corpus_file(tmp_path, documents)], lite, fake_encoder, progress=False, keep_written=False) == (0, 3, 1)
+    assert build_milvus([corpus_file(tmp_path, documents)], lite, fake_encoder, progress=False, keep_written=False) == (
+        0,
+        3,
+        1,
+    )
     assert store.document("api-1") is None
     assert store.written() == set()

@@ -71,7 +71,10 @@ def test_decomposed_vietnamese_tokenises_like_composed(fp32_encoder):
     decomposed = "Tie\u0302\u0301ng Vie\u0323\u0302t"
     assert fp32_encoder.tokenizer(decomposed)["input_ids"] == fp32_encoder.tokenizer(composed)["input_ids"]
     assert fp32_encoder.tokenizer.convert_ids_to_tokens(fp32_encoder.tokenizer(composed)["input_ids"]) == [
-        "<s>", "▁Tiếng", "▁Việt", "</s>"
+        "<s>",
+        "▁Tiếng",
+        "▁Việt",
+        "</s>",
     ]
 
 
@@ -98,7 +101,8 @@ def test_build_is_deterministic(tmp_path):
     def digest(directory):
         return {
             str(p.relative_to(directory)): hashlib.sha256(p.read_bytes()).hexdigest()
-            for p in sorted(directory.rglob("*")) if p.is_file()
+            for p in sorted(directory.rglob("*"))
+            if p.is_file()
         }
 
     first = digest(build_model(tmp_path / "a"))

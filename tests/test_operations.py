@@ -46,8 +46,9 @@ def raw_request(base, payload: bytes) -> bytes:
 
 @pytest.fixture(scope="module")
 def server(real_index):
-    process, base = start_server(real_index, "--workers", "2", "--rate-limit", "off", "--idle-timeout", "5",
-                                 env={"SEMSEARCH_API_KEYS": KEY})
+    process, base = start_server(
+        real_index, "--workers", "2", "--rate-limit", "off", "--idle-timeout", "5", env={"SEMSEARCH_API_KEYS": KEY}
+    )
     yield base
     process.terminate()
     process.wait(timeout=30)
@@ -96,14 +97,19 @@ def _length(received: bytes) -> int:
     return 0
 
 
-@pytest.mark.parametrize("path, headers, announced, status", [
-    ("/api/similar", "", 300_000, 413),  # over the read limit (256 KiB)
-    ("/api/documents", "", 15_000_000, 401),  # anonymous: refused before its body is read
-    ("/api/documents", f"Authorization: Bearer {KEY}\r\n", 64 * 1024 * 1024, 413),  # over the write limit (16 MiB)
-])
+@pytest.mark.parametrize(
+    "path, headers, announced, status",
+    [
+        ("/api/similar", "", 300_000, 413),  # over the read limit (256 KiB)
+        ("/api/documents", "", 15_000_000, 401),  # anonymous: refused before its body is read
+        ("/api/documents", f"Authorization: Bearer {KEY}\r\n", 64 * 1024 * 1024, 413),  # over the write limit (16 MiB)
+    ],
+)
 def test_a_body_is_refused_from_its_length_before_it_is_read(server, path, headers, announced, status):
-    head = (f"POST {path} HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n{headers}"
-            f"Content-Length: {announced}\r\n\r\n").encode()
+    head = (
+        f"POST {path} HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n{headers}"
+        f"Content-Length: {announced}\r\n\r\n"
+    ).encode()
     code, body, seconds = first_answer(server, head + b"{" * 1024)  # the rest is never sent
     assert code == status and seconds < 2
     assert body["error"]["code"] == {413: "payload_too_large", 401: "unauthorized"}[status]
@@ -112,8 +118,9 @@ def test_a_body_is_refused_from_its_length_before_it_is_read(server, path, heade
 def test_a_body_that_stops_arriving_is_a_408(server):
     from service.workers import READ_SECONDS
 
-    head = ("POST /api/similar HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n"
-            "Content-Length: 1000\r\n\r\n").encode()
+    head = (
+        "POST /api/similar HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\nContent-Length: 1000\r\n\r\n"
+    ).encode()
     code, body, seconds = first_answer(server, head + b'{"text": "')
     assert code == 408 and body["error"]["code"] == "request_timeout"
     assert READ_SECONDS <= seconds < READ_SECONDS + 5
@@ -168,7 +175,10 @@ def test_a_damaged_database_stops_the_server_at_start(tmp_path, real_index):
     database.write_bytes(bytes(data))
     done = subprocess.run(
         [sys.executable, "-m", "service.cli", "serve", "--index", str(copy), "--workers", "2", "--port", "0"],
-        cwd=ROOT, capture_output=True, text=True, timeout=180,
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=180,
     )
     assert done.returncode == 2
     assert "passages.sqlite" in done.stderr and "semsearch verify" in done.stderr
@@ -177,7 +187,10 @@ def test_a_damaged_database_stops_the_server_at_start(tmp_path, real_index):
 def test_a_key_file_that_cannot_be_read_stops_the_server_at_start(tmp_path, real_index):
     done = subprocess.run(
         [sys.executable, "-m", "service.cli", "serve", "--index", str(real_index), "--workers", "2", "--port", "0"],
-        cwd=ROOT, capture_output=True, text=True, timeout=180,
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=180,
         env={**os.environ, "SEMSEARCH_API_KEYS_FILE": str(tmp_path / "no-such-file")},
     )
     assert done.returncode == 2
@@ -202,7 +215,9 @@ def test_a_rebuilt_index_reaches_every_worker_without_a_restart(tmp_path, real_e
             errors += status != 200
             answer = json.loads(body)
             seen[answer["process"]] = answer["index_version"]
-            searched = fetch(f"{base}/api/search?q=Cu%E1%BB%99c+thi+vi%E1%BA%BFt&k=3", headers={"Connection": "close"})[0]
+            searched = fetch(f"{base}/api/search?q=Cu%E1%BB%99c+thi+vi%E1%BA%BFt&k=3", headers={"Connection": "close"})[
+                0
+            ]
             errors += searched != 200
         assert set(seen.values()) == {3} and len(seen) == 2, seen
         assert errors == 0
@@ -213,8 +228,11 @@ def test_a_rebuilt_index_reaches_every_worker_without_a_restart(tmp_path, real_e
         while still_held and time.monotonic() < deadline:
             for worker in list(still_held):
                 held = [line.split()[-2] for line in open(f"/proc/{worker}/maps") if first_generation in line]
-                held += [os.path.realpath(f"/proc/{worker}/fd/{fd}") for fd in os.listdir(f"/proc/{worker}/fd")
-                         if first_generation in os.path.realpath(f"/proc/{worker}/fd/{fd}")]
+                held += [
+                    os.path.realpath(f"/proc/{worker}/fd/{fd}")
+                    for fd in os.listdir(f"/proc/{worker}/fd")
+                    if first_generation in os.path.realpath(f"/proc/{worker}/fd/{fd}")
+                ]
                 if held:
                     still_held[worker] = held
                 else:

@@ -97,8 +97,22 @@ def test_concurrent_build_fails_clearly_and_the_index_stays_valid(tmp_path, fake
     first.start()
     assert holding.wait(30)
     done = subprocess.run(
-        [sys.executable, "-m", "service.cli", "index", str(ONE_FILE), "--out", str(fake_index), "--quiet", "--precision", "fp32"],
-        cwd=ROOT, capture_output=True, text=True, timeout=300,
+        [
+            sys.executable,
+            "-m",
+            "service.cli",
+            "index",
+            str(ONE_FILE),
+            "--out",
+            str(fake_index),
+            "--quiet",
+            "--precision",
+            "fp32",
+        ],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=300,
     )
     release.set()
     first.join(60)

@@ -33,7 +33,9 @@ def test_errors_over_http(live_server):
 def test_similar_post_over_http(live_server):
     request = urllib.request.Request(
         f"{live_server}/api/similar",
-        data=json.dumps({"text": "Kỷ niệm 60 năm Ngày Bác Hồ về thăm Đảng bộ và nhân dân tỉnh Nam Định", "k": 2}).encode(),
+        data=json.dumps(
+            {"text": "Kỷ niệm 60 năm Ngày Bác Hồ về thăm Đảng bộ và nhân dân tỉnh Nam Định", "k": 2}
+        ).encode(),
         headers={"Content-Type": "application/json"},
     )
     with urllib.request.urlopen(request, timeout=60) as response:
@@ -80,8 +82,22 @@ def test_server_refuses_to_start_without_an_index(tmp_path):
     from tests.conftest import ROOT
 
     done = subprocess.run(
-        [sys.executable, "-m", "service.cli", "serve", "--index", str(tmp_path / "missing"), "--workers", "2", "--port", "0"],
-        cwd=ROOT, capture_output=True, text=True, timeout=120,
+        [
+            sys.executable,
+            "-m",
+            "service.cli",
+            "serve",
+            "--index",
+            str(tmp_path / "missing"),
+            "--workers",
+            "2",
+            "--port",
+            "0",
+        ],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=120,
     )
     assert done.returncode == 2
     assert "no index at" in done.stderr

@@ -66,8 +66,11 @@ def test_dense_search_scores_each_passage_by_its_whole_and_its_best_sentence(fak
         results = fake_searcher.search(query, 5, mode="dense")
         top = np.sort(oracle)[::-1]
         assert [r.score for r in results] == pytest.approx(top[:5].tolist(), abs=0.01)
-        assert {r.id for r in results[:3]} <= {stored[i].id for i, score in zip(nearest, oracle) if score >= top[2] - 0.02}
+        assert {r.id for r in results[:3]} <= {
+            stored[i].id for i, score in zip(nearest, oracle) if score >= top[2] - 0.02
+        }
     assert results[0].id == several.id  # its own sentence is its best
+
 
 def _sentences_of(passage):
     """Each sentence alone, and under the passage's context."""
@@ -96,7 +99,13 @@ def test_a_build_in_groups_equals_a_build_in_one(tmp_path, fake_encoder):
         for b in built:
             assert b.view.delta.count == 0 and len(b.view.checkpoint) == len(rows[0])
         for query in ["đảng viên sinh hoạt chi bộ", "Hồ Chí Minh"]:
-            found = [[(r.id, round(r.score, 5)) for r in Searcher(FollowedIndex(b.directory, reader=b), fake_encoder).search(query, 10)] for b in built]
+            found = [
+                [
+                    (r.id, round(r.score, 5))
+                    for r in Searcher(FollowedIndex(b.directory, reader=b), fake_encoder).search(query, 10)
+                ]
+                for b in built
+            ]
             assert found[0] == found[1]
     finally:
         for b in built:

@@ -50,8 +50,10 @@ def test_a_killed_worker_is_replaced_and_sigterm_lets_a_write_in_flight_answer(i
         wait_for(lambda: replacement in {call(base, "/api/health")[1]["process"] for _ in range(8)}, 60.0)
 
         # a batch that takes a while to embed, acknowledged although SIGTERM comes meanwhile
-        batch = [{"id": f"late-{n}", "title": "Tin", "text": f"Đoạn văn số {n} về công tác xây dựng Đảng ở cơ sở. " * 20}
-                 for n in range(150)]
+        batch = [
+            {"id": f"late-{n}", "title": "Tin", "text": f"Đoạn văn số {n} về công tác xây dựng Đảng ở cơ sở. " * 20}
+            for n in range(150)
+        ]
         answers: list = []
         writer = threading.Thread(target=lambda: answers.append(call(base, "/api/documents", "POST", batch)))
         writer.start()

@@ -20,7 +20,12 @@ def test_query_terms_skip_stopwords_and_word_spans_keep_offsets():
     text = "Đảng viên và tỷ lệ"
     assert query_terms("chat luong dang vien va") == ["chat", "luong", "dang", "vien"]
     assert [(text[a:b], word) for a, b, word in folded_word_spans(text)] == [
-        ("Đảng", "dang"), ("viên", "vien"), ("và", "va"), ("tỷ", "ty"), ("lệ", "le")]
+        ("Đảng", "dang"),
+        ("viên", "vien"),
+        ("và", "va"),
+        ("tỷ", "ty"),
+        ("lệ", "le"),
+    ]
 
 
 def test_fold_table_agrees_with_fold_char():

@@ -21,7 +21,7 @@ KEY = "test-write-key"
 NEW = {
     "title": "Hội thi Rung chuông vàng của Đoàn Khối năm 2024",
     "text": "Ngày 12/4, Đoàn Khối các cơ quan tỉnh tổ chức Hội thi Rung chuông vàng tìm hiểu lịch sử Đảng.\n\n"
-            "Hội thi thu hút 317 đoàn viên thanh niên đến từ 24 cơ sở Đoàn tham gia.",
+    "Hội thi thu hút 317 đoàn viên thanh niên đến từ 24 cơ sở Đoàn tham gia.",
     "date": "2024-04-12",
     "source": "Báo Thanh Niên Khối",
 }
@@ -29,7 +29,9 @@ QUESTION = "Hội thi Rung chuông vàng có bao nhiêu đoàn viên tham gia?"
 
 
 def call(base: str, path: str, method: str = "GET", body=None, key: str | None = KEY) -> tuple[int, dict]:
-    request = urllib.request.Request(base + path, method=method, data=json.dumps(body).encode() if body is not None else None)
+    request = urllib.request.Request(
+        base + path, method=method, data=json.dumps(body).encode() if body is not None else None
+    )
     request.add_header("Content-Type", "application/json")
     if key:
         request.add_header("Authorization", f"Bearer {key}")
@@ -64,8 +66,22 @@ def test_cli_add_and_delete_change_what_search_finds(real_index, tmp_path, capsy
     top = json.loads(capsys.readouterr().out)["results"][0]
     assert top["doc_id"] == "rung-chuong-vang" and "317 đoàn viên" in top["text"]
     # unaccented, filtered to the new date range
-    assert main(["search", "hoi thi rung chuong vang", "--index", str(index), "--k", "3", "--json",
-                 "--date-from", "2024-01-01"]) == 0
+    assert (
+        main(
+            [
+                "search",
+                "hoi thi rung chuong vang",
+                "--index",
+                str(index),
+                "--k",
+                "3",
+                "--json",
+                "--date-from",
+                "2024-01-01",
+            ]
+        )
+        == 0
+    )
     assert {r["doc_id"] for r in json.loads(capsys.readouterr().out)["results"]} == {"rung-chuong-vang"}
 
     assert main(["add", str(article), "--index", str(index), "--quiet"]) == 0  # unchanged: nothing embedded
@@ -153,7 +169,10 @@ def test_a_rebuild_under_a_running_server_keeps_the_documents_written_to_it(real
         (corpus / "extra.txt").write_text("Tin ngắn\n\nChi bộ Zyxwv họp thường kỳ tháng Sáu.\n", encoding="utf-8")
         assert main(["index", str(corpus), "--out", str(index), "--drop-written", "--quiet"]) == 0
         said = capsys.readouterr().err
-        assert "2 document(s) written since the last build, dropped (--drop-written): 'api-doc-1', 'rung-chuong-vang'" in said
+        assert (
+            "2 document(s) written since the last build, dropped (--drop-written): 'api-doc-1', 'rung-chuong-vang'"
+            in said
+        )
         wait_for(lambda: call(base, "/api/documents/api-doc-1")[0] == 404, 10.0)
     finally:
         process.terminate()

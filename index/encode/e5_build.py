@@ -135,10 +135,19 @@ def read_e5_file(path: Path) -> E5File:
             raise ValueError(f"tensor {name}: unknown dtype {dtype}")
 
     return E5File(
-        hidden=hidden, layers=layers, heads=heads, intermediate=inter, vocab_rows=vocab_rows,
-        max_positions=max_pos, type_vocab=type_vocab, eps=float(eps),
+        hidden=hidden,
+        layers=layers,
+        heads=heads,
+        intermediate=inter,
+        vocab_rows=vocab_rows,
+        max_positions=max_pos,
+        type_vocab=type_vocab,
+        eps=float(eps),
         special_ids={"bos": bos, "eos": eos, "pad": pad, "unk": unk},
-        pieces=pieces, scores=scores, norm_map=norm_map, tensors=tensors,
+        pieces=pieces,
+        scores=scores,
+        norm_map=norm_map,
+        tensors=tensors,
     )
 
 
@@ -250,8 +259,13 @@ def _tokenizer_files(e5: E5File, out: Path) -> None:
     names = {"bos": "<s>", "eos": "</s>", "pad": "<pad>", "unk": "<unk>"}
     fast = PreTrainedTokenizerFast(
         tokenizer_object=build_tokenizer(e5),
-        bos_token="<s>", eos_token="</s>", unk_token="<unk>", pad_token="<pad>",
-        cls_token="<s>", sep_token="</s>", mask_token="<mask>",
+        bos_token="<s>",
+        eos_token="</s>",
+        unk_token="<unk>",
+        pad_token="<pad>",
+        cls_token="<s>",
+        sep_token="</s>",
+        mask_token="<mask>",
         model_max_length=e5.max_positions,
     )
     assert all(fast.convert_tokens_to_ids(v) == e5.special_ids[k] for k, v in names.items())

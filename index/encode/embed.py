@@ -118,7 +118,9 @@ def load_encoder(model_id: str = DEFAULT_MODEL_ID, precision: str | None = None,
             if requested_precision(precision) != "auto":
                 raise
             chosen = "bf16" if native_bf16 else "fp32"
-            log.warning("no int8 encoder for %s (%s: %s); running %s on torch", model_id, type(exc).__name__, exc, chosen)
+            log.warning(
+                "no int8 encoder for %s (%s: %s); running %s on torch", model_id, type(exc).__name__, exc, chosen
+            )
     return SentenceTransformerEncoder(model_id, device, "fp32" if chosen == "int8" else chosen)
 
 
@@ -155,7 +157,12 @@ class SentenceTransformerEncoder:
     def truncate(self, text: str, max_tokens: int) -> str:
         text = normalize(text)
         offsets = self.tokenizer(
-            text, add_special_tokens=False, truncation=True, max_length=max_tokens, return_offsets_mapping=True, verbose=False
+            text,
+            add_special_tokens=False,
+            truncation=True,
+            max_length=max_tokens,
+            return_offsets_mapping=True,
+            verbose=False,
         )["offset_mapping"]
         return text[: offsets[-1][1]] if offsets else ""
 

@@ -31,7 +31,9 @@ def _unpacked(packed: Sequence[bytes], dim: int) -> tuple[np.ndarray, np.ndarray
     size = _record(dim).itemsize
     counts = np.array([len(value) for value in packed], np.int64)
     if (counts % size).any() or not counts.all():
-        raise ValueError(f"{counts[(counts % size > 0) | (counts == 0)][0]} bytes are not packed {dim}-dimensional vectors")
+        raise ValueError(
+            f"{counts[(counts % size > 0) | (counts == 0)][0]} bytes are not packed {dim}-dimensional vectors"
+        )
     records = np.frombuffer(b"".join(packed), _record(dim))
     return records["codes"].astype(np.float32) * records["scale"][:, None], counts // size
 
@@ -50,10 +52,19 @@ class Evidence:
         """From (int id, passage vector, packed sentence vectors) rows; unpacked in one go, as
         a search reads a few hundred candidates' sentences."""
         if not rows:
-            return cls(np.zeros(0, np.int64), np.zeros((0, dim), np.float32), np.zeros((0, dim), np.float32), np.zeros(0, np.int64))
+            return cls(
+                np.zeros(0, np.int64),
+                np.zeros((0, dim), np.float32),
+                np.zeros((0, dim), np.float32),
+                np.zeros(0, np.int64),
+            )
         sentences, counts = _unpacked([packed for _, _, packed in rows], dim)
-        return cls(np.array([int_id for int_id, _, _ in rows], np.int64),
-                   np.stack([np.asarray(vector, np.float32) for _, vector, _ in rows]), sentences, counts)
+        return cls(
+            np.array([int_id for int_id, _, _ in rows], np.int64),
+            np.stack([np.asarray(vector, np.float32) for _, vector, _ in rows]),
+            sentences,
+            counts,
+        )
 
     def __len__(self) -> int:
         return len(self.ids)

@@ -57,8 +57,9 @@ def document_prompt(prompts: dict[str, str]) -> str:
     return prompts.get("document", prompts.get("passage", ""))
 
 
-def network_inputs(sequences: Sequence[Sequence[int]], table: np.ndarray, scales: np.ndarray, pad_id: int,
-                   step: int) -> dict[str, np.ndarray]:
+def network_inputs(
+    sequences: Sequence[Sequence[int]], table: np.ndarray, scales: np.ndarray, pad_id: int, step: int
+) -> dict[str, np.ndarray]:
     """What the network takes for token id sequences: their table rows in f32 and the attention
     mask, padded to a multiple of `step`."""
     ids, mask = padded_batch(sequences, pad_id, step)
@@ -122,8 +123,15 @@ class _Network:
     def __init__(self, core, network_file: Path, inference_precision: str):
         self.streams = os.cpu_count() or 1
         self.compiled = core.compile_model(
-            str(network_file), "CPU", {"PERFORMANCE_HINT": "THROUGHPUT", "NUM_STREAMS": self.streams,
-                                       "INFERENCE_NUM_THREADS": self.streams, "INFERENCE_PRECISION_HINT": inference_precision})
+            str(network_file),
+            "CPU",
+            {
+                "PERFORMANCE_HINT": "THROUGHPUT",
+                "NUM_STREAMS": self.streams,
+                "INFERENCE_NUM_THREADS": self.streams,
+                "INFERENCE_PRECISION_HINT": inference_precision,
+            },
+        )
         self._queues = threading.local()  # a writer's passages and the queries may run at once
 
     def run(self, sequences: list[list[int]], encoder: Int8Encoder, batch_size: int, shape_step: int) -> np.ndarray:
@@ -156,8 +164,9 @@ class _Network:
         order = sorted(range(len(sequences)), key=lambda i: -len(sequences[i]))
         for start in range(0, len(order), batch_size):
             rows = order[start : start + batch_size]
-            inputs = network_inputs([sequences[i] for i in rows], encoder.table, encoder.scales,
-                                    encoder.tokenizer.pad_id, shape_step)
+            inputs = network_inputs(
+                [sequences[i] for i in rows], encoder.table, encoder.scales, encoder.tokenizer.pad_id, shape_step
+            )
             queue.start_async(inputs, (rows, inputs["attention_mask"]))
         queue.wait_all()
         return vectors
@@ -213,4 +222,6 @@ class Int8Encoder:
     def encode_passages(self, texts: Sequence[str], batch_size: int = 16) -> np.ndarray:
         if not len(texts):
             return np.empty((0, self.dim), np.float32)
-        return self._network.run(self.tokenizer.model_inputs(self.document_prompt, texts), self, batch_size, PASSAGE_SHAPE_STEP)
+        return self._network.run(
+            self.tokenizer.model_inputs(self.document_prompt, texts), self, batch_size, PASSAGE_SHAPE_STEP
+        )

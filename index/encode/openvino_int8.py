@@ -26,8 +26,15 @@ from pathlib import Path
 import numpy as np
 
 from index.encode.int8_encoder import (
-    NETWORK_FILE, SCALES_FILE, SPEC_FILE, TABLE_FILE, TOKENIZER_FILE, EncoderTokenizer, document_prompt,
-    network_inputs, quantize_rows,
+    NETWORK_FILE,
+    SCALES_FILE,
+    SPEC_FILE,
+    TABLE_FILE,
+    TOKENIZER_FILE,
+    EncoderTokenizer,
+    document_prompt,
+    network_inputs,
+    quantize_rows,
 )
 
 FORMAT_VERSION = 2
@@ -92,7 +99,9 @@ def _calibration_inputs(tokenizer: EncoderTokenizer, spec: dict, table: np.ndarr
     for line in CALIBRATION_FILE.read_text(encoding="utf-8").splitlines():
         record = json.loads(line)
         prompt = prompts.get("query", "") if record["kind"] == "query" else document_prompt(prompts)
-        inputs.append(network_inputs(tokenizer.model_inputs(prompt, [record["text"]]), table, scales, tokenizer.pad_id, 1))
+        inputs.append(
+            network_inputs(tokenizer.model_inputs(prompt, [record["text"]]), table, scales, tokenizer.pad_id, 1)
+        )
     return inputs
 
 
@@ -120,7 +129,9 @@ def build_int8_encoder(model_dir: Path, out_dir: Path) -> Path:
     staging = Path(tempfile.mkdtemp(prefix=".build-", dir=out_dir.parent))
     try:
         st_model.tokenizer.backend_tokenizer.save(str(staging / TOKENIZER_FILE))
-        tokenizer = EncoderTokenizer(staging / TOKENIZER_FILE, spec["max_seq_length"], spec["lower_case"], spec["pad_id"])
+        tokenizer = EncoderTokenizer(
+            staging / TOKENIZER_FILE, spec["max_seq_length"], spec["lower_case"], spec["pad_id"]
+        )
         calibration = _calibration_inputs(tokenizer, spec, table, scales)
         example = {name: torch.from_numpy(array) for name, array in calibration[0].items()}
         # tracing warns about every Python branch on a shape; the conversion is checked by the tests

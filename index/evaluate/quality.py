@@ -58,7 +58,9 @@ def load_eval_set(path: Path, corpus: Path | None = None) -> EvalSet:
     records = list(map(json.loads, filter(str.strip, path.read_text(encoding="utf-8").splitlines())))
     # questions about a third-party corpus name their passages by id: its text stays out of the project
     if records and all("relevant" in q for q in records):
-        queries = [EvalQuery(q.get("id", str(n)), q["query"], relevant=set(q["relevant"])) for n, q in enumerate(records)]
+        queries = [
+            EvalQuery(q.get("id", str(n)), q["query"], relevant=set(q["relevant"])) for n, q in enumerate(records)
+        ]
         return EvalSet(path.stem, [Path(corpus or "data/corpus")], queries, "qrels")
     queries = [EvalQuery(q.get("id", str(n)), q["query"], answers=q["answers"]) for n, q in enumerate(records)]
     return EvalSet(path.stem, [Path(corpus or "data/corpus")], queries, "answers")
@@ -82,7 +84,9 @@ def subset(evalset: EvalSet, queries: int, distractors: int, out: Path, seed: in
     picked = needed | {r["id"] for r in rng.sample(others, min(distractors, len(others)))}
     out.mkdir(parents=True, exist_ok=True)
     corpus = out / "corpus.jsonl"
-    corpus.write_text("".join(json.dumps(r, ensure_ascii=False) + "\n" for r in records if r["id"] in picked), encoding="utf-8")
+    corpus.write_text(
+        "".join(json.dumps(r, ensure_ascii=False) + "\n" for r in records if r["id"] in picked), encoding="utf-8"
+    )
     return EvalSet(f"{evalset.name}-subset", [corpus], chosen, evalset.kind)
 
 

@@ -39,12 +39,22 @@ def _rx(pattern: str) -> re.Pattern[str]:
 
 _BOILERPLATE: list[tuple[str, re.Pattern[str]]] = [
     ("advert", _rx(r"^-?\s*(advertisement|quảng cáo)\s*-?$")),
-    ("widget", _rx(r"^(chia sẻ( bài viết)?|share|bình luận|comments?|in bài|gửi email|email|print"
-                   r"|đăng ký|subscribe|theo dõi|tweet|facebook|zalo)$")),
+    (
+        "widget",
+        _rx(
+            r"^(chia sẻ( bài viết)?|share|bình luận|comments?|in bài|gửi email|email|print"
+            r"|đăng ký|subscribe|theo dõi|tweet|facebook|zalo)$"
+        ),
+    ),
     ("widget", _rx(r"^vui lòng nhập .*$")),
     ("widget", _rx(r"^(bài|tin) (liên quan|mới|cùng chuyên mục|khác)$")),
-    ("widget", _rx(r"^(được quan tâm|đọc nhiều( nhất)?|xem nhiều( nhất)?|kết nối|xem thêm|website liên kết"
-                   r"|video hoạt động.*|hình ảnh hoạt động|tags?:.*|từ khóa:.*)$")),
+    (
+        "widget",
+        _rx(
+            r"^(được quan tâm|đọc nhiều( nhất)?|xem nhiều( nhất)?|kết nối|xem thêm|website liên kết"
+            r"|video hoạt động.*|hình ảnh hoạt động|tags?:.*|từ khóa:.*)$"
+        ),
+    ),
     ("counter", _rx(r"^[\d.,]+\s*(thành viên|người theo dõi|fans?|followers?|lượt thích)[^.!?]{0,30}$")),
     ("counter", _rx(r"^lượt (xem|đọc):?\s*[\d.,]+$")),
     ("widget", _rx(r"^web basic \d+x$")),
@@ -58,8 +68,21 @@ _SOURCE = _rx(r"^\(?\s*nguồn\s*:\s*(?P<value>[^)]+?)\s*\)?$")
 _BYLINE = _rx(r"^(?P<label>(tin|bài|ảnh|video|clip)(\s*(,|và|-)\s*(tin|bài|ảnh|video|clip))*)\s*:\s*(?P<value>.+)$")
 
 _MONTH_WORDS = {
-    "một": 1, "giêng": 1, "hai": 2, "ba": 3, "tư": 4, "bốn": 4, "năm": 5, "sáu": 6, "bảy": 7,
-    "tám": 8, "chín": 9, "mười": 10, "mười một": 11, "mười hai": 12, "chạp": 12,
+    "một": 1,
+    "giêng": 1,
+    "hai": 2,
+    "ba": 3,
+    "tư": 4,
+    "bốn": 4,
+    "năm": 5,
+    "sáu": 6,
+    "bảy": 7,
+    "tám": 8,
+    "chín": 9,
+    "mười": 10,
+    "mười một": 11,
+    "mười hai": 12,
+    "chạp": 12,
 }
 _WEEKDAY = r"(thứ\s*(hai|ba|tư|năm|sáu|bảy|[2-7])|chủ nhật)\s*,?\s*"
 _DATE_PATTERNS = [
@@ -68,7 +91,9 @@ _DATE_PATTERNS = [
     # ngày 28 tháng 9 năm 2021
     _rx(rf"^({_WEEKDAY})?ngày\s*(?P<d>\d{{1,2}})\s*tháng\s*(?P<m>\d{{1,2}})\s*năm\s*(?P<y>\d{{4}})\b.*$"),
     # Thứ Ba, Tháng Chín 28, 2021
-    _rx(rf"^({_WEEKDAY})?tháng\s*(?P<mw>mười một|mười hai|[^\s\d,]+|\d{{1,2}})\s*(?P<d>\d{{1,2}})\s*,\s*(?P<y>\d{{4}})\b.*$"),
+    _rx(
+        rf"^({_WEEKDAY})?tháng\s*(?P<mw>mười một|mười hai|[^\s\d,]+|\d{{1,2}})\s*(?P<d>\d{{1,2}})\s*,\s*(?P<y>\d{{4}})\b.*$"
+    ),
 ]
 _DATE_LINE_MAX = 60
 _HEADING_MAX_WORDS = 20

@@ -66,7 +66,9 @@ class Document:
         """What decides whether a document must be written again: everything it was indexed from."""
         blocks = [[getattr(b, name) for name in sorted(vars(b))] for b in self.blocks]
         content = [self.doc_id, self.title, self.date, self.byline, self.source, self.original_name, blocks]
-        return hashlib.blake2b(json.dumps(content, ensure_ascii=False, default=str).encode(), digest_size=16).hexdigest()
+        return hashlib.blake2b(
+            json.dumps(content, ensure_ascii=False, default=str).encode(), digest_size=16
+        ).hexdigest()
 
 
 def stable_hash(text: str) -> int:
@@ -148,7 +150,12 @@ def _read_file(path: Path) -> Iterator[Document]:
 
 
 def _document(
-    doc_id: str, original_name: str | None, lines: list[str], title: str | None = None, infer_structure: bool = True, **meta
+    doc_id: str,
+    original_name: str | None,
+    lines: list[str],
+    title: str | None = None,
+    infer_structure: bool = True,
+    **meta,
 ) -> Document:
     article = clean_article(lines, title=title, infer_structure=infer_structure)
     return Document(
@@ -224,8 +231,29 @@ def _read_markdown(path: Path, raw: str) -> Document:
 
 
 class _HtmlText(HTMLParser):
-    _BLOCKS = {"p", "div", "li", "h1", "h2", "h3", "h4", "h5", "h6", "blockquote", "td", "br", "tr",
-               "section", "article", "figcaption", "title", "header", "dd", "dt", "pre"}
+    _BLOCKS = {
+        "p",
+        "div",
+        "li",
+        "h1",
+        "h2",
+        "h3",
+        "h4",
+        "h5",
+        "h6",
+        "blockquote",
+        "td",
+        "br",
+        "tr",
+        "section",
+        "article",
+        "figcaption",
+        "title",
+        "header",
+        "dd",
+        "dt",
+        "pre",
+    }
     _SKIP = {"script", "style", "nav", "footer", "aside", "noscript", "form", "iframe", "svg", "button"}
 
     def __init__(self) -> None:

@@ -45,8 +45,9 @@ def _sorted(fused: dict[int, float]) -> Ranking:
     return scores[order].astype(np.float32), ids[order]
 
 
-def sentence_evidence(query: np.ndarray, passages: np.ndarray, sentences: np.ndarray, counts: np.ndarray,
-                      passage_share: float) -> np.ndarray:
+def sentence_evidence(
+    query: np.ndarray, passages: np.ndarray, sentences: np.ndarray, counts: np.ndarray, passage_share: float
+) -> np.ndarray:
     """Each candidate's dense score from its whole and its best sentence:
     passage_share · q·p + (1 − passage_share) · max over its sentences s of q·s.
     `sentences` holds every candidate's sentences in order, `counts[i]` of them candidate i's."""

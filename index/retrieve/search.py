@@ -95,11 +95,23 @@ class SearchResult:
     def to_dict(self) -> dict:
         answer = None
         if self.answer:
-            answer = {"text": self.text[self.answer[0] : self.answer[1]], "start": self.answer[0], "end": self.answer[1]}
+            answer = {
+                "text": self.text[self.answer[0] : self.answer[1]],
+                "start": self.answer[0],
+                "end": self.answer[1],
+            }
         return {
-            "id": self.id, "score": round(self.score, 6), "text": self.text, "doc_id": self.doc_id,
-            "title": self.title, "date": self.date, "source": self.source, "position": self.position,
-            "heading": self.heading, "highlights": [list(span) for span in self.highlights], "answer": answer,
+            "id": self.id,
+            "score": round(self.score, 6),
+            "text": self.text,
+            "doc_id": self.doc_id,
+            "title": self.title,
+            "date": self.date,
+            "source": self.source,
+            "position": self.position,
+            "heading": self.heading,
+            "highlights": [list(span) for span in self.highlights],
+            "answer": answer,
         }
 
 
@@ -150,7 +162,9 @@ class Searcher:
 
     def __init__(self, followed: FollowedIndex, encoder: TextEncoder, observer: SearchObserver | None = None):
         if encoder.model_id != followed.reader.manifest.model:
-            raise ModelMismatch(f"encoder {encoder.model_id!r} does not match the index's {followed.reader.manifest.model!r}")
+            raise ModelMismatch(
+                f"encoder {encoder.model_id!r} does not match the index's {followed.reader.manifest.model!r}"
+            )
         self.followed = followed
         self.encoder = encoder
         self.observer = observer or _Unobserved()
@@ -172,8 +186,9 @@ class Searcher:
     def size(self) -> int:
         return self.index.view.passages
 
-    def search(self, query: object, k: object = 10, mode: object = "hybrid", filters: Filters = NO_FILTERS,
-               offset: object = 0) -> list[SearchResult]:
+    def search(
+        self, query: object, k: object = 10, mode: object = "hybrid", filters: Filters = NO_FILTERS, offset: object = 0
+    ) -> list[SearchResult]:
         query = check_text(query, "query", MAX_QUERY_CHARS)
         k = check_k(k)
         offset, k = check_page(offset, k)
@@ -184,13 +199,23 @@ class Searcher:
         scores, ids = self._rank(index, view, query, offset + k + LATE_DELETES, mode, filters)
         return self._results(index, (scores[offset:], ids[offset:]), k, query)
 
-    def rank(self, query: str, k: int, mode: str, fusion: FusionSettings = FUSION, filters: Filters = NO_FILTERS) -> Ranking:
+    def rank(
+        self, query: str, k: int, mode: str, fusion: FusionSettings = FUSION, filters: Filters = NO_FILTERS
+    ) -> Ranking:
         """(scores, int ids) of the best `k` passages for a checked query."""
         index = self.index
         return self._rank(index, index.view, query, k, mode, filters, fusion)
 
-    def _rank(self, index: IndexReader, view: IndexView, query: str, k: int, mode: str, filters: Filters,
-              fusion: FusionSettings = FUSION) -> Ranking:
+    def _rank(
+        self,
+        index: IndexReader,
+        view: IndexView,
+        query: str,
+        k: int,
+        mode: str,
+        filters: Filters,
+        fusion: FusionSettings = FUSION,
+    ) -> Ranking:
         if mode == "lexical":
             return index.lexical_search(query, k, filters, view)
         depth = max(k, fusion.depth)
@@ -224,8 +249,9 @@ class Searcher:
         return index.accents.restore(query, coverage, nearby)
 
     @staticmethod
-    def _by_sentences(index: IndexReader, vector: np.ndarray, candidates: np.ndarray, depth: int,
-                      fusion: FusionSettings) -> Ranking:
+    def _by_sentences(
+        index: IndexReader, vector: np.ndarray, candidates: np.ndarray, depth: int, fusion: FusionSettings
+    ) -> Ranking:
         """The dense leg: `candidates` (of either leg) scored by their whole and their best
         sentence, the best `depth` of them."""
         # a passage deleted since a leg ranked it is not found
@@ -259,8 +285,9 @@ class Searcher:
         """The passage with those around it in its document, in reading order."""
         return self.index.passages.in_document(passage.doc_id, passage.position - before, passage.position + after)
 
-    def similar_to_passage(self, passage_id: str, k: object = 10, filters: Filters = NO_FILTERS,
-                           offset: object = 0) -> list[SearchResult]:
+    def similar_to_passage(
+        self, passage_id: str, k: object = 10, filters: Filters = NO_FILTERS, offset: object = 0
+    ) -> list[SearchResult]:
         """Passages nearest to a stored one, leaving out the passage itself and exact copies of it."""
         k = check_k(k)
         offset, k = check_page(offset, k)
@@ -271,14 +298,18 @@ class Searcher:
         size = view.passages
         depth = offset + k + 1
         while True:
-            results = [r for r in self._nearest(index, view, vector, depth, filters)
-                       if r.id != source.id and r.text != source.text]
+            results = [
+                r
+                for r in self._nearest(index, view, vector, depth, filters)
+                if r.id != source.id and r.text != source.text
+            ]
             if len(results) >= offset + k or depth >= size:
                 return results[offset : offset + k]
             depth = min(depth * 4, size)
 
-    def similar_to_text(self, text: object, k: object = 10, filters: Filters = NO_FILTERS,
-                        offset: object = 0) -> list[SearchResult]:
+    def similar_to_text(
+        self, text: object, k: object = 10, filters: Filters = NO_FILTERS, offset: object = 0
+    ) -> list[SearchResult]:
         """Passages nearest to a pasted text, embedded as a passage (its first passage window)."""
         text = check_text(text, "text", MAX_SIMILAR_TEXT_CHARS)
         k = check_k(k)
@@ -287,7 +318,9 @@ class Searcher:
         window = self.encoder.truncate(text, index.manifest.chunking.get("max_tokens", self.encoder.max_tokens))
         return self._nearest(index, index.view, self.encoder.encode_passages([window])[0], offset + k, filters)[offset:]
 
-    def _nearest(self, index: IndexReader, view: IndexView, vector: np.ndarray, k: int, filters: Filters) -> list[SearchResult]:
+    def _nearest(
+        self, index: IndexReader, view: IndexView, vector: np.ndarray, k: int, filters: Filters
+    ) -> list[SearchResult]:
         return self._results(index, index.dense(vector, k + LATE_DELETES, filters, view), k)
 
     def document(self, doc_id: str) -> dict | None:
@@ -313,6 +346,19 @@ class Searcher:
             p = stored[int_id]
             explain = len(results) < annotated
             marks, answer = annotate(p.text) if explain else ((), None)
-            results.append(SearchResult(p.id, score, p.text, p.doc_id, p.title, p.date, p.source, p.position,
-                                        p.heading, tuple(marks), answer))
+            results.append(
+                SearchResult(
+                    p.id,
+                    score,
+                    p.text,
+                    p.doc_id,
+                    p.title,
+                    p.date,
+                    p.source,
+                    p.position,
+                    p.heading,
+                    tuple(marks),
+                    answer,
+                )
+            )
         return results

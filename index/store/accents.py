@@ -30,8 +30,24 @@ _FORMS_KEPT = 8
 # a query counts them as seen this many times more, since a query is a question ("ở đâu", where,
 # not "ở đầu", at the head of: ViQuAD 63 -> 31 such errors).
 QUESTION_PHRASES = (
-    "bao nhiêu", "bao giờ", "khi nào", "ở đâu", "như thế nào", "thế nào", "tại sao", "vì sao", "là gì",
-    "là ai", "những gì", "cái gì", "có phải", "mấy", "nào", "gì", "ai", "đâu",
+    "bao nhiêu",
+    "bao giờ",
+    "khi nào",
+    "ở đâu",
+    "như thế nào",
+    "thế nào",
+    "tại sao",
+    "vì sao",
+    "là gì",
+    "là ai",
+    "những gì",
+    "cái gì",
+    "có phải",
+    "mấy",
+    "nào",
+    "gì",
+    "ai",
+    "đâu",
 )
 QUESTION_WEIGHT = 100
 # Passages that share the query's words write them as the question means them, where the corpus
@@ -108,8 +124,9 @@ class AccentVocabulary:
                 share *= pair_share
         return share
 
-    def restore(self, query: str, coverage: float | None = None,
-                nearby: Callable[[], Iterable[str]] | None = None) -> str:
+    def restore(
+        self, query: str, coverage: float | None = None, nearby: Callable[[], Iterable[str]] | None = None
+    ) -> str:
         """`query` as it would have been written with diacritics and capitals, where it was typed
         without any. Diacritics: the written forms most probable under a bigram language model
         of the corpus (its syllable and pair counts, smoothed; Viterbi), with the forms of the
@@ -134,7 +151,7 @@ class AccentVocabulary:
             words = with_usual_capitals(words, texts)
         else:
             words = [with_capitals_of(typed, w) for (_, typed), w in zip(tokens, words)]
-        after_last_word = query[sum(len(gap) + len(word) for gap, word in tokens):]
+        after_last_word = query[sum(len(gap) + len(word) for gap, word in tokens) :]
         return "".join(gap + word for (gap, _), word in zip(tokens, words)) + after_last_word
 
     def _most_probable(self, words: list[str], nearby: dict[str, Counter[str]]) -> list[str]:
@@ -151,7 +168,10 @@ class AccentVocabulary:
             for form, n in forms[i].items():
                 prior = SMOOTHING * n / total
                 step[form] = max(
-                    (score + math.log((pairs.get(f"{prev} {form}", 0) + prior) / (forms[i - 1][prev] + SMOOTHING)), prev)
+                    (
+                        score + math.log((pairs.get(f"{prev} {form}", 0) + prior) / (forms[i - 1][prev] + SMOOTHING)),
+                        prev,
+                    )
                     for prev, (score, _) in best[-1].items()
                 )
             best.append(step)

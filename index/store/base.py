@@ -86,7 +86,9 @@ class Manifest:
         """The manifest `data` (as `record` gave it) describes, read from `where`."""
         if not isinstance(data, dict) or data.get("format_version") != FORMAT_VERSION:
             found = data.get("format_version") if isinstance(data, dict) else "?"
-            raise IndexCorrupt(f"{where}: index format {found} is not {FORMAT_VERSION}; rebuild it with `semsearch index`")
+            raise IndexCorrupt(
+                f"{where}: index format {found} is not {FORMAT_VERSION}; rebuild it with `semsearch index`"
+            )
         try:
             return cls(**{k: data[k] for k in cls.__dataclass_fields__ if k in data})
         except TypeError as exc:
@@ -118,8 +120,15 @@ class StoredPassage:
 
     def to_dict(self) -> dict:
         return {
-            "id": self.id, "text": self.text, "doc_id": self.doc_id, "title": self.title, "date": self.date,
-            "source": self.source, "byline": self.byline, "position": self.position, "heading": self.heading,
+            "id": self.id,
+            "text": self.text,
+            "doc_id": self.doc_id,
+            "title": self.title,
+            "date": self.date,
+            "source": self.source,
+            "byline": self.byline,
+            "position": self.position,
+            "heading": self.heading,
         }
 
 
@@ -230,8 +239,9 @@ class IndexWriter(Protocol):
     @property
     def stored_vectors(self) -> StoredVectors: ...
 
-    def write(self, documents: Sequence[PreparedDocument] = (), delete: Iterable[str] = (),
-              compact: bool = True) -> WriteResult:
+    def write(
+        self, documents: Sequence[PreparedDocument] = (), delete: Iterable[str] = (), compact: bool = True
+    ) -> WriteResult:
         """Add or replace `documents` and delete the documents `delete` names, as one commit."""
         ...
 
@@ -259,4 +269,3 @@ class IndexBuild(IndexWriter, Protocol):
         """After the input was written: delete what it no longer has and carry over (or drop)
         what was written since the last build."""
         ...
-

@@ -21,8 +21,6 @@ def day_number(date: str | None) -> int | None:
         return None
 
 
-
-
 @dataclass(frozen=True)
 class Filters:
     """Passages must be from one of `sources` and one of `doc_ids` (when given) and dated within
@@ -44,9 +42,12 @@ class Filters:
         return low, high
 
     def describe(self) -> dict:
-        return {"source": list(self.sources), "doc_id": list(self.doc_ids),
-                "date_from": self.date_from.isoformat() if self.date_from else None,
-                "date_to": self.date_to.isoformat() if self.date_to else None}
+        return {
+            "source": list(self.sources),
+            "doc_id": list(self.doc_ids),
+            "date_from": self.date_from.isoformat() if self.date_from else None,
+            "date_to": self.date_to.isoformat() if self.date_to else None,
+        }
 
 
 NO_FILTERS = Filters()

@@ -16,15 +16,27 @@ from typing import Union
 from index.store.base import IndexBuild, IndexNotFound, IndexProblem, IndexReader, IndexWriter, Manifest, ModelMismatch
 from index.store.embedded.backup import backup_index, restore_index
 from index.store.embedded.publish import building, open_index, read_manifest_if_any, verify_index, writing
-from index.store.milvus.store import (DEFAULT_COLLECTION, MilvusBuild, MilvusTarget, MilvusWriter, milvus_manifest,
-                                      open_milvus)
+from index.store.milvus.store import (
+    DEFAULT_COLLECTION,
+    MilvusBuild,
+    MilvusTarget,
+    MilvusWriter,
+    milvus_manifest,
+    open_milvus,
+)
 
 IndexLocation = Union[Path, MilvusTarget]
 BACKENDS = ("embedded", "milvus")
 
 
-def location_of(backend: str, directory: Path | str, milvus_uri: str = "", collection: str = DEFAULT_COLLECTION,
-                token: str = "", options: str | dict = "") -> IndexLocation:
+def location_of(
+    backend: str,
+    directory: Path | str,
+    milvus_uri: str = "",
+    collection: str = DEFAULT_COLLECTION,
+    token: str = "",
+    options: str | dict = "",
+) -> IndexLocation:
     """The index a setting names: `backend` "milvus" (or "" with a Milvus URI given) means the
     collection at `milvus_uri`, "embedded" (or "" without) the directory. `options`, a mapping or
     its JSON, go to pymilvus as they are (TLS: {"secure": true, "server_pem_path": "ca.pem"})."""
@@ -34,8 +46,9 @@ def location_of(backend: str, directory: Path | str, milvus_uri: str = "", colle
     if backend == "embedded":
         return Path(directory)
     if not milvus_uri:
-        raise IndexProblem("the milvus backend needs a URI: --milvus-uri http://host:19530 or ./file.db "
-                           "(or $SEMSEARCH_MILVUS_URI)")
+        raise IndexProblem(
+            "the milvus backend needs a URI: --milvus-uri http://host:19530 or ./file.db (or $SEMSEARCH_MILVUS_URI)"
+        )
     if isinstance(options, str):
         try:
             options = json.loads(options) if options.strip() else {}
@@ -59,8 +72,9 @@ def open_location(location: IndexLocation, model: str | None = None) -> IndexRea
 
 
 @contextmanager
-def writing_at(location: IndexLocation, model: str | None = None, progress: bool = False,
-               wait_seconds: float = 0.0) -> Iterator[IndexWriter]:
+def writing_at(
+    location: IndexLocation, model: str | None = None, progress: bool = False, wait_seconds: float = 0.0
+) -> Iterator[IndexWriter]:
     """The writer of the index at `location`: for a directory, the one writer, holding its lock
     (waiting up to `wait_seconds`); for Milvus, one of this host's writers."""
     if not isinstance(location, MilvusTarget):
@@ -78,8 +92,9 @@ def writing_at(location: IndexLocation, model: str | None = None, progress: bool
 
 
 @contextmanager
-def building_at(location: IndexLocation, manifest: Manifest, progress: bool = False,
-                shard: tuple[int, int] = (0, 1)) -> Iterator[IndexBuild]:
+def building_at(
+    location: IndexLocation, manifest: Manifest, progress: bool = False, shard: tuple[int, int] = (0, 1)
+) -> Iterator[IndexBuild]:
     """A full build of the index at `location` with `manifest`. In a directory, a new generation,
     published when the block completes (one process: `shard` must be (0, 1)); in Milvus, the
     collection (created if absent) written in place, as this process's `shard` (K of N)."""
@@ -185,15 +200,18 @@ class FollowedIndex:
 def one_process_only(location: IndexLocation) -> str | None:
     """Why only one process may open the index at `location`, if so (a milvus-lite file)."""
     if isinstance(location, MilvusTarget) and location.is_lite_file:
-        return (f"{location.uri} is a milvus-lite file, which one process opens (for more, run "
-                f"`milvus-lite server --data-dir {location.uri}` and use its http:// URI)")
+        return (
+            f"{location.uri} is a milvus-lite file, which one process opens (for more, run "
+            f"`milvus-lite server --data-dir {location.uri}` and use its http:// URI)"
+        )
     return None
 
 
 def _directory(location: IndexLocation, what: str) -> Path:
     if isinstance(location, MilvusTarget):
-        raise IndexProblem(f"{what} is for an index directory; a Milvus collection is checked and backed up "
-                           "with Milvus's own tools")
+        raise IndexProblem(
+            f"{what} is for an index directory; a Milvus collection is checked and backed up with Milvus's own tools"
+        )
     return Path(location)
 
 

@@ -69,8 +69,13 @@ class Catalog:
 
     def save(self, directory: Path) -> None:
         with open(Path(directory) / self.FILE, "wb") as f:
-            np.savez(f, live=self.live, source=self._columns.source[: self.size], day=self._columns.day[: self.size],
-                     source_names=np.array(list(self._columns.source_codes), dtype=str))
+            np.savez(
+                f,
+                live=self.live,
+                source=self._columns.source[: self.size],
+                day=self._columns.day[: self.size],
+                source_names=np.array(list(self._columns.source_codes), dtype=str),
+            )
 
     @classmethod
     def load(cls, directory: Path) -> Catalog | None:

@@ -56,7 +56,9 @@ def refused_when_disk_full(what: str, where: Path) -> Iterator[None]:
         raise
     except Exception as exc:
         if disk_full(exc) or _no_room(where):
-            raise DiskFull(errno.ENOSPC, f"{what}: the disk is full; nothing was changed. Free some space and try again") from exc
+            raise DiskFull(
+                errno.ENOSPC, f"{what}: the disk is full; nothing was changed. Free some space and try again"
+            ) from exc
         raise
 
 
@@ -79,8 +81,12 @@ def file_checksum(path: Path) -> str:
     return digest.hexdigest()
 
 
-def inventory(directory: Path, skip: tuple[str, ...] = (), skip_suffixes: tuple[str, ...] = (),
-              known: dict[str, dict] | None = None) -> dict[str, dict]:
+def inventory(
+    directory: Path,
+    skip: tuple[str, ...] = (),
+    skip_suffixes: tuple[str, ...] = (),
+    known: dict[str, dict] | None = None,
+) -> dict[str, dict]:
     """{relative path: {"size", "xxh3"}} for every file under `directory` except `skip` and names
     ending in `skip_suffixes`. Checksums in `known` are reused for files of the same name and
     size, except JSON files: engines rewrite those in place, while their data files never change."""

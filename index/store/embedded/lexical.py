@@ -13,6 +13,8 @@ from index.store.filters import Filters
 from index.store.analysis import analyze
 
 DIRECTORY = "lexical"
+
+
 @dataclass(frozen=True)
 class LexicalEntry:
     """What the lexical index holds of a passage: its analysed text and the fields filters use."""
@@ -83,8 +85,15 @@ class LexicalIndex:
         return cls(cls._open(directory))
 
     @classmethod
-    def apply(cls, directory: Path, removed: Iterable[int], added: Iterable[LexicalEntry], progress: bool = False,
-              threads: int | None = None, name: str = DIRECTORY) -> None:
+    def apply(
+        cls,
+        directory: Path,
+        removed: Iterable[int],
+        added: Iterable[LexicalEntry],
+        progress: bool = False,
+        threads: int | None = None,
+        name: str = DIRECTORY,
+    ) -> None:
         """Delete `removed` and (re-)add `added`, as one tantivy commit on `threads` indexing
         threads (tantivy's choice when None). Deleting by id first makes replaying the same
         changes harmless. Returns once merges are done, so every file the commit leaves is final."""
@@ -132,7 +141,9 @@ class LexicalIndex:
         if filters:
             # filters only narrow: they add nothing to the score
             must = [(tantivy.Occur.Must, text)] + [
-                (tantivy.Occur.Must, tantivy.Query.const_score_query(clause, 0.0)) for clause in self._filter_clauses(filters)]
+                (tantivy.Occur.Must, tantivy.Query.const_score_query(clause, 0.0))
+                for clause in self._filter_clauses(filters)
+            ]
             text = tantivy.Query.boolean_query(must)
         searcher = self.searcher
         hits = searcher.search(text, k, count=False).hits
@@ -153,7 +164,9 @@ class LexicalIndex:
         if filters.doc_ids:
             clauses.append(tantivy.Query.term_set_query(self.schema, self.DOC, list(filters.doc_ids)))
         if (days := filters.day_range()) is not None:
-            clauses.append(tantivy.Query.range_query(self.schema, self.DAY, tantivy.FieldType.Integer, days[0], days[1]))
+            clauses.append(
+                tantivy.Query.range_query(self.schema, self.DAY, tantivy.FieldType.Integer, days[0], days[1])
+            )
         return clauses
 
     def ids(self) -> np.ndarray:

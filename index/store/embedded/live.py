@@ -39,8 +39,15 @@ from index.prepare import PreparedDocument
 from index.store.accents import AccentVocabulary
 from index.store.base import IndexCorrupt, IndexNotFound, Manifest, NotAnIndex, WriteResult
 from index.store.embedded.catalog import Catalog
-from index.store.embedded.integrity import (CheckedFiles, DamagedFiles, check_files, fsync_directory, fsync_tree,
-                                            inventory, refused_when_disk_full)
+from index.store.embedded.integrity import (
+    CheckedFiles,
+    DamagedFiles,
+    check_files,
+    fsync_directory,
+    fsync_tree,
+    inventory,
+    refused_when_disk_full,
+)
 from index.store.embedded.lexical import DIRECTORY as LEXICAL, LexicalEntry, LexicalIndex
 from index.store.embedded.passages import IndexRows, PassageStore
 from index.store.embedded.vectors import FaissBackend, IndexPlan, VectorDelta, merge_top
@@ -54,8 +61,10 @@ CHECKPOINT_PREFIX = "checkpoint-"
 # What a writer killed at the wrong moment can leave in a generation: a checkpoint being written or
 # no longer recorded, and a lexical index being rebuilt or swapped out. Only names of these forms
 # are ever removed, and only when the state does not record them.
-_LEFTOVER = re.compile(rf"^(\.{CHECKPOINT_PREFIX}\d+-[0-9a-f]{{8}}\.staging|{CHECKPOINT_PREFIX}\d+-[0-9a-f]{{8}}"
-                       rf"|\.{LEXICAL}\.(rebuild|old)-[0-9a-f]{{8}})$")
+_LEFTOVER = re.compile(
+    rf"^(\.{CHECKPOINT_PREFIX}\d+-[0-9a-f]{{8}}\.staging|{CHECKPOINT_PREFIX}\d+-[0-9a-f]{{8}}"
+    rf"|\.{LEXICAL}\.(rebuild|old)-[0-9a-f]{{8}})$"
+)
 # Compaction folds the delta into a new checkpoint once this many passages were added or removed
 # since the last one (or a tenth of the index, if more): the exact delta costs ~1 ms per 10k
 # passages per search.
@@ -152,11 +161,15 @@ class LiveIndex:
                 catalog = catalog.changed(recent.catalog, [c.int_id for c in since if not c.added])
         delta = VectorDelta(self.dim).appended(recent.ids, recent.vectors)
         holes = len(vectors) - int(catalog.live[: last + 1].sum())
-        return View(state["version"], state["lexical_version"], checkpoint["name"], vectors, last, holes, delta, catalog)
+        return View(
+            state["version"], state["lexical_version"], checkpoint["name"], vectors, last, holes, delta, catalog
+        )
 
     def _load_checkpoint(self, checkpoint: dict) -> FaissBackend:
         """The checkpoint's FAISS index (caller holds the files lock and has checked its files)."""
-        return FaissBackend.load(self.directory / checkpoint["name"], self.dim, IndexPlan.from_description(checkpoint["backend"]))
+        return FaissBackend.load(
+            self.directory / checkpoint["name"], self.dim, IndexPlan.from_description(checkpoint["backend"])
+        )
 
     def refresh(self) -> bool:
         """Catch up with writes committed since this view; True when something changed.
@@ -184,7 +197,11 @@ class LiveIndex:
                 return True
             removed = [c for c in changes if not c.added and view.catalog.is_live(c.int_id)]
             catalog = view.catalog.changed(added.catalog, [c.int_id for c in removed])
-            vectors, last, delta = view.checkpoint, view.checkpoint_last_id, view.delta.appended(added.ids, added.vectors)
+            vectors, last, delta = (
+                view.checkpoint,
+                view.checkpoint_last_id,
+                view.delta.appended(added.ids, added.vectors),
+            )
             lexical_moved = state["lexical_version"] != view.lexical_version
             if compacted or lexical_moved:
                 with files_lock(self.directory, exclusive=False):
@@ -194,19 +211,33 @@ class LiveIndex:
                         delta = delta.after(last)
                     if lexical_moved:
                         self.lexical.reload()
-            self.view = View(state["version"], state["lexical_version"], checkpoint["name"], vectors, last,
-                             len(vectors) - int(catalog.live[: last + 1].sum()), delta, catalog)
+            self.view = View(
+                state["version"],
+                state["lexical_version"],
+                checkpoint["name"],
+                vectors,
+                last,
+                len(vectors) - int(catalog.live[: last + 1].sum()),
+                delta,
+                catalog,
+            )
             return True
 
     # -- searching ---------------------------------------------------------------------------------
 
-    def dense(self, query: np.ndarray, k: int, filters: Filters = NO_FILTERS, view: View | None = None) -> tuple[np.ndarray, np.ndarray]:
+    def dense(
+        self, query: np.ndarray, k: int, filters: Filters = NO_FILTERS, view: View | None = None
+    ) -> tuple[np.ndarray, np.ndarray]:
         view = view or self.view
-        allowed = view.catalog.allowed(filters, self.passages.int_ids_of_documents(filters.doc_ids) if filters.doc_ids else ())
+        allowed = view.catalog.allowed(
+            filters, self.passages.int_ids_of_documents(filters.doc_ids) if filters.doc_ids else ()
+        )
         in_checkpoint = view.checkpoint.search(query, k, allowed if filters or view.holes else None)
         return merge_top(k, in_checkpoint, view.delta.search(query, k, allowed))
 
-    def lexical_search(self, query: str, k: int, filters: Filters = NO_FILTERS, view: View | None = None) -> tuple[np.ndarray, np.ndarray]:
+    def lexical_search(
+        self, query: str, k: int, filters: Filters = NO_FILTERS, view: View | None = None
+    ) -> tuple[np.ndarray, np.ndarray]:
         view = view or self.view
         scores, ids = self.lexical.search(query, k, filters)
         # tantivy trails the database for the moment between a commit and its own
@@ -225,8 +256,14 @@ class LiveIndex:
 
     def state(self) -> dict:
         view = self.view
-        return {"version": view.version, "lexical_version": view.lexical_version, "checkpoint": view.checkpoint_name,
-                "passages": view.passages, "delta": view.delta.count, "deleted_since_checkpoint": view.holes}
+        return {
+            "version": view.version,
+            "lexical_version": view.lexical_version,
+            "checkpoint": view.checkpoint_name,
+            "passages": view.passages,
+            "delta": view.delta.count,
+            "deleted_since_checkpoint": view.holes,
+        }
 
     @property
     def name(self) -> str:
@@ -263,14 +300,17 @@ class LiveWriter:
         self.store.close()
 
     def stored_vectors(self, passages: Sequence[Passage]) -> dict[str, tuple[np.ndarray, bytes]]:
-        return {id_: (np.frombuffer(vector, np.float32), sentences)
-                for id_, (vector, sentences) in self.store.existing_vectors(passages).items()}
+        return {
+            id_: (np.frombuffer(vector, np.float32), sentences)
+            for id_, (vector, sentences) in self.store.existing_vectors(passages).items()
+        }
 
     def missing(self, doc_ids: Sequence[str]) -> list[str]:
         return [doc_id for doc_id in doc_ids if self.store.document(doc_id) is None]
 
-    def write(self, documents: Sequence[PreparedDocument] = (), delete: Iterable[str] = (),
-              compact: bool = True) -> WriteResult:
+    def write(
+        self, documents: Sequence[PreparedDocument] = (), delete: Iterable[str] = (), compact: bool = True
+    ) -> WriteResult:
         """Add or replace `documents` and delete the documents `delete` names, as one commit."""
         with refused_when_disk_full("the write", self.directory):
             self.recover()
@@ -310,10 +350,14 @@ class LiveWriter:
         added = self.store.rows(self.dim, int_ids=sorted({c.int_id for c in changes if c.added}), texts=True)
         entries = lexical_entries(added)
         with files_lock(self.directory, exclusive=True):
-            LexicalIndex.apply(self.directory, {c.int_id for c in changes if not c.added}, entries, self.progress, self.threads)
+            LexicalIndex.apply(
+                self.directory, {c.int_id for c in changes if not c.added}, entries, self.progress, self.threads
+            )
             recorded = state["lexical_files"]
-            self.store.set_state(lexical_version=state["version"],
-                                 lexical_files=inventory(self.directory / LEXICAL, skip_suffixes=(".lock",), known=recorded))
+            self.store.set_state(
+                lexical_version=state["version"],
+                lexical_files=inventory(self.directory / LEXICAL, skip_suffixes=(".lock",), known=recorded),
+            )
 
     def repair(self, parts: set[str]) -> None:
         """Rebuild the derived `parts` ("lexical", "checkpoint") from the database."""
@@ -337,8 +381,10 @@ class LiveWriter:
                 os.rename(self.directory / LEXICAL, old)
             os.rename(self.directory / rebuilt, self.directory / LEXICAL)
             fsync_directory(self.directory)
-            self.store.set_state(lexical_version=state["version"],
-                                 lexical_files=inventory(self.directory / LEXICAL, skip_suffixes=(".lock",)))
+            self.store.set_state(
+                lexical_version=state["version"],
+                lexical_files=inventory(self.directory / LEXICAL, skip_suffixes=(".lock",)),
+            )
         shutil.rmtree(old, ignore_errors=True)
 
     def compact(self, force: bool = True, reuse_training: bool = True) -> bool:
@@ -363,7 +409,12 @@ class LiveWriter:
         count = self.store.counts()[0]
         plan = IndexPlan.for_size(count, self.manifest.memory_saving)
         previous = None
-        if reuse_training and checkpoint is not None and IndexPlan.from_description(checkpoint["backend"]) == plan and plan.nprobe:
+        if (
+            reuse_training
+            and checkpoint is not None
+            and IndexPlan.from_description(checkpoint["backend"]) == plan
+            and plan.nprobe
+        ):
             previous = FaissBackend.load(self.directory / checkpoint["name"], self.dim, plan)
 
         catalog = Catalog.of(())
@@ -389,8 +440,14 @@ class LiveWriter:
             fsync_tree(staging)
             os.rename(staging, self.directory / name)
             fsync_directory(self.directory)
-            record = {"name": name, "version": state["version"], "last_int_id": int(ids.max()) if len(ids) else 0,
-                      "passages": len(ids), "backend": backend.describe(), "files": inventory(self.directory / name)}
+            record = {
+                "name": name,
+                "version": state["version"],
+                "last_int_id": int(ids.max()) if len(ids) else 0,
+                "passages": len(ids),
+                "backend": backend.describe(),
+                "files": inventory(self.directory / name),
+            }
             with files_lock(self.directory, exclusive=True):
                 self.store.set_state(checkpoint=record, previous_checkpoint=checkpoint)
         except BaseException:  # nothing of this compaction stays; the recorded checkpoint serves on
@@ -409,7 +466,9 @@ class LiveWriter:
 
 def lexical_entries(rows: IndexRows) -> list[LexicalEntry]:
     """What tantivy holds of passages read with their texts."""
-    return [LexicalEntry(row.int_id, text, row.doc_id, row.source, row.day) for row, text in zip(rows.catalog, rows.texts)]
+    return [
+        LexicalEntry(row.int_id, text, row.doc_id, row.source, row.day) for row, text in zip(rows.catalog, rows.texts)
+    ]
 
 
 def create_generation(directory: Path, manifest: Manifest, version: int = 0) -> None:

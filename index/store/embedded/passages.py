@@ -119,13 +119,22 @@ def _count_accents(connection: sqlite3.Connection, added: Iterable[str], removed
     """Within the caller's transaction: the accent counts of `added` texts in, of `removed` out."""
     changes = form_counts(added)
     changes.subtract(form_counts(removed))
-    rows = sorted((key, written, n) for (key, written), n in changes.items() if n)  # in key order: B-tree pages touched once
-    connection.executemany("INSERT INTO accent_forms VALUES (?, ?, ?)"
-                           " ON CONFLICT (key, written) DO UPDATE SET count = count + excluded.count", rows)
-    connection.executemany("DELETE FROM accent_forms WHERE key = ? AND written = ? AND count <= 0",
-                           [(key, written) for key, written, n in rows if n < 0])
-    connection.execute("UPDATE state SET value = value + ? WHERE key = 'accent_total'",
-                       (sum(n for key, _, n in rows if " " not in key),))
+    rows = sorted(
+        (key, written, n) for (key, written), n in changes.items() if n
+    )  # in key order: B-tree pages touched once
+    connection.executemany(
+        "INSERT INTO accent_forms VALUES (?, ?, ?)"
+        " ON CONFLICT (key, written) DO UPDATE SET count = count + excluded.count",
+        rows,
+    )
+    connection.executemany(
+        "DELETE FROM accent_forms WHERE key = ? AND written = ? AND count <= 0",
+        [(key, written) for key, written, n in rows if n < 0],
+    )
+    connection.execute(
+        "UPDATE state SET value = value + ? WHERE key = 'accent_total'",
+        (sum(n for key, _, n in rows if " " not in key),),
+    )
 
 
 class PassageStore:
@@ -170,7 +179,9 @@ class PassageStore:
         return [row[0] for row in self._query(f"SELECT int_id FROM passages WHERE doc_id IN ({marks})", list(doc_ids))]
 
     def in_document(self, doc_id: str, first: int, last: int) -> list[StoredPassage]:
-        return self._rows("WHERE p.doc_id = ? AND p.position BETWEEN ? AND ? ORDER BY p.position", (doc_id, first, last))
+        return self._rows(
+            "WHERE p.doc_id = ? AND p.position BETWEEN ? AND ? ORDER BY p.position", (doc_id, first, last)
+        )
 
     def document(self, doc_id: str) -> dict | None:
         """A document's metadata (its origin too, once a writer recorded origins) and its
@@ -181,24 +192,36 @@ class PassageStore:
             if row is None:
                 return None
             found = dict(zip((column[0] for column in cursor.description), row))
-            ids = [r[0] for r in self._connection.execute(
-                "SELECT id FROM passages WHERE doc_id = ? ORDER BY position", (doc_id,))]
+            ids = [
+                r[0]
+                for r in self._connection.execute(
+                    "SELECT id FROM passages WHERE doc_id = ? ORDER BY position", (doc_id,)
+                )
+            ]
         shown = ("title", "date", "byline", "source", "original_name", "origin", "path")
         return {"id": found["doc_id"], **{key: found.get(key) for key in shown}, "passages": ids}
 
-    def written_documents(self, batch: int = 500) -> Iterator[tuple[list[tuple[Document, list[Passage]]], dict[str, tuple[bytes, bytes]]]]:
+    def written_documents(
+        self, batch: int = 500
+    ) -> Iterator[tuple[list[tuple[Document, list[Passage]]], dict[str, tuple[bytes, bytes]]]]:
         """Documents not read by a full build (added from files or over HTTP since), `batch` at
         a time: each with its passages and their stored (vector, packed sentence vectors)."""
-        rows = self._query("SELECT doc_id, title, date, byline, source, original_name, origin, path FROM documents"
-                           " WHERE origin != 'build' ORDER BY doc_id")
+        rows = self._query(
+            "SELECT doc_id, title, date, byline, source, original_name, origin, path FROM documents"
+            " WHERE origin != 'build' ORDER BY doc_id"
+        )
         for start in range(0, len(rows), batch):
-            documents = {row[0]: Document(row[0], row[1], [], row[2], row[3], row[4], row[5], origin=row[6], path=row[7])
-                         for row in rows[start : start + batch]}
+            documents = {
+                row[0]: Document(row[0], row[1], [], row[2], row[3], row[4], row[5], origin=row[6], path=row[7])
+                for row in rows[start : start + batch]
+            }
             passages: dict[str, list[Passage]] = {doc_id: [] for doc_id in documents}
             vectors = {}
             for id_, doc_id, position, heading, context, text, vector, sentences in self._query(
-                    "SELECT id, doc_id, position, heading, context, text, vector, sentences FROM passages"
-                    f" WHERE doc_id IN ({','.join('?' * len(documents))}) ORDER BY doc_id, position", list(documents)):
+                "SELECT id, doc_id, position, heading, context, text, vector, sentences FROM passages"
+                f" WHERE doc_id IN ({','.join('?' * len(documents))}) ORDER BY doc_id, position",
+                list(documents),
+            ):
                 passages[doc_id].append(Passage(id_, doc_id, position, heading, text, context))
                 vectors[id_] = (vector, sentences)
             yield [(doc, passages[doc_id]) for doc_id, doc in documents.items()], vectors
@@ -211,17 +234,29 @@ class PassageStore:
 
     def evidence(self, int_ids: Sequence[int], dim: int) -> Evidence:
         """Vectors of the passages with `int_ids` that still exist, and of their sentences."""
-        found = self._query(f"SELECT int_id, vector, sentences FROM passages WHERE int_id IN ({','.join('?' * len(int_ids))})",
-                            [int(i) for i in int_ids]) if len(int_ids) else []
-        return Evidence.of([(int_id, np.frombuffer(vector, np.float32, count=dim), sentences) for int_id, vector, sentences in found], dim)
+        found = (
+            self._query(
+                f"SELECT int_id, vector, sentences FROM passages WHERE int_id IN ({','.join('?' * len(int_ids))})",
+                [int(i) for i in int_ids],
+            )
+            if len(int_ids)
+            else []
+        )
+        return Evidence.of(
+            [(int_id, np.frombuffer(vector, np.float32, count=dim), sentences) for int_id, vector, sentences in found],
+            dim,
+        )
 
-    def rows(self, dim: int, int_ids: Sequence[int] | None = None, after: int = 0, limit: int = -1,
-             texts: bool = False) -> IndexRows:
+    def rows(
+        self, dim: int, int_ids: Sequence[int] | None = None, after: int = 0, limit: int = -1, texts: bool = False
+    ) -> IndexRows:
         """What the derived parts of an index need of the passages with `int_ids` (those that
         still exist), or of those with an int_id above `after`, in id order. Texts only when
         asked for: readers and compaction need vectors alone, and texts are as large again."""
-        sql = (f"SELECT p.int_id, p.doc_id, d.source, d.day, p.vector{', p.context, p.text' if texts else ''}"
-               " FROM passages p JOIN documents d ON d.doc_id = p.doc_id ")
+        sql = (
+            f"SELECT p.int_id, p.doc_id, d.source, d.day, p.vector{', p.context, p.text' if texts else ''}"
+            " FROM passages p JOIN documents d ON d.doc_id = p.doc_id "
+        )
         if int_ids is None:
             found = self._query(sql + "WHERE p.int_id > ? ORDER BY p.int_id LIMIT ?", (after, limit))
         else:
@@ -230,8 +265,11 @@ class PassageStore:
                 part = [int(i) for i in int_ids[start : start + 30_000]]
                 found += self._query(sql + f"WHERE p.int_id IN ({','.join('?' * len(part))}) ORDER BY p.int_id", part)
         vectors = np.frombuffer(b"".join(row[4] for row in found), dtype=np.float32).reshape(len(found), dim)
-        return IndexRows([CatalogRow(*row[:4]) for row in found], vectors,
-                         [embedding_text_of(row[5], row[6]) for row in found] if texts else [])
+        return IndexRows(
+            [CatalogRow(*row[:4]) for row in found],
+            vectors,
+            [embedding_text_of(row[5], row[6]) for row in found] if texts else [],
+        )
 
     def all_rows(self, dim: int, batch: int = 50_000, texts: bool = False) -> Iterator[IndexRows]:
         after = 0
@@ -241,17 +279,26 @@ class PassageStore:
 
     def catalog(self) -> list[CatalogRow]:
         """Filter metadata of every passage."""
-        return [CatalogRow(*row) for row in self._query(
-            "SELECT p.int_id, p.doc_id, d.source, d.day FROM passages p JOIN documents d ON d.doc_id = p.doc_id")]
+        return [
+            CatalogRow(*row)
+            for row in self._query(
+                "SELECT p.int_id, p.doc_id, d.source, d.day FROM passages p JOIN documents d ON d.doc_id = p.doc_id"
+            )
+        ]
 
     def doc_ids_of(self, int_ids: Sequence[int]) -> dict[int, str]:
         marks = ",".join("?" * len(int_ids))
-        return dict(self._query(f"SELECT int_id, doc_id FROM passages WHERE int_id IN ({marks})", list(int_ids))) if int_ids else {}
+        return (
+            dict(self._query(f"SELECT int_id, doc_id FROM passages WHERE int_id IN ({marks})", list(int_ids)))
+            if int_ids
+            else {}
+        )
 
     def changes_after(self, version: int, until: int) -> list[Change]:
         rows = self._query(
             "SELECT version, int_id, added FROM changes WHERE version > ? AND version <= ? ORDER BY rowid",
-            (version, until))
+            (version, until),
+        )
         return [Change(v, i, bool(a)) for v, i, a in rows]
 
     def state(self) -> dict:
@@ -265,7 +312,10 @@ class PassageStore:
         return passages, documents
 
     def sources(self) -> list[str]:
-        return [row[0] for row in self._query("SELECT DISTINCT source FROM documents WHERE source IS NOT NULL ORDER BY source")]
+        return [
+            row[0]
+            for row in self._query("SELECT DISTINCT source FROM documents WHERE source IS NOT NULL ORDER BY source")
+        ]
 
     def all_int_ids(self) -> list[int]:
         return [row[0] for row in self._query("SELECT int_id FROM passages")]
@@ -276,16 +326,28 @@ class PassageStore:
 
     def accent_forms(self, key: str, limit: int) -> dict[str, int]:
         """The `limit` commonest written forms of an unaccented syllable or pair, with their counts."""
-        return dict(self._query("SELECT written, count FROM accent_forms WHERE key = ? ORDER BY count DESC, written LIMIT ?",
-                                (key, limit)))
+        return dict(
+            self._query(
+                "SELECT written, count FROM accent_forms WHERE key = ? ORDER BY count DESC, written LIMIT ?",
+                (key, limit),
+            )
+        )
 
     def accent_frequency(self, key: str) -> int:
         return self._query("SELECT COALESCE(SUM(count), 0) FROM accent_forms WHERE key = ?", (key,))[0][0]
 
     def accent_known(self, keys: set[str]) -> set[str]:
         keys = list(keys)
-        return {row[0] for row in self._query(
-            f"SELECT DISTINCT key FROM accent_forms WHERE key IN ({','.join('?' * len(keys))})", keys)} if keys else set()
+        return (
+            {
+                row[0]
+                for row in self._query(
+                    f"SELECT DISTINCT key FROM accent_forms WHERE key IN ({','.join('?' * len(keys))})", keys
+                )
+            }
+            if keys
+            else set()
+        )
 
     def accent_total(self) -> int:
         return int(self._query("SELECT value FROM state WHERE key = 'accent_total'")[0][0])
@@ -299,7 +361,8 @@ class PassageStore:
         for start in range(0, len(ids), 30_000):
             part = ids[start : start + 30_000]
             for id_, context, vector, sentences in self._query(
-                f"SELECT id, context, vector, sentences FROM passages WHERE id IN ({','.join('?' * len(part))})", part):
+                f"SELECT id, context, vector, sentences FROM passages WHERE id IN ({','.join('?' * len(part))})", part
+            ):
                 if wanted[id_] == context:
                     found[id_] = (vector, sentences)
         return found
@@ -324,8 +387,11 @@ class PassageStore:
         with self._lock:
             record_origins(self._connection)
 
-    def commit(self, removed_documents: Iterable[str],
-               documents: Sequence[tuple[Document, Sequence[Passage], np.ndarray, Sequence[bytes]]]) -> Commit:
+    def commit(
+        self,
+        removed_documents: Iterable[str],
+        documents: Sequence[tuple[Document, Sequence[Passage], np.ndarray, Sequence[bytes]]],
+    ) -> Commit:
         """In one transaction: remove `removed_documents` (absent ones are ignored) and every
         document about to be replaced, insert `documents` with their passages, vectors and
         packed sentence vectors, log
@@ -342,30 +408,56 @@ class PassageStore:
                 for start in range(0, len(gone), 10_000):
                     part = gone[start : start + 10_000]
                     marks = ",".join("?" * len(part))
-                    removed_texts += [embedding_text_of(*row) for row in c.execute(
-                        f"SELECT context, text FROM passages WHERE doc_id IN ({marks})", part)]
+                    removed_texts += [
+                        embedding_text_of(*row)
+                        for row in c.execute(f"SELECT context, text FROM passages WHERE doc_id IN ({marks})", part)
+                    ]
                     removed += c.execute(
-                        f"INSERT INTO changes SELECT ?, int_id, 0 FROM passages WHERE doc_id IN ({marks})", [version, *part]).rowcount
+                        f"INSERT INTO changes SELECT ?, int_id, 0 FROM passages WHERE doc_id IN ({marks})",
+                        [version, *part],
+                    ).rowcount
                     c.execute(f"DELETE FROM passages WHERE doc_id IN ({marks})", part)
                     documents_removed += c.execute(f"DELETE FROM documents WHERE doc_id IN ({marks})", part).rowcount
                 added = 0
                 for doc, passages, vectors, sentences in documents:
-                    c.execute("INSERT INTO documents (doc_id, title, date, byline, source, original_name, day, origin, path)"
-                              " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
-                              (doc.doc_id, doc.title, doc.date, doc.byline, doc.source, doc.original_name, day_number(doc.date),
-                               doc.origin, doc.path))
+                    c.execute(
+                        "INSERT INTO documents (doc_id, title, date, byline, source, original_name, day, origin, path)"
+                        " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                        (
+                            doc.doc_id,
+                            doc.title,
+                            doc.date,
+                            doc.byline,
+                            doc.source,
+                            doc.original_name,
+                            day_number(doc.date),
+                            doc.origin,
+                            doc.path,
+                        ),
+                    )
                     for passage, vector, packed in zip(passages, vectors, sentences):
                         cursor = c.execute(
                             "INSERT INTO passages (id, doc_id, position, heading, context, text, vector, sentences)"
                             " VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
-                            (passage.id, passage.doc_id, passage.position, passage.heading, passage.context, passage.text,
-                             np.ascontiguousarray(vector, dtype=np.float32).tobytes(), packed))
+                            (
+                                passage.id,
+                                passage.doc_id,
+                                passage.position,
+                                passage.heading,
+                                passage.context,
+                                passage.text,
+                                np.ascontiguousarray(vector, dtype=np.float32).tobytes(),
+                                packed,
+                            ),
+                        )
                         c.execute("INSERT INTO changes VALUES (?, ?, 1)", (version, cursor.lastrowid))
                         added += 1
                 _count_accents(c, (p.embedding_text for _, passages, *_ in documents for p in passages), removed_texts)
                 c.execute("UPDATE state SET value = ? WHERE key = 'version'", (json.dumps(version),))
                 # kept here so that serving the count costs nothing at any size
-                c.execute("UPDATE state SET value = value + ? WHERE key = 'documents'", (len(documents) - documents_removed,))
+                c.execute(
+                    "UPDATE state SET value = value + ? WHERE key = 'documents'", (len(documents) - documents_removed,)
+                )
                 c.execute("COMMIT")
             except BaseException:
                 if c.in_transaction:  # SQLite rolls back by itself on some errors (a full disk)
@@ -393,4 +485,3 @@ class PassageStore:
     def close(self) -> None:
         with self._lock:
             self._connection.close()
-

@@ -36,11 +36,23 @@ import numpy as np
 from index.encode.embed import TextEncoder
 from index.ingest.chunk import Passage
 from index.prepare import prepare_chunked
-from index.store.base import (BuildEnd, IndexBusy, IndexCorrupt, IndexProblem, Manifest, ModelMismatch,
-                              NotAnIndex)
-from index.store.embedded.integrity import CheckedFiles, DamagedFiles, fsync_directory, fsync_tree, refused_when_disk_full
-from index.store.embedded.live import (MANIFEST, DerivedDamaged, LiveIndex, LiveWriter, create_generation, open_live,
-                                       read_manifest)
+from index.store.base import BuildEnd, IndexBusy, IndexCorrupt, IndexProblem, Manifest, ModelMismatch, NotAnIndex
+from index.store.embedded.integrity import (
+    CheckedFiles,
+    DamagedFiles,
+    fsync_directory,
+    fsync_tree,
+    refused_when_disk_full,
+)
+from index.store.embedded.live import (
+    MANIFEST,
+    DerivedDamaged,
+    LiveIndex,
+    LiveWriter,
+    create_generation,
+    open_live,
+    read_manifest,
+)
 from index.store.embedded.passages import FILE as PASSAGES_FILE, PassageStore
 
 log = logging.getLogger("semsearch")
@@ -72,7 +84,9 @@ def open_index(out: Path, model: str | None = None, reread: bool = False) -> Liv
         try:
             index = open_live(directory, manifest, checked)
         except DerivedDamaged as exc:
-            log.warning("the index at %s: %s; rebuilding %s from passages.sqlite", out, exc, " and ".join(sorted(exc.parts)))
+            log.warning(
+                "the index at %s: %s; rebuilding %s from passages.sqlite", out, exc, " and ".join(sorted(exc.parts))
+            )
             with index_lock(out, wait_seconds=REPAIR_WAIT_SECONDS):
                 with _writer(directory, manifest) as writer:
                     writer.repair(exc.parts)
@@ -102,8 +116,10 @@ def open_index(out: Path, model: str | None = None, reread: bool = False) -> Liv
 
 def damage_message(out: Path, problem: str) -> str:
     """Real damage (the database itself): what is wrong, and steps that lose nothing."""
-    return (f"the index at {out} is damaged: {problem}. Nothing was changed; run `semsearch verify --index {out}` "
-            f"for a full report, and restore the index from a backup (`semsearch restore`)")
+    return (
+        f"the index at {out} is damaged: {problem}. Nothing was changed; run `semsearch verify --index {out}` "
+        f"for a full report, and restore the index from a backup (`semsearch restore`)"
+    )
 
 
 def _finish_interrupted_write(out: Path, directory: Path, manifest: Manifest) -> None:
@@ -159,8 +175,9 @@ def verify_index(out: Path) -> list[str]:
         in_checkpoint = {int(i) for i in view.checkpoint.ids() if view.catalog.is_live(int(i))}
         if rows != in_checkpoint | {i for i in rows if i > view.checkpoint_last_id}:
             raise IndexCorrupt("the vector checkpoint and passages.sqlite hold different passage ids")
-        checked.append(f"{passages} passages of {documents} documents in every part, with the same ids "
-                       f"(version {view.version})")
+        checked.append(
+            f"{passages} passages of {documents} documents in every part, with the same ids (version {view.version})"
+        )
         return checked
     finally:
         index.close()
@@ -229,7 +246,9 @@ def index_lock(out: Path, wait_seconds: float = 0.0) -> Iterator[None]:
                 if time.monotonic() >= deadline:
                     handle.seek(0)
                     holder = handle.read().strip() or "?"
-                    raise IndexBusy(f"another semsearch process (pid {holder}) is writing {out}; try again when it is done") from None
+                    raise IndexBusy(
+                        f"another semsearch process (pid {holder}) is writing {out}; try again when it is done"
+                    ) from None
                 time.sleep(0.02)
         handle.seek(0)
         handle.truncate()
@@ -297,7 +316,9 @@ def previous_version(out: Path) -> int:
 
 
 @contextmanager
-def writing(out: Path, model: str | None = None, progress: bool = False, wait_seconds: float = 0.0) -> Iterator[LiveWriter]:
+def writing(
+    out: Path, model: str | None = None, progress: bool = False, wait_seconds: float = 0.0
+) -> Iterator[LiveWriter]:
     """The writer of the index published at `out`, holding its lock (waiting up to
     `wait_seconds` for another writer or build to finish); `model`, when given, must be the
     index's."""
@@ -343,8 +364,10 @@ class GenerationBuild(LiveWriter):
             store = PassageStore(Path(self.out).resolve())
             store.record_origins()
         except sqlite3.DatabaseError as exc:
-            raise IndexCorrupt(f"the documents written to the index at {self.out} since its build cannot be read "
-                               f"({exc}), so this build would lose them; restore a backup, or build with --drop-written") from exc
+            raise IndexCorrupt(
+                f"the documents written to the index at {self.out} since its build cannot be read "
+                f"({exc}), so this build would lose them; restore a backup, or build with --drop-written"
+            ) from exc
         try:
             for group, vectors in store.written_documents(CARRY_GROUP):
                 replaced += [doc.doc_id for doc, _ in group if doc.doc_id in seen]
@@ -353,9 +376,13 @@ class GenerationBuild(LiveWriter):
                     dropped += [doc.doc_id for doc, _ in carried]
                     continue
                 if carried:
+
                     def stored(passages: list[Passage], vectors=vectors) -> dict[str, tuple[np.ndarray, bytes]]:
-                        return {p.id: (np.frombuffer(vectors[p.id][0], np.float32), vectors[p.id][1])
-                                for p in passages if p.id in vectors}
+                        return {
+                            p.id: (np.frombuffer(vectors[p.id][0], np.float32), vectors[p.id][1])
+                            for p in passages
+                            if p.id in vectors
+                        }
 
                     self.write(prepare_chunked(carried, encoder, stored if same_model else None), compact=False)
                     kept += [doc.doc_id for doc, _ in carried]

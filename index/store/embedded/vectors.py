@@ -59,8 +59,15 @@ class FaissBackend:
         self.plan = plan
 
     @classmethod
-    def build(cls, batches: Callable[[], Iterable[Batch]], count: int, dim: int, plan: IndexPlan,
-              trained: FaissBackend | None = None, threads: int | None = None) -> FaissBackend:
+    def build(
+        cls,
+        batches: Callable[[], Iterable[Batch]],
+        count: int,
+        dim: int,
+        plan: IndexPlan,
+        trained: FaissBackend | None = None,
+        threads: int | None = None,
+    ) -> FaissBackend:
         """Index the `count` (ids, vectors) rows `batches()` yields, on `threads` cores (all when
         None). Only the index and one batch are in memory at a time: an untrained IVF plan reads
         the batches twice, once for its training sample and once to add them. An IVF plan reuses
@@ -78,7 +85,9 @@ class FaissBackend:
             inner.train(training_sample(batches(), count, dim, lists * TRAIN_POINTS_PER_LIST))
         index = faiss.IndexIDMap(inner)
         for ids, vectors in batches():
-            index.add_with_ids(np.ascontiguousarray(vectors, dtype=np.float32), np.ascontiguousarray(ids, dtype=np.int64))
+            index.add_with_ids(
+                np.ascontiguousarray(vectors, dtype=np.float32), np.ascontiguousarray(ids, dtype=np.int64)
+            )
         faiss.omp_set_num_threads(1)
         return cls(index, plan)
 
@@ -87,7 +96,9 @@ class FaissBackend:
         """Memory-mapped where FAISS allows it, so start-up does not read the whole file."""
         import faiss
 
-        index = faiss.read_index(str(Path(directory) / cls.FILE), faiss.IO_FLAG_MMAP | faiss.IO_FLAG_READ_ONLY if mmap else 0)
+        index = faiss.read_index(
+            str(Path(directory) / cls.FILE), faiss.IO_FLAG_MMAP | faiss.IO_FLAG_READ_ONLY if mmap else 0
+        )
         if index.d != dim:
             raise ValueError(f"vector file has dimension {index.d}, the index says {dim}")
         return cls(index, plan)
@@ -110,7 +121,11 @@ class FaissBackend:
         bits = np.packbits(allowed, bitorder="little") if allowed is not None else None
         selector = faiss.IDSelectorBitmap(len(bits), faiss.swig_ptr(bits)) if bits is not None else None
         for nprobe in dict.fromkeys((self.plan.nprobe, self._lists())) if self.plan.nprobe else (0,):
-            params = faiss.SearchParametersIVF(sel=selector, nprobe=nprobe) if nprobe else faiss.SearchParameters(sel=selector)
+            params = (
+                faiss.SearchParametersIVF(sel=selector, nprobe=nprobe)
+                if nprobe
+                else faiss.SearchParameters(sel=selector)
+            )
             scores, ids = self.index.search(query, k, params=params)
             keep = ids[0] >= 0
             if keep.sum() >= k:
@@ -133,8 +148,12 @@ class FaissBackend:
         faiss.write_index(self.index, str(Path(directory) / self.FILE))
 
     def describe(self) -> dict:
-        return {"engine": "faiss", "factory": _ID_WRAPPER + self.plan.factory, "nprobe": self.plan.nprobe,
-                "metric": "inner_product"}
+        return {
+            "engine": "faiss",
+            "factory": _ID_WRAPPER + self.plan.factory,
+            "nprobe": self.plan.nprobe,
+            "metric": "inner_product",
+        }
 
     def __len__(self) -> int:
         return int(self.index.ntotal)

@@ -46,8 +46,16 @@ from index.ingest.files import Document, stable_hash
 from index.prepare import PreparedDocument
 from index.store.accents import QUESTION_PHRASES, AccentVocabulary, form_counts
 from index.store.analysis import B, K1, analyze
-from index.store.base import (FORMAT_VERSION, BuildEnd, Commit, IndexProblem, Manifest, ModelMismatch, StoredPassage,
-                              WriteResult)
+from index.store.base import (
+    FORMAT_VERSION,
+    BuildEnd,
+    Commit,
+    IndexProblem,
+    Manifest,
+    ModelMismatch,
+    StoredPassage,
+    WriteResult,
+)
 from index.store.filters import NO_FILTERS, Filters, day_number
 
 log = logging.getLogger("semsearch")
@@ -72,8 +80,22 @@ _BATCH = 1_000  # rows per insert or query: under gRPC's message limit with 384-
 def _batches(items: Sequence) -> Iterator[Sequence]:
     for start in range(0, len(items), _BATCH):
         yield items[start : start + _BATCH]
+
+
 _FOLDED = "ǂ"  # a letter (so `\w`) that no syllable holds: marks unaccented terms, joins pairs
-_PASSAGE_FIELDS = ["int_id", "id", "doc_id", "position", "heading", "text", "title", "date", "source", "byline", "context"]
+_PASSAGE_FIELDS = [
+    "int_id",
+    "id",
+    "doc_id",
+    "position",
+    "heading",
+    "text",
+    "title",
+    "date",
+    "source",
+    "byline",
+    "context",
+]
 
 
 class MilvusIndexProblem(IndexProblem):
@@ -94,7 +116,9 @@ def milvus_terms(text: str) -> str:
 
 def literal(value: str) -> str:
     """A string literal for a Milvus filter expression."""
-    escaped = value.replace("\\", "\\\\").replace('"', '\\"').replace("\n", "\\n").replace("\r", "\\r").replace("\t", "\\t")
+    escaped = (
+        value.replace("\\", "\\\\").replace('"', '\\"').replace("\n", "\\n").replace("\r", "\\r").replace("\t", "\\t")
+    )
     return f'"{escaped}"'
 
 
@@ -142,7 +166,8 @@ class MilvusTarget:
             if self.is_lite_file:
                 raise MilvusIndexProblem(
                     f"cannot open the milvus-lite file {self.uri} ({exc}); milvus-lite lets one process open a file: "
-                    f"if another has it, run `milvus-lite server --data-dir {self.uri}` and use its http:// URI") from exc
+                    f"if another has it, run `milvus-lite server --data-dir {self.uri}` and use its http:// URI"
+                ) from exc
             raise MilvusIndexProblem(f"cannot reach Milvus at {self.uri}: {exc}") from exc
 
     def __str__(self) -> str:
@@ -181,12 +206,16 @@ class MilvusStore:
     def get(self, name: str, keys: Sequence[int], fields: list[str]) -> list[dict]:
         """`fields` of the rows of `name` whose primary key is one of `keys` (a lookup, not a filter)."""
         keys = [int(key) for key in keys]
-        return [row for part in _batches(keys)
-                for row in self.client.get(name, ids=part, output_fields=fields, consistency_level=CONSISTENCY)]
+        return [
+            row
+            for part in _batches(keys)
+            for row in self.client.get(name, ids=part, output_fields=fields, consistency_level=CONSISTENCY)
+        ]
 
     def scan(self, name: str, fields: list[str], expr: str = "") -> Iterator[list[dict]]:
-        iterator = self.client.query_iterator(name, batch_size=_BATCH, filter=expr, output_fields=fields,
-                                              consistency_level=CONSISTENCY)
+        iterator = self.client.query_iterator(
+            name, batch_size=_BATCH, filter=expr, output_fields=fields, consistency_level=CONSISTENCY
+        )
         try:
             while batch := iterator.next():
                 yield batch
@@ -207,8 +236,13 @@ class MilvusStore:
         self.set_metas({key: value})
 
     def set_metas(self, values: dict[str, object]) -> None:
-        self.client.upsert(self.meta_name, [{"key": key, "value": json.dumps(value, ensure_ascii=False), _SPARE: [0.0] * _SPARE_DIM}
-                                            for key, value in values.items()])
+        self.client.upsert(
+            self.meta_name,
+            [
+                {"key": key, "value": json.dumps(value, ensure_ascii=False), _SPARE: [0.0] * _SPARE_DIM}
+                for key, value in values.items()
+            ],
+        )
 
     def version(self) -> int:
         return sum(self.meta_like("version:").values())
@@ -230,8 +264,11 @@ class MilvusStore:
         return self._stored(rows[0]) if rows else None
 
     def in_document(self, doc_id: str, first: int, last: int) -> list[StoredPassage]:
-        rows = self._query(self.passages_name, f"doc_id == {literal(doc_id)} and position >= {int(first)} and position <= {int(last)}",
-                           _PASSAGE_FIELDS)
+        rows = self._query(
+            self.passages_name,
+            f"doc_id == {literal(doc_id)} and position >= {int(first)} and position <= {int(last)}",
+            _PASSAGE_FIELDS,
+        )
         return sorted(map(self._stored, rows), key=lambda p: p.position)
 
     def document(self, doc_id: str) -> dict | None:
@@ -241,13 +278,20 @@ class MilvusStore:
             return None
         passages = self._query(self.passages_name, f"doc_id == {literal(doc_id)}", ["id", "position"])
         origin = self.meta(ORIGIN + doc_id) or {"origin": "build", "path": None}
-        return {"id": doc_id, **{name: rows[0].get(name) for name in fields}, **origin,
-                "passages": [p["id"] for p in sorted(passages, key=lambda p: p["position"])]}
+        return {
+            "id": doc_id,
+            **{name: rows[0].get(name) for name in fields},
+            **origin,
+            "passages": [p["id"] for p in sorted(passages, key=lambda p: p["position"])],
+        }
 
     def written(self) -> set[str]:
         """Ids of the documents written since they were built (see MilvusWriter.write)."""
-        return {row["key"][len(ORIGIN):] for batch in self.scan(self.meta_name, ["key"], f"key like {literal(ORIGIN + '%')}")
-                for row in batch}
+        return {
+            row["key"][len(ORIGIN) :]
+            for batch in self.scan(self.meta_name, ["key"], f"key like {literal(ORIGIN + '%')}")
+            for row in batch
+        }
 
     def sources(self) -> list[str]:
         return sorted({s for sources in self.meta_like("sources:").values() for s in sources})
@@ -263,8 +307,13 @@ class MilvusStore:
         return np.asarray(rows[0]["vector"], np.float32)
 
     def evidence(self, int_ids: Sequence[int], dim: int) -> Evidence:
-        return Evidence.of([(row["int_id"], row["vector"], base64.b64decode(row["sentences"]))
-                            for row in self.get(self.passages_name, int_ids, ["vector", "sentences"])], dim)
+        return Evidence.of(
+            [
+                (row["int_id"], row["vector"], base64.b64decode(row["sentences"]))
+                for row in self.get(self.passages_name, int_ids, ["vector", "sentences"])
+            ],
+            dim,
+        )
 
     def doc_ids_of(self, int_ids: Sequence[int]) -> dict[int, str]:
         return {row["int_id"]: row["doc_id"] for row in self.get(self.passages_name, int_ids, ["doc_id"])}
@@ -316,7 +365,6 @@ class MilvusView:
 class MilvusIndex:
     """The reader: the same calls as live.LiveIndex, answered by Milvus."""
 
-
     def __init__(self, target: MilvusTarget, manifest):
         self.target = target
         self.manifest = manifest
@@ -339,23 +387,43 @@ class MilvusIndex:
             raise MilvusIndexProblem(f"{self.target} cannot be read: {exc.message}") from exc
         return True
 
-    def dense(self, query: np.ndarray, k: int, filters: Filters = NO_FILTERS, view: MilvusView | None = None) -> tuple[np.ndarray, np.ndarray]:
+    def dense(
+        self, query: np.ndarray, k: int, filters: Filters = NO_FILTERS, view: MilvusView | None = None
+    ) -> tuple[np.ndarray, np.ndarray]:
         # output_fields names the key alone: given none, milvus-lite sends every field of every hit
         hits = self.passages.client.search(
-            self.passages.passages_name, data=[np.asarray(query, np.float32).tolist()], anns_field="vector", limit=k,
-            filter=expression(filters), output_fields=["int_id"], consistency_level=CONSISTENCY,
-            search_params={"metric_type": "IP", "params": {"ef": max(HNSW_EF, k)}})[0]
+            self.passages.passages_name,
+            data=[np.asarray(query, np.float32).tolist()],
+            anns_field="vector",
+            limit=k,
+            filter=expression(filters),
+            output_fields=["int_id"],
+            consistency_level=CONSISTENCY,
+            search_params={"metric_type": "IP", "params": {"ef": max(HNSW_EF, k)}},
+        )[0]
         return (np.array([h["distance"] for h in hits], np.float32), np.array([h["int_id"] for h in hits], np.int64))
 
-    def lexical_search(self, query: str, k: int, filters: Filters = NO_FILTERS, view: MilvusView | None = None) -> tuple[np.ndarray, np.ndarray]:
+    def lexical_search(
+        self, query: str, k: int, filters: Filters = NO_FILTERS, view: MilvusView | None = None
+    ) -> tuple[np.ndarray, np.ndarray]:
         terms = milvus_terms(query)
         if not terms:
             return np.zeros(0, np.float32), np.zeros(0, np.int64)
         hits = self.passages.client.search(
-            self.passages.passages_name, data=[terms], anns_field="lexical", limit=k, filter=expression(filters),
-            output_fields=["int_id"], consistency_level=CONSISTENCY, search_params={"metric_type": "BM25"})[0]
+            self.passages.passages_name,
+            data=[terms],
+            anns_field="lexical",
+            limit=k,
+            filter=expression(filters),
+            output_fields=["int_id"],
+            consistency_level=CONSISTENCY,
+            search_params={"metric_type": "BM25"},
+        )[0]
         # BM25 scores are positive; milvus-lite reports them negated, as distances
-        return (np.array([abs(h["distance"]) for h in hits], np.float32), np.array([h["int_id"] for h in hits], np.int64))
+        return (
+            np.array([abs(h["distance"]) for h in hits], np.float32),
+            np.array([h["int_id"] for h in hits], np.int64),
+        )
 
     def vector(self, int_id: int) -> np.ndarray:
         return self.passages.vector(int_id, self.dim)
@@ -367,7 +435,12 @@ class MilvusIndex:
         return self.passages.count(self.passages.documents_name)
 
     def state(self) -> dict:
-        return {"version": self.view.version, "passages": self.view.passages, "backend": "milvus", "collection": self.target.collection}
+        return {
+            "version": self.view.version,
+            "passages": self.view.passages,
+            "backend": "milvus",
+            "collection": self.target.collection,
+        }
 
     @property
     def name(self) -> str:
@@ -402,16 +475,25 @@ def _schemas(client, dim: int) -> dict[str, tuple]:
     passages.add_field("byline", DataType.VARCHAR, max_length=_TEXT, nullable=True)
     passages.add_field("source", DataType.VARCHAR, max_length=_NAME, nullable=True)
     passages.add_field("day", DataType.INT32, nullable=True)
-    passages.add_field("terms", DataType.VARCHAR, max_length=_TEXT, enable_analyzer=True, analyzer_params={"tokenizer": "standard"})
+    passages.add_field(
+        "terms", DataType.VARCHAR, max_length=_TEXT, enable_analyzer=True, analyzer_params={"tokenizer": "standard"}
+    )
     passages.add_field("lexical", DataType.SPARSE_FLOAT_VECTOR)
     passages.add_field("vector", DataType.FLOAT_VECTOR, dim=dim)
     passages.add_field("sentences", DataType.VARCHAR, max_length=_TEXT)  # base64 of evidence.pack_vectors
-    passages.add_function(Function(name="bm25", function_type=FunctionType.BM25, input_field_names=["terms"],
-                                   output_field_names=["lexical"]))
+    passages.add_function(
+        Function(
+            name="bm25", function_type=FunctionType.BM25, input_field_names=["terms"], output_field_names=["lexical"]
+        )
+    )
     passage_index = client.prepare_index_params()
     passage_index.add_index(field_name="vector", index_type="HNSW", metric_type="IP", params=HNSW_BUILD)
-    passage_index.add_index(field_name="lexical", index_type="SPARSE_INVERTED_INDEX", metric_type="BM25",
-                            params={"bm25_k1": K1, "bm25_b": B})
+    passage_index.add_index(
+        field_name="lexical",
+        index_type="SPARSE_INVERTED_INDEX",
+        metric_type="BM25",
+        params={"bm25_k1": K1, "bm25_b": B},
+    )
     for name in ("doc_id", "source", "day"):
         passage_index.add_index(field_name=name, index_type="INVERTED")
 
@@ -445,8 +527,12 @@ def _schemas(client, dim: int) -> dict[str, tuple]:
             params.add_index(field_name=name, index_type="INVERTED")
         return params
 
-    return {"passages": (passages, passage_index), "documents": (documents, spare_index()),
-            "accents": (accents, spare_index()), "meta": (meta, spare_index())}
+    return {
+        "passages": (passages, passage_index),
+        "documents": (documents, spare_index()),
+        "accents": (accents, spare_index()),
+        "meta": (meta, spare_index()),
+    }
 
 
 def milvus_manifest(target: MilvusTarget) -> Manifest:
@@ -454,13 +540,17 @@ def milvus_manifest(target: MilvusTarget) -> Manifest:
     store = MilvusStore(target)
     try:
         if not store.exists():
-            raise MilvusIndexProblem(f"no semsearch index in {target}; build one with "
-                                     f"`semsearch index PATH --backend milvus --milvus-uri {target.uri}`")
+            raise MilvusIndexProblem(
+                f"no semsearch index in {target}; build one with "
+                f"`semsearch index PATH --backend milvus --milvus-uri {target.uri}`"
+            )
         store.load()
         recorded = store.meta("manifest")
         if recorded.get("format_version") != FORMAT_VERSION:
-            raise MilvusIndexProblem(f"the index in {target} has format {recorded.get('format_version')}, not {FORMAT_VERSION}; "
-                                     f"rebuild it with `semsearch index PATH --backend milvus --milvus-uri {target.uri}`")
+            raise MilvusIndexProblem(
+                f"the index in {target} has format {recorded.get('format_version')}, not {FORMAT_VERSION}; "
+                f"rebuild it with `semsearch index PATH --backend milvus --milvus-uri {target.uri}`"
+            )
         return Manifest(**{key: recorded[key] for key in Manifest.__dataclass_fields__ if key in recorded})
     finally:
         store.close()
@@ -491,7 +581,9 @@ class MilvusWriter:
         self._lock = threading.Lock()
 
     @classmethod
-    def create(cls, target: MilvusTarget, manifest: Manifest, progress: bool = False, writer: str | None = None) -> MilvusWriter:
+    def create(
+        cls, target: MilvusTarget, manifest: Manifest, progress: bool = False, writer: str | None = None
+    ) -> MilvusWriter:
         """A writer of `target`, creating its collections if they are absent; refuses a collection
         built with another manifest (model, prompts, chunking, analyser)."""
         client = target.connect()
@@ -501,7 +593,9 @@ class MilvusWriter:
                 name = target.name(table)
                 if not client.has_collection(name):
                     try:
-                        client.create_collection(name, schema=schema, index_params=index_params, consistency_level=CONSISTENCY)
+                        client.create_collection(
+                            name, schema=schema, index_params=index_params, consistency_level=CONSISTENCY
+                        )
                     except Exception:  # another shard's writer created it first
                         if not client.has_collection(name):
                             raise
@@ -514,8 +608,10 @@ class MilvusWriter:
                 _set_accents(store, QUESTIONS_WRITER, questions, _syllables(questions))
                 store.set_meta("manifest", manifest.record())
             elif _comparable(recorded) != _comparable(manifest.record()):
-                raise MilvusIndexProblem(f"{target} holds an index built otherwise ({_difference(recorded, manifest.record())}); "
-                                         "use another --collection")
+                raise MilvusIndexProblem(
+                    f"{target} holds an index built otherwise ({_difference(recorded, manifest.record())}); "
+                    "use another --collection"
+                )
         finally:
             client.close()
         return cls(target, manifest, progress, writer)
@@ -535,12 +631,20 @@ class MilvusWriter:
         """Vectors of those of `passages` stored with the same id and context."""
         wanted = {p.id: p.context for p in passages}
         doc_ids = list(dict.fromkeys(p.doc_id for p in passages))
-        rows = self.store.rows_in(self.passages_name, "doc_id", doc_ids, ["id", "context", "vector", "sentences"]) if doc_ids else []
-        return {row["id"]: (np.asarray(row["vector"], np.float32), base64.b64decode(row["sentences"]))
-                for row in rows if wanted.get(row["id"], None) == row["context"]}
+        rows = (
+            self.store.rows_in(self.passages_name, "doc_id", doc_ids, ["id", "context", "vector", "sentences"])
+            if doc_ids
+            else []
+        )
+        return {
+            row["id"]: (np.asarray(row["vector"], np.float32), base64.b64decode(row["sentences"]))
+            for row in rows
+            if wanted.get(row["id"], None) == row["context"]
+        }
 
-    def write(self, documents: Sequence[PreparedDocument] = (), delete: Iterable[str] = (),
-              compact: bool = True) -> WriteResult:
+    def write(
+        self, documents: Sequence[PreparedDocument] = (), delete: Iterable[str] = (), compact: bool = True
+    ) -> WriteResult:
         """Add or replace `documents` and delete the documents `delete` names. Each document is
         committed when its row in <name>_documents is written, after its passages. (Milvus merges
         its segments itself: `compact` asks nothing more of it.)"""
@@ -550,8 +654,11 @@ class MilvusWriter:
             old = self.store.rows_in(self.passages_name, "doc_id", gone, ["int_id", "context", "text"]) if gone else []
             kept = {p.int_id for prepared in documents for p in prepared.passages}
             self.store.delete(self.passages_name, [row["int_id"] for row in old if row["int_id"] not in kept])
-            rows = [self._passage_row(prepared.document, passage, vector, sentences) for prepared in documents
-                    for passage, vector, sentences in zip(prepared.passages, prepared.vectors, prepared.sentences)]
+            rows = [
+                self._passage_row(prepared.document, passage, vector, sentences)
+                for prepared in documents
+                for passage, vector, sentences in zip(prepared.passages, prepared.vectors, prepared.sentences)
+            ]
             for part in _batches(rows):
                 self.client.upsert(self.passages_name, list(part))
             added = [p.embedding_text for prepared in documents for p in prepared.passages]
@@ -571,7 +678,9 @@ class MilvusWriter:
         """Before the documents' rows commit them: the origin of those not read by a build, and
         none for the rest of `gone` (a crash in between leaves an origin row nobody reads)."""
         written = {doc.doc_id: {"origin": doc.origin, "path": doc.path} for doc in documents if doc.origin != "build"}
-        recorded = self.store.rows_in(self.store.meta_name, "key", [ORIGIN + d for d in gone if d not in written], ["key"])
+        recorded = self.store.rows_in(
+            self.store.meta_name, "key", [ORIGIN + d for d in gone if d not in written], ["key"]
+        )
         self.store.delete(self.store.meta_name, [row["key"] for row in recorded])
         if written:
             self.store.set_metas({ORIGIN + doc_id: origin for doc_id, origin in written.items()})
@@ -589,16 +698,36 @@ class MilvusWriter:
         for name, value in (("text", passage.text), ("terms", terms)):
             if len(value.encode()) > _TEXT:
                 raise ValueError(f"passage {passage.id} of {doc.doc_id!r}: its {name} is over Milvus's {_TEXT} bytes")
-        return {"int_id": passage.int_id, "id": passage.id, "doc_id": doc.doc_id, "position": passage.position,
-                "heading": passage.heading, "context": passage.context, "text": passage.text, "title": doc.title,
-                "date": doc.date, "byline": doc.byline, "source": doc.source, "day": day_number(doc.date),
-                "terms": terms, "vector": np.asarray(vector, np.float32).tolist(),
-                "sentences": base64.b64encode(sentences).decode("ascii")}
+        return {
+            "int_id": passage.int_id,
+            "id": passage.id,
+            "doc_id": doc.doc_id,
+            "position": passage.position,
+            "heading": passage.heading,
+            "context": passage.context,
+            "text": passage.text,
+            "title": doc.title,
+            "date": doc.date,
+            "byline": doc.byline,
+            "source": doc.source,
+            "day": day_number(doc.date),
+            "terms": terms,
+            "vector": np.asarray(vector, np.float32).tolist(),
+            "sentences": base64.b64encode(sentences).decode("ascii"),
+        }
 
     def _document_row(self, doc: Document) -> dict:
-        return {"doc_id": doc.doc_id, "title": doc.title, "byline": doc.byline, "date": doc.date, "source": doc.source,
-                "original_name": doc.original_name, "fingerprint": doc.fingerprint(),
-                "shard": stable_hash(doc.doc_id), _SPARE: [0.0] * _SPARE_DIM}
+        return {
+            "doc_id": doc.doc_id,
+            "title": doc.title,
+            "byline": doc.byline,
+            "date": doc.date,
+            "source": doc.source,
+            "original_name": doc.original_name,
+            "fingerprint": doc.fingerprint(),
+            "shard": stable_hash(doc.doc_id),
+            _SPARE: [0.0] * _SPARE_DIM,
+        }
 
     def _count_accents(self, added: list[str], removed: list[str]) -> None:
         """This writer's rows of the accent counts, moved by `added` and `removed` texts."""
@@ -624,7 +753,10 @@ class MilvusWriter:
 
     def committed(self, doc_ids: Sequence[str]) -> dict[str, str]:
         """{doc_id: fingerprint} of those of `doc_ids` whose write completed."""
-        return {row["doc_id"]: row["fingerprint"] for row in self.store.rows_in(self.documents_name, "doc_id", list(doc_ids), ["doc_id", "fingerprint"])}
+        return {
+            row["doc_id"]: row["fingerprint"]
+            for row in self.store.rows_in(self.documents_name, "doc_id", list(doc_ids), ["doc_id", "fingerprint"])
+        }
 
     def missing(self, doc_ids: Sequence[str]) -> list[str]:
         committed = self.committed(doc_ids)
@@ -646,8 +778,10 @@ class MilvusWriter:
                     counts.update(form_counts(embedding_text_of(row["context"], row["text"]) for row in batch))
                     bar.update(len(batch))
             counts.update(form_counts(QUESTION_PHRASES))
-            self.store.delete(self.store.accents_name, [row["pk"] for batch in self.store.scan(self.store.accents_name, ["pk"])
-                                                        for row in batch])
+            self.store.delete(
+                self.store.accents_name,
+                [row["pk"] for batch in self.store.scan(self.store.accents_name, ["pk"]) for row in batch],
+            )
             self.store.delete(self.store.meta_name, list(self.store.meta_like("accent_total:")))
             _set_accents(self.store, self.writer, counts, _syllables(counts))
             self.flush()
@@ -671,9 +805,16 @@ class MilvusBuild(MilvusWriter):
         collections."""
         index, shards = self.shard
         kept = set() if self.was_empty or not keep_written else self.store.written()
-        stale = [] if self.was_empty else [doc_id for batch in self.store.scan(self.documents_name, ["doc_id", "shard"])
-                                           for row in batch if row["shard"] % shards == index
-                                           and (doc_id := row["doc_id"]) not in seen and doc_id not in kept]
+        stale = (
+            []
+            if self.was_empty
+            else [
+                doc_id
+                for batch in self.store.scan(self.documents_name, ["doc_id", "shard"])
+                for row in batch
+                if row["shard"] % shards == index and (doc_id := row["doc_id"]) not in seen and doc_id not in kept
+            ]
+        )
         for part in _batches(stale):
             self.write(delete=part)
         self.flush()
@@ -699,8 +840,16 @@ def _set_accents(store: MilvusStore, writer: str, counts: Counter, total: int) -
     for (key, written), n in counts.items():
         if n > 0:
             forms.setdefault(key, {})[written] = n
-    rows = [{"pk": accent_pk(writer, key), "key": key, "writer": writer, "forms": forms.get(key, {}), _SPARE: [0.0] * _SPARE_DIM}
-            for key in {key for key, _ in counts}]
+    rows = [
+        {
+            "pk": accent_pk(writer, key),
+            "key": key,
+            "writer": writer,
+            "forms": forms.get(key, {}),
+            _SPARE: [0.0] * _SPARE_DIM,
+        }
+        for key in {key for key, _ in counts}
+    ]
     for part in _batches(rows):
         store.client.upsert(store.accents_name, list(part))
     store.set_meta(f"accent_total:{writer}", total)
