@@ -18,11 +18,11 @@ from pathlib import Path
 
 import faiss
 import numpy as np
+from figures import p99, spread
+
+from index.store.embedded.vectors import FaissBackend, IndexPlan
 
 ROOT = Path(__file__).resolve().parent.parent
-
-from figures import p99, spread
-from index.store.embedded.vectors import FaissBackend, IndexPlan
 
 DIM = 384
 
@@ -111,7 +111,8 @@ def main() -> int:
     print(f"base vectors: {len(base)} {'real e5 (ViQuAD)' if len(base) != 5000 else 'random'}")
     print(f"one search thread; search p50 min / median / max over {args.repeats} passes, p99 median; mmap load median")
     print(
-        "| passages | index | build s | bytes/passage (file / RAM) | load s (read / mmap) | search ms p50 | p99 | recall@10 |"
+        "| passages | index | build s | bytes/passage (file / RAM) "
+        "| load s (read / mmap) | search ms p50 | p99 | recall@10 |"
     )
     print("|---|---|---|---|---|---|---|---|")
     for n in map(int, args.sizes.split(",")):
@@ -128,8 +129,10 @@ def main() -> int:
                 m = measure(n, vectors, queries, exact, plan, Path(work), args.repeats)
             mark = " (default)" if plan == chosen else ""
             print(
-                f"| {n:,} | {label}{mark} | {m['build_s']:.1f} | {m['bytes_per_passage_file']:.0f} / {m['bytes_per_passage_ram']:.0f} "
-                f"| {m['load_s']:.2f} / {m['load_mmap_s']:.3f} | {m['p50_ms']} | {m['p99_ms']:.2f} | {m['recall10']:.3f} |",
+                f"| {n:,} | {label}{mark} | {m['build_s']:.1f} | "
+                f"{m['bytes_per_passage_file']:.0f} / {m['bytes_per_passage_ram']:.0f} "
+                f"| {m['load_s']:.2f} / {m['load_mmap_s']:.3f} | "
+                f"{m['p50_ms']} | {m['p99_ms']:.2f} | {m['recall10']:.3f} |",
                 flush=True,
             )
     return 0

@@ -29,8 +29,6 @@ import sys
 import time
 from pathlib import Path
 
-ROOT = Path(__file__).resolve().parent.parent
-
 from figures import p99
 from http_load import free_port, start_server
 from soak import memory_kib, worker_pids
@@ -42,6 +40,8 @@ from index.encode.embed import load_encoder
 from index.retrieve.search import Searcher
 from index.store.milvus.store import MilvusTarget
 from index.text import normalize
+
+ROOT = Path(__file__).resolve().parent.parent
 
 WHOLE = 10_000  # passage_tokens: each paragraph stays one passage, as the recycled vectors assume
 
@@ -85,7 +85,8 @@ def print_row(name: str, per_passage: float, latency: dict, http: dict) -> None:
     one, eight = http[1], http[8]
     print(
         f"| {name} | {per_passage:.2f} | {latency['p50']:.1f} / {latency['p99']:.1f} | "
-        f"{one['rate']:.1f}, {one['p50']:.0f} / {one['p99']:.0f} | {eight['rate']:.1f}, {eight['p50']:.0f} / {eight['p99']:.0f} | "
+        f"{one['rate']:.1f}, {one['p50']:.0f} / {one['p99']:.0f} | "
+        f"{eight['rate']:.1f}, {eight['p50']:.0f} / {eight['p99']:.0f} | "
         f"{eight['pss_mb']:.0f} |",
         flush=True,
     )

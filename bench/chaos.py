@@ -27,9 +27,9 @@ import time
 import urllib.parse
 from pathlib import Path
 
-ROOT = Path(__file__).resolve().parent.parent
-
 from http_load import free_port, questions
+
+ROOT = Path(__file__).resolve().parent.parent
 
 KEY = "chaos-bench"
 DOCUMENTS = 40
@@ -253,7 +253,8 @@ def main() -> int:
     print(f"  searches: {searches}")
     print(f"  writes:   {writes}")
     print(
-        f"  documents checked against the model: {len(model)}, wrong: {len(wrong)}; verify: {'passed' if verified else 'failed'}"
+        f"  documents checked against the model: {len(model)}, wrong: "
+        f"{len(wrong)}; verify: {'passed' if verified else 'failed'}"
     )
     for line in wrong[:10] + outside[:10]:
         print(f"    {line}")

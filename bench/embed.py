@@ -16,12 +16,12 @@ from pathlib import Path
 
 import numpy as np
 import torch
-
-ROOT = Path(__file__).resolve().parent.parent
-
 from figures import p99, spread
+
 from index.encode.embed import SentenceTransformerEncoder, cpu_flags, load_encoder, unit_rows
 from index.text import normalize
+
+ROOT = Path(__file__).resolve().parent.parent
 
 TARGET_TOKENS = 190
 
@@ -175,10 +175,12 @@ def main() -> int:
         f"CPU: {', '.join(sorted(f for f in flags if 'bf16' in f or 'amx' in f or 'vnni' in f)) or 'no bf16/amx/vnni'}"
     )
     print(
-        f"{len(passages)} passages of {TARGET_TOKENS} tokens, {args.repeats} runs, {len(queries)} single queries per run\n"
+        f"{len(passages)} passages of {TARGET_TOKENS} tokens, "
+        f"{args.repeats} runs, {len(queries)} single queries per run\n"
     )
     print(
-        "| path | passages/s min / median / max | × fp32 (median) | cosine to fp32 mean / min | query cosine min | query ms p50 / p99 |"
+        "| path | passages/s min / median / max | × fp32 (median) | cosine "
+        "to fp32 mean / min | query cosine min | query ms p50 / p99 |"
     )
     print("|---|---|---|---|---|---|")
     for name in paths:

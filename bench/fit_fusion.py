@@ -28,8 +28,6 @@ from pathlib import Path
 
 import numpy as np
 
-ROOT = Path(__file__).resolve().parent.parent
-
 from bench.quality import SETS
 from index.build import build_index, is_current
 from index.encode.embed import load_encoder
@@ -38,6 +36,8 @@ from index.evaluate.quality import DEPTH, load_eval_set
 from index.retrieve.fusion import normalized_score_fusion, sentence_evidence
 from index.retrieve.search import FUSION, Searcher
 from index.text import fold, normalize
+
+ROOT = Path(__file__).resolve().parent.parent
 
 PASSAGE_SHARES = (0.0, 0.1, 0.2, 0.3, 0.5, 1.0)
 DENSE_WEIGHTS = (0.4, 0.6, 0.8, 1.0, 1.1, 1.2, 1.3, 1.4, 1.5, 1.6, 1.8, 2.0)

@@ -21,9 +21,9 @@ import urllib.parse
 from collections.abc import Sequence
 from pathlib import Path
 
-ROOT = Path(__file__).resolve().parent.parent
-
 from figures import p99, spread
+
+ROOT = Path(__file__).resolve().parent.parent
 
 MAX_SECONDS_PER_LEVEL = 120
 

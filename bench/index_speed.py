@@ -22,15 +22,15 @@ from collections import defaultdict
 from pathlib import Path
 
 import numpy as np
-
-ROOT = Path(__file__).resolve().parent.parent
-
 from figures import spread
 from search_cpu import timed
+
 from index.build import build_index
 from index.encode.embed import SentenceTransformerEncoder, load_encoder
 from index.store.embedded.publish import open_index
 from index.text import normalize
+
+ROOT = Path(__file__).resolve().parent.parent
 
 VIQUAD = ROOT.parent / "shared" / "eval" / "viquad" / "corpus.jsonl"
 
@@ -86,10 +86,12 @@ def main() -> int:
     print("| what | wall s | process CPU s |")
     print("|---|---|---|")
     print(
-        f"| sentence-transformers fp32 encode_document | {spread([b[0] for b in bare_runs], 2)} | {spread([b[1] for b in bare_runs], 2)} |"
+        "| sentence-transformers fp32 encode_document | "
+        f"{spread([b[0] for b in bare_runs], 2)} | {spread([b[1] for b in bare_runs], 2)} |"
     )
     print(
-        f"| semsearch build_index, end to end | {spread([b[0] for b in build_runs], 2)} | {spread([b[1] for b in build_runs], 2)} |"
+        f"| semsearch build_index, end to end | {spread([b[0] for b in build_runs], 2)} "
+        f"| {spread([b[1] for b in build_runs], 2)} |"
     )
     print(f"| of which embedding (tokenising, network, pooling) | | {spread([b[2] for b in build_runs], 2)} |")
     print(f"\nend to end speed-up over bare fp32 encode: {spread(speedups, 2)}x")

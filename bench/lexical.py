@@ -21,15 +21,15 @@ from collections import Counter
 from pathlib import Path
 
 import numpy as np
-
-ROOT = Path(__file__).resolve().parent.parent
-
 from figures import p99, spread
 from living import viquad_openings
+
 from index.ingest.chunk import passage_context
-from index.store.analysis import B, K1, analyze
+from index.store.analysis import K1, B, analyze
 from index.store.embedded.lexical import LexicalEntry, LexicalIndex
 from index.text import normalize
+
+ROOT = Path(__file__).resolve().parent.parent
 
 VIQUAD = ROOT.parent / "shared" / "eval" / "viquad"
 DEPTH = 100
@@ -118,11 +118,13 @@ def main() -> None:
             found += int((truth[ids % len(unique)] >= kth - 1e-6).sum())
             total += min(DEPTH, int((expanded > 0).sum()))
         print(
-            f"| passages | build s | size bytes/passage | search p50 ms min / median / max | p99 ms | recall@{DEPTH} vs exhaustive |"
+            "| passages | build s | size bytes/passage | search p50 ms "
+            f"min / median / max | p99 ms | recall@{DEPTH} vs exhaustive |"
         )
         print("|---|---|---|---|---|---|")
         print(
-            f"| {args.passages:,} | {built:.0f} | {size / args.passages:.0f} | {spread(medians)} | {sorted(tails)[1]:.2f} | {found / total:.4f} |"
+            f"| {args.passages:,} | {built:.0f} | {size / args.passages:.0f} | "
+            f"{spread(medians)} | {sorted(tails)[1]:.2f} | {found / total:.4f} |"
         )
     finally:
         shutil.rmtree(directory, ignore_errors=True)

@@ -16,12 +16,13 @@ import time
 from collections.abc import Callable
 from pathlib import Path
 
-ROOT = Path(__file__).resolve().parent.parent
-
 from lexical import DEPTH, VIQUAD, openings
+
 from index.store.analysis import analyze
 from index.store.embedded.lexical import LexicalEntry, LexicalIndex
 from index.text import normalize
+
+ROOT = Path(__file__).resolve().parent.parent
 
 Rule = Callable[[str, float], bool]  # (term, share of passages holding it) -> keep it
 RULES: dict[str, Rule | None] = {
@@ -65,6 +66,7 @@ def main() -> None:
     args = parser.parse_args()
 
     from quality import SETS
+
     from index.build import build_index, is_current
     from index.encode.embed import load_encoder
     from index.evaluate.quality import evaluate, load_eval_set

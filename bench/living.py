@@ -35,15 +35,15 @@ import time
 from pathlib import Path
 
 import numpy as np
-
-ROOT = Path(__file__).resolve().parent.parent
-
 from figures import p99
+
 from index.build import build_from_documents, write_documents
 from index.ingest.files import document_from_record
 from index.retrieve.search import Searcher
 from index.store.embedded.publish import writing
 from index.text import normalize
+
+ROOT = Path(__file__).resolve().parent.parent
 
 VIQUAD = ROOT.parent / "shared" / "eval" / "viquad"
 WORK = ROOT / "var" / "bench" / "living"
@@ -154,7 +154,8 @@ def add(args) -> None:
             embedding.append(embedded * 1000)
         medians[size] = statistics.median(times)
         print(
-            f"| {size:,} | {medians[size]:.0f} ({min(times):.0f} / {max(times):.0f}) | {statistics.median(embedding):.1f} |",
+            f"| {size:,} | {medians[size]:.0f} ({min(times):.0f} / "
+            f"{max(times):.0f}) | {statistics.median(embedding):.1f} |",
             flush=True,
         )
     sizes = sorted(medians)
@@ -167,7 +168,8 @@ def add(args) -> None:
         search_p50(searcher, queries[:20], mode)  # warm the pages
         runs = [search_p50(searcher, queries, mode) for _ in range(3)]
         print(
-            f"{sizes[-1]:,} passages, {mode}, in process, query embedding excluded: p50 {statistics.median(runs):.1f} ms "
+            f"{sizes[-1]:,} passages, {mode}, in process, query "
+            f"embedding excluded: p50 {statistics.median(runs):.1f} ms "
             f"(runs {', '.join(f'{r:.1f}' for r in runs)})"
         )
 
@@ -214,13 +216,13 @@ def concurrent(args) -> None:
         searcher = Searcher.open(copy, encoder=HashVectors())
         stop = threading.Event()
 
-        def follow() -> None:  # as the server's follower thread does
+        def follow(stop=stop, searcher=searcher) -> None:  # as the server's follower thread does
             while not stop.wait(0.25):
                 searcher.followed.reload_if_changed()
 
         threading.Thread(target=follow, daemon=True).start()
 
-        def measure(until) -> tuple[list[float], int]:
+        def measure(until, searcher=searcher) -> tuple[list[float], int]:
             times, errors, n = [], 0, 0
             while until(len(times)):
                 started = time.perf_counter()
@@ -241,7 +243,7 @@ def concurrent(args) -> None:
         )
         if command[1] == _BATCH_WRITER:
             assert process.stdout.readline().strip() == "ready"  # documents made: the write begins
-        busy, errors = measure(lambda done: process.poll() is None)
+        busy, errors = measure(lambda done, process=process: process.poll() is None)
         finished = time.perf_counter()
         visible = "–"
         if command[1] == _BATCH_WRITER:
@@ -283,12 +285,12 @@ class StoredVectors:
 
 def quality(args) -> None:
     from quality import SETS
-    from index.build import is_current
+
+    from index.build import build_index, is_current
     from index.encode.embed import load_encoder
     from index.evaluate.quality import evaluate, load_eval_set
     from index.ingest.files import read_documents
     from index.retrieve.search import MODES
-    from index.build import build_index
 
     real = load_encoder()
     print("| set | questions | mode | one-shot MRR@10 | written MRR@10 | difference |")
@@ -317,7 +319,8 @@ def quality(args) -> None:
             for mode in MODES:
                 before, after = reports[0][mode]["MRR@10"], reports[1][mode]["MRR@10"]
                 print(
-                    f"| {label}{' unaccented' if unaccented else ''} | {len(evalset.queries)} | {mode} | {before:.4f} | "
+                    f"| {label}{' unaccented' if unaccented else ''} | "
+                    f"{len(evalset.queries)} | {mode} | {before:.4f} | "
                     f"{after:.4f} | {after - before:+.4f} |",
                     flush=True,
                 )

@@ -14,12 +14,12 @@ import sys
 import time
 from pathlib import Path
 
-ROOT = Path(__file__).resolve().parent.parent
-
 from index.build import build_index, is_current
 from index.encode.embed import load_encoder
 from index.evaluate.quality import EvalSet, evaluate, format_table, load_eval_set
 from index.retrieve.search import MODES, Searcher
+
+ROOT = Path(__file__).resolve().parent.parent
 
 SHARED_EVAL = ROOT.parent / "shared" / "eval"
 SEED_CORPUS = ROOT / "data" / "corpus"

@@ -12,9 +12,9 @@ import resource
 import statistics
 from pathlib import Path
 
-ROOT = Path(__file__).resolve().parent.parent
-
 from index.retrieve.search import MAX_K, MAX_QUERY_CHARS, MAX_SIMILAR_TEXT_CHARS, Searcher
+
+ROOT = Path(__file__).resolve().parent.parent
 
 REPEATS = 7
 

@@ -19,11 +19,12 @@ import time
 from collections import defaultdict
 from pathlib import Path
 
-ROOT = Path(__file__).resolve().parent.parent
-
 from figures import spread
+
 from index.retrieve.search import MODES, Searcher
 from index.text import fold, normalize
+
+ROOT = Path(__file__).resolve().parent.parent
 
 VIQUAD = ROOT.parent / "shared" / "eval" / "viquad"
 

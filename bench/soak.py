@@ -23,10 +23,10 @@ import time
 import urllib.parse
 from pathlib import Path
 
-ROOT = Path(__file__).resolve().parent.parent
-
 from figures import p99
 from http_load import free_port, questions, start_server
+
+ROOT = Path(__file__).resolve().parent.parent
 
 WARM_UP_SECONDS = 60
 SAMPLE_SECONDS = 10
@@ -170,7 +170,8 @@ def main() -> None:
     for n, pid in enumerate(workers):
         rss_warm, rss_end, pss_end = warm[1][n][0], samples[-1][1][n][0], samples[-1][1][n][1]
         print(
-            f"| {pid} | {rss_warm / 1024:.0f} | {rss_end / 1024:.0f} | {100 * (rss_end - rss_warm) / rss_warm:+.1f}% | {pss_end / 1024:.0f} |"
+            f"| {pid} | {rss_warm / 1024:.0f} | {rss_end / 1024:.0f} | "
+            f"{100 * (rss_end - rss_warm) / rss_warm:+.1f}% | {pss_end / 1024:.0f} |"
         )
 
 

@@ -4,8 +4,9 @@ measure the service at sizes this machine cannot embed (a million passages would
 Passages are the opening sentences of ViQuAD's paragraphs (with --whole-paragraphs: the whole
 paragraphs, real length, ~700 characters), cycled with new document ids; each passage's vector
 is the real e5 vector of its paragraph (from the ViQuAD evaluation index that `make eval`
-builds) plus a little noise. Prints the build's peak resident memory. Queries at serve time go through the real model, so
-search behaves as it would on real text. Runs the ordinary `build_index`, progress bars included.
+builds) plus a little noise. Prints the build's peak resident memory. Queries at serve time go
+through the real model, so search behaves as it would on real text. Runs the ordinary
+`build_index`, progress bars included.
 """
 
 from __future__ import annotations
@@ -13,20 +14,20 @@ from __future__ import annotations
 import argparse
 import json
 import resource
-import zlib
 import sys
 import time
+import zlib
 from pathlib import Path
 
 import numpy as np
 
-ROOT = Path(__file__).resolve().parent.parent
-
+from bench.open_time import open_times
 from index.build import build_index
 from index.encode.e5_build import DEFAULT_MODEL_ID
 from index.store.embedded.publish import open_index
 from index.text import normalize, split_sentences
-from bench.open_time import open_times
+
+ROOT = Path(__file__).resolve().parent.parent
 
 VIQUAD = ROOT.parent / "shared" / "eval" / "viquad" / "corpus.jsonl"
 REAL_INDEX = ROOT / "var" / "eval" / "viquad"

@@ -23,10 +23,10 @@ import time
 import urllib.parse
 from pathlib import Path
 
-ROOT = Path(__file__).resolve().parent.parent
-
 from figures import p99, spread
 from http_load import free_port, questions, start_server
+
+ROOT = Path(__file__).resolve().parent.parent
 
 KEY = "write-stall-bench"
 MAX_SECONDS = 300
@@ -111,7 +111,11 @@ def main() -> int:
                 idle.append(searches(port, queries, args.clients, None, 300))
                 done = threading.Event()
                 during: list[float] = []
-                reader = threading.Thread(target=lambda: during.extend(searches(port, queries, args.clients, done, 0)))
+                reader = threading.Thread(
+                    target=lambda during=during, done=done: during.extend(
+                        searches(port, queries, args.clients, done, 0)
+                    )
+                )
                 reader.start()
                 status, took = batch(port, args.documents, f"r{repeat}")
                 done.set()

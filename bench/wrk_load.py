@@ -24,11 +24,11 @@ import sys
 import urllib.parse
 from pathlib import Path
 
-ROOT = Path(__file__).resolve().parent.parent
-
 from figures import spread
 from http_load import free_port, start_server
 from soak import memory_kib, worker_pids
+
+ROOT = Path(__file__).resolve().parent.parent
 
 EVAL = ROOT.parent / "shared" / "eval"
 TICKS = os.sysconf("SC_CLK_TCK")
@@ -152,12 +152,15 @@ def main() -> int:
         f"(min / median / max), {len(paths)} distinct questions, {cores} cores"
     )
     print(
-        "| requests/s | p50 ms | p99 ms | server CPU ms per request | wrk's own cores | largest worker PSS MB | errors |"
+        "| requests/s | p50 ms | p99 ms | server CPU ms per request "
+        "| wrk's own cores | largest worker PSS MB | errors |"
     )
     print("|---|---|---|---|---|---|---|")
     print(
-        f"| {spread([r['rate'] for r in runs])} | {spread([r['p50'] for r in runs])} | "
-        f"{spread([r['p99'] for r in runs])} | {spread([r['cpu_ms'] for r in runs])} | {spread([r['client_cores'] for r in runs], 2)} | "
+        f"| {spread([r['rate'] for r in runs])} "
+        f"| {spread([r['p50'] for r in runs])} | "
+        f"{spread([r['p99'] for r in runs])} | {spread([r['cpu_ms'] for r in runs])} "
+        f"| {spread([r['client_cores'] for r in runs], 2)} | "
         f"{spread([r['pss_mb'] for r in runs], 0)} | {sum(r['errors'] for r in runs)} |"
     )
     median_cpu = statistics.median(r["cpu_ms"] for r in runs)

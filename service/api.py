@@ -15,7 +15,6 @@ from index.retrieve.search import SearchResult
 
 from .errors import error_response
 from .observability import SEARCH_SECONDS
-from .state import current, default_k, disk, health as read_health, searcher
 from .openapi import (
     Health,
     Passage,
@@ -28,6 +27,8 @@ from .openapi import (
     spec,
     validated,
 )
+from .state import current, default_k, disk, searcher
+from .state import health as read_health
 
 bp = Blueprint("api", __name__, url_prefix="/api")
 

@@ -76,7 +76,8 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument(
         "--precision",
         choices=PRECISIONS,
-        help="encoder precision ($SEMSEARCH_PRECISION; auto: int8 on CPUs with VNNI, else bf16 where native, else fp32)",
+        help="encoder precision ($SEMSEARCH_PRECISION; auto: int8 on CPUs with VNNI, else bf16 where native, "
+        "else fp32)",
     )
     p.add_argument(
         "--if-stale", action="store_true", help="do nothing when the index already matches the files and model"

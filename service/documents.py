@@ -13,8 +13,8 @@ import threading
 import time
 import unicodedata
 from collections.abc import Mapping
-from typing import Any
 from pathlib import Path
+from typing import Any
 
 from flask import Blueprint, current_app, jsonify, request
 from pydantic import ValidationError
@@ -28,7 +28,6 @@ from . import state
 from .errors import ConfigurationError, error_response
 from .observability import WRITE_PASSAGES, WRITE_SECONDS, WRITES
 from .openapi import (
-    validated,
     Committed,
     DocumentBatch,
     DocumentBody,
@@ -36,6 +35,7 @@ from .openapi import (
     StoredDocument,
     json_answers,
     spec,
+    validated,
     validation_messages,
 )
 

@@ -405,7 +405,8 @@ def document() -> dict:
             operation["responses"].setdefault(
                 "414",
                 {
-                    "description": "URI Too Long: a request line over 8,190 bytes, answered by the server before any route",
+                    "description": "URI Too Long: a request line over 8,190 bytes, answered by the server "
+                    "before any route",
                     "content": json_error,
                 },
             )

@@ -205,7 +205,7 @@ def start_server(index: Path, *options: str, env: dict | None = None):
                 process.kill()
                 process.wait()
                 output.seek(0)
-                raise RuntimeError("server did not start:\n" + output.read())
+                raise RuntimeError("server did not start:\n" + output.read()) from None
             time.sleep(0.5)
 
 

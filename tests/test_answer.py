@@ -1,13 +1,11 @@
 from index.build import build_from_documents
-from index.ingest.files import document_from_record
+from index.ingest.files import document_from_record, find_files, read_documents
 from index.retrieve.answer import BIGRAM_BONUS, Annotator
 from index.store.accents import NearbyText, with_usual_capitals
 from index.store.analysis import analyze
 from index.store.embedded.publish import open_index
 from index.text import folded_words, query_terms, sentence_spans
-from tests.conftest import CORPUS
-from tests.conftest import FakeEncoder
-from index.ingest.files import find_files, read_documents
+from tests.conftest import CORPUS, FakeEncoder
 
 
 def flat(word: str) -> float:

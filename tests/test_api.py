@@ -390,7 +390,7 @@ def test_the_page_filters_and_pages(writable):
         "/api/documents",
         headers=AUTH,
         json=[
-            {"id": f"p-{n}", "text": f"Tin Zyxwv thứ {n}.", "source": "Báo A", "date": "2024-01-0%d" % (1 + n % 9)}
+            {"id": f"p-{n}", "text": f"Tin Zyxwv thứ {n}.", "source": "Báo A", "date": f"2024-01-0{1 + n % 9}"}
             for n in range(12)
         ],
     )

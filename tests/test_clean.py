@@ -74,7 +74,8 @@ EXPECTED = {
         ],
     ),
     "003_0999d6c42f2546d5.txt": dict(
-        title="ĐẢNG ỦY KHỐI CƠ QUAN VÀ DOANH NGHIỆP TỈNH TIỀN GIANG: Chú trọng đổi mới, nâng cao chất lượng sinh hoạt chi bộ",
+        title="ĐẢNG ỦY KHỐI CƠ QUAN VÀ DOANH NGHIỆP TỈNH TIỀN GIANG: "
+        "Chú trọng đổi mới, nâng cao chất lượng sinh hoạt chi bộ",
         date="2023-09-18",
         byline="LÊ NGUYÊN",
         source=None,
@@ -128,7 +129,7 @@ def test_content_survives(name):
     article = clean(name)
     kept = [b.text for b in article.blocks]
     repeats = {text for reason, text in article.dropped if reason == "repeated"}
-    raw_paragraphs = {" ".join(l.split()) for l in (CORPUS / name).read_text(encoding="utf-8").splitlines()}
+    raw_paragraphs = {" ".join(line.split()) for line in (CORPUS / name).read_text(encoding="utf-8").splitlines()}
     for paragraph in raw_paragraphs:
         if len(paragraph) > 200 and paragraph not in repeats:
             assert kept.count(paragraph) == 1, paragraph[:60]

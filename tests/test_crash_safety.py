@@ -86,7 +86,8 @@ _DYING_WRITER = textwrap.dedent("""
     elif point == "publish-renamed":  # a build's generation renamed, the link not yet replaced
         after(publish.os, "rename", lambda source, target: ".gen-" in str(target))
 
-    documents = [new_document(f"batch-{{n}}", f"Đoạn số {{n}} nói về Zyxwv.\\n\\nĐoạn thứ hai {{n}}.") for n in range({batch})]
+    documents = [new_document(f"batch-{{n}}", f"Đoạn số {{n}} nói về Zyxwv.\\n\\nĐoạn thứ hai {{n}}.")
+                 for n in range({batch})]
     if point.startswith(("build", "publish")):
         build_index([CORPUS / "000_3c2f5f3f6056e9aa.txt"], out, Dying(), progress=False)
     elif point.startswith("checkpoint"):

@@ -171,7 +171,8 @@ app = create_app({"INDEX_DIR": sys.argv[1], "RATE_LIMIT": "off", "RELOAD_SECONDS
 response = app.test_client().get("/api/search", query_string={"q": "Đảng bộ Khối có bao nhiêu đảng viên?"})
 assert response.status_code == 200 and response.get_json()["results"], response.data
 # neither the model-building libraries nor, on a directory, the Milvus client (pandas, pyarrow, grpc: 120 MB)
-print(sorted(m for m in ("torch", "transformers", "sentence_transformers", "nncf", "pymilvus", "pandas") if m in sys.modules))
+heavy = ("torch", "transformers", "sentence_transformers", "nncf", "pymilvus", "pandas")
+print(sorted(m for m in heavy if m in sys.modules))
 """
 
 

@@ -35,9 +35,11 @@ def test_markdown_headings_and_soft_wraps(tmp_path):
 
 
 def test_html_skips_scripts_and_navigation(tmp_path):
-    html = """<html><head><title>Bài viết | Báo</title><meta property="article:published_time" content="2024-03-01T08:00">
+    html = """<html><head><title>Bài viết | Báo</title>
+    <meta property="article:published_time" content="2024-03-01T08:00">
     <script>var ad = 1;</script></head><body><nav>Trang chủ</nav><h1>Bài viết</h1>
-    <p>Đoạn thứ nhất có nội dung &amp; ý nghĩa.</p><h2>Mục</h2><p>Đoạn thứ hai.</p><footer>Bản quyền</footer></body></html>"""
+    <p>Đoạn thứ nhất có nội dung &amp; ý nghĩa.</p><h2>Mục</h2><p>Đoạn thứ hai.</p>
+    <footer>Bản quyền</footer></body></html>"""
     [doc] = docs(tmp_path, "page.html", html)
     assert doc.title == "Bài viết"
     assert doc.date == "2024-03-01"

@@ -14,10 +14,10 @@ import pytest
 from index.build import build_index, write_documents
 from index.ingest.files import document_from_record
 from index.retrieve.search import Searcher
-from index.store.filters import Filters
-from index.store.embedded.catalog import Catalog
 from index.store.base import IndexBusy
+from index.store.embedded.catalog import Catalog
 from index.store.embedded.publish import open_index, verify_index, writing
+from index.store.filters import Filters
 from tests.conftest import CORPUS, FakeEncoder
 
 NEW_TEXT = "Chi bộ Zyxwv tổ chức hội thao truyền thống.\n\nGiải bóng chuyền Zyxwv có mười hai đội tham gia."

@@ -3,8 +3,8 @@ import math
 import numpy as np
 import pytest
 
-from index.retrieve.fusion import normalized_score_fusion, reciprocal_rank_fusion
 from index.evaluate.metrics import first_relevant_rank, ndcg_at, recall_at, reciprocal_rank_at, unique_in_order
+from index.retrieve.fusion import normalized_score_fusion, reciprocal_rank_fusion
 
 
 def test_rank_metrics():

@@ -17,8 +17,10 @@ import pytest
 
 from index.build import build_index, write_documents
 from index.ingest.files import shard_of
-from index.store.filters import Filters
 from index.store.analysis import analyze
+from index.store.base import ModelMismatch
+from index.store.embedded.publish import open_index
+from index.store.filters import Filters
 from index.store.milvus.store import (
     MilvusIndexProblem,
     MilvusStore,
@@ -29,8 +31,6 @@ from index.store.milvus.store import (
     milvus_term,
     open_milvus,
 )
-from index.store.base import ModelMismatch
-from index.store.embedded.publish import open_index
 from tests.conftest import CORPUS, ROOT, milvus_lite
 
 
@@ -185,7 +185,8 @@ _SHARD = textwrap.dedent("""
             return super().encode_passages(texts)
 
     k, n = map(int, sys.argv[5].split("/"))
-    built = build_index([Path(sys.argv[2])], MilvusTarget(sys.argv[3], sys.argv[4]), Slow(), shard=(k - 1, n), progress=False, group=2)
+    target = MilvusTarget(sys.argv[3], sys.argv[4])
+    built = build_index([Path(sys.argv[2])], target, Slow(), shard=(k - 1, n), progress=False, group=2)
     print(built.written, built.skipped, built.deleted)
 """)
 
@@ -304,8 +305,8 @@ def _date(text: str):
 
 
 def test_one_setting_chooses_the_backend(tmp_path):
-    from index.store.location import location_of
     from index.store.base import IndexProblem
+    from index.store.location import location_of
 
     assert location_of("", tmp_path) == tmp_path
     chosen = location_of("", tmp_path, "http://milvus:19530", "news", "user:pw", '{"secure": true}')

@@ -118,9 +118,7 @@ def test_a_body_is_refused_from_its_length_before_it_is_read(server, path, heade
 def test_a_body_that_stops_arriving_is_a_408(server):
     from service.workers import READ_SECONDS
 
-    head = (
-        "POST /api/similar HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\nContent-Length: 1000\r\n\r\n"
-    ).encode()
+    head = b"POST /api/similar HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\nContent-Length: 1000\r\n\r\n"
     code, body, seconds = first_answer(server, head + b'{"text": "')
     assert code == 408 and body["error"]["code"] == "request_timeout"
     assert READ_SECONDS <= seconds < READ_SECONDS + 5

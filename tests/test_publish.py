@@ -14,10 +14,10 @@ import time
 import pytest
 
 from index.build import build_index
-from index.store.embedded import integrity
-from index.store.embedded.passages import PassageStore
 from index.retrieve.search import Searcher
 from index.store.base import IndexBusy, IndexCorrupt, NotAnIndex
+from index.store.embedded import integrity
+from index.store.embedded.passages import PassageStore
 from index.store.embedded.publish import index_lock, open_index, verify_index
 from service.cli import main
 from tests.conftest import CORPUS, ROOT, FakeEncoder

@@ -1,10 +1,10 @@
 """The production server (gunicorn, two threaded workers) over real HTTP."""
 
 import json
-from concurrent.futures import ThreadPoolExecutor
 import urllib.error
 import urllib.parse
 import urllib.request
+from concurrent.futures import ThreadPoolExecutor
 
 import pytest
 

@@ -5,11 +5,11 @@ import numpy as np
 import pytest
 
 from index.build import build_index, is_current
-from index.store.location import FollowedIndex
 from index.retrieve.search import MAX_K, MAX_QUERY_CHARS, InvalidRequest, Searcher, UnknownPassage
 from index.store.base import IndexCorrupt, IndexNotFound, ModelMismatch
 from index.store.embedded.live import read_manifest
 from index.store.embedded.publish import open_index, verify_index
+from index.store.location import FollowedIndex
 from index.text import fold
 from tests.conftest import CORPUS, FakeEncoder
 

@@ -4,10 +4,10 @@ across a kill -9 of the server right after an acknowledged write."""
 from __future__ import annotations
 
 import json
-import urllib.parse
 import signal
 import time
 import urllib.error
+import urllib.parse
 import urllib.request
 
 import pytest

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import hashlib
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 
 from index.ingest.files import Document
@@ -116,7 +116,7 @@ def _cut_words(sentence: str, count_tokens: TokenCounter, budget: int) -> list[s
         return [sentence]
     pieces: list[str] = []
     current: list[str] = []
-    for word in (piece for word in sentence.split() for piece in _cut_characters(word, count_tokens, budget)):
+    for word in (piece for whole in sentence.split() for piece in _cut_characters(whole, count_tokens, budget)):
         if current and count_tokens(" ".join([*current, word])) > budget:
             pieces.append(" ".join(current))
             current = []

@@ -92,7 +92,8 @@ _DATE_PATTERNS = [
     _rx(rf"^({_WEEKDAY})?ngày\s*(?P<d>\d{{1,2}})\s*tháng\s*(?P<m>\d{{1,2}})\s*năm\s*(?P<y>\d{{4}})\b.*$"),
     # Thứ Ba, Tháng Chín 28, 2021
     _rx(
-        rf"^({_WEEKDAY})?tháng\s*(?P<mw>mười một|mười hai|[^\s\d,]+|\d{{1,2}})\s*(?P<d>\d{{1,2}})\s*,\s*(?P<y>\d{{4}})\b.*$"
+        rf"^({_WEEKDAY})?tháng\s*(?P<mw>mười một|mười hai|[^\s\d,]+|\d{{1,2}})"
+        rf"\s*(?P<d>\d{{1,2}})\s*,\s*(?P<y>\d{{4}})\b.*$"
     ),
 ]
 _DATE_LINE_MAX = 60

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Callable
-from functools import lru_cache
+from functools import cache
 
 from index.text import folded_word_spans, folded_words, query_terms, sentence_spans
 
@@ -56,7 +56,7 @@ class Annotator:
 def idf_weight(frequency: Callable[[str], int], total: int) -> Callable[[str], float]:
     """Made per request: each word's frequency is looked up once however many passages ask."""
 
-    @lru_cache(maxsize=None)
+    @cache
     def weight(word: str) -> float:
         return math.log(1 + total / (1 + frequency(word)))
 

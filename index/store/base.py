@@ -18,11 +18,11 @@ from typing import Protocol, TypeVar
 
 import numpy as np
 
+from index.encode.embed import TextEncoder
+from index.encode.evidence import Evidence
 from index.ingest.chunk import embedding_text_of
 from index.prepare import PreparedDocument, StoredVectors
 from index.store.accents import AccentVocabulary
-from index.encode.embed import TextEncoder
-from index.encode.evidence import Evidence
 from index.store.filters import Filters
 
 FORMAT_VERSION = 7  # 6: accent counts in passages.sqlite; 7: sentence vectors

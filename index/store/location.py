@@ -11,7 +11,6 @@ import sqlite3
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Union
 
 from index.store.base import IndexBuild, IndexNotFound, IndexProblem, IndexReader, IndexWriter, Manifest, ModelMismatch
 from index.store.embedded.backup import backup_index, restore_index
@@ -25,7 +24,7 @@ from index.store.milvus.store import (
     open_milvus,
 )
 
-IndexLocation = Union[Path, MilvusTarget]
+IndexLocation = Path | MilvusTarget
 BACKENDS = ("embedded", "milvus")
 
 

@@ -21,11 +21,11 @@ import shutil
 import sqlite3
 from pathlib import Path
 
+from index.store.base import IndexProblem
 from index.store.embedded.integrity import CHECKED, fsync_tree, refused_when_disk_full
 from index.store.embedded.lexical import DIRECTORY as LEXICAL
-from index.store.embedded.passages import FILE as PASSAGES_FILE
-from index.store.base import IndexProblem
 from index.store.embedded.live import MANIFEST, files_lock, read_manifest
+from index.store.embedded.passages import FILE as PASSAGES_FILE
 from index.store.embedded.publish import staging_directory, verify_index
 
 

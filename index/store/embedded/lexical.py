@@ -9,8 +9,8 @@ from pathlib import Path
 
 import numpy as np
 
-from index.store.filters import Filters
 from index.store.analysis import analyze
+from index.store.filters import Filters
 
 DIRECTORY = "lexical"
 

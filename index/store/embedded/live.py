@@ -48,7 +48,8 @@ from index.store.embedded.integrity import (
     inventory,
     refused_when_disk_full,
 )
-from index.store.embedded.lexical import DIRECTORY as LEXICAL, LexicalEntry, LexicalIndex
+from index.store.embedded.lexical import DIRECTORY as LEXICAL
+from index.store.embedded.lexical import LexicalEntry, LexicalIndex
 from index.store.embedded.passages import IndexRows, PassageStore
 from index.store.embedded.vectors import FaissBackend, IndexPlan, VectorDelta, merge_top
 from index.store.filters import NO_FILTERS, Filters

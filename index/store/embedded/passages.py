@@ -20,9 +20,9 @@ from pathlib import Path
 
 import numpy as np
 
+from index.encode.evidence import Evidence
 from index.ingest.chunk import Passage, embedding_text_of
 from index.ingest.files import Document
-from index.encode.evidence import Evidence
 from index.store.accents import QUESTION_PHRASES, form_counts
 from index.store.base import Commit, StoredPassage
 from index.store.filters import day_number

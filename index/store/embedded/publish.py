@@ -53,7 +53,8 @@ from index.store.embedded.live import (
     open_live,
     read_manifest,
 )
-from index.store.embedded.passages import FILE as PASSAGES_FILE, PassageStore
+from index.store.embedded.passages import FILE as PASSAGES_FILE
+from index.store.embedded.passages import PassageStore
 
 log = logging.getLogger("semsearch")
 

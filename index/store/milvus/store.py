@@ -45,7 +45,7 @@ from index.ingest.chunk import Passage, embedding_text_of
 from index.ingest.files import Document, stable_hash
 from index.prepare import PreparedDocument
 from index.store.accents import QUESTION_PHRASES, AccentVocabulary, form_counts
-from index.store.analysis import B, K1, analyze
+from index.store.analysis import K1, B, analyze
 from index.store.base import (
     FORMAT_VERSION,
     BuildEnd,
