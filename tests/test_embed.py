@@ -5,7 +5,7 @@ from concurrent.futures import ThreadPoolExecutor
 import numpy as np
 import pytest
 
-from index.encode.embed import choose_precision, unit_rows
+from index.encode.embed import choose_precision, network_precision, unit_rows
 from index.encode.int8_encoder import lookup_rows, mean_pool, padded_batch, quantize_rows
 from index.encode.openvino_int8 import model_fingerprint
 from index.ingest.files import find_files, read_documents
@@ -19,6 +19,13 @@ def test_precision_follows_the_cpu():
     assert choose_precision("auto", {"avx2", "avx512_bf16"}) == "bf16"
     assert choose_precision("auto", {"avx2", "avx512f"}) == "fp32"
     assert choose_precision("fp32", {"avx512_vnni", "avx512_bf16"}) == "fp32"
+
+
+def test_the_int8_network_keeps_its_other_operations_f32_on_amx():
+    """AMX's bf16 cost the ViNewsQA subset .04 dense MRR@10 (test_eval_quality's floors failed)."""
+    assert network_precision({"avx512_vnni", "avx512_bf16"}) == "bf16"
+    assert network_precision({"avx512_vnni", "avx512_bf16", "amx_bf16", "amx_int8"}) == "f32"
+    assert network_precision({"avx2", "avx_vnni"}) == "f32"
 
 
 def test_unit_rows_renormalise_in_float32():
