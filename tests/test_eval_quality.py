@@ -1,7 +1,7 @@
 """Retrieval quality on subsets of the external evaluation sets (read from ../shared/eval, never
 copied into the project), every mode, with and without diacritics, on both backends (the same
 floors: the Milvus backend must rank as the embedded one does). The floors sit a little under
-what these subsets measured (see README); the full sets run with `make eval`."""
+what these subsets measured (the comment on FLOORS); the full sets run with `make eval`."""
 
 from __future__ import annotations
 
