@@ -62,7 +62,7 @@ def main() -> int:
     encoder = load_encoder()
     # the baseline ran before OpenVINO started its threads, which would share the cores with torch
     spent: dict[str, float] = defaultdict(float)
-    timed(encoder, "encode_passages", "embedding", spent)
+    timed(encoder, "encode_passages", "embedding", spent, [])
     build_runs = []
     out = work / "index"
     for _ in range(args.repeats):
