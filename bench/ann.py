@@ -16,10 +16,10 @@ import tempfile
 import time
 from pathlib import Path
 
-import faiss
 import numpy as np
 from figures import p99, spread
 
+from index.store.embedded.publish import open_index
 from index.store.embedded.vectors import FaissBackend, IndexPlan
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -28,10 +28,13 @@ DIM = 384
 
 
 def base_vectors() -> np.ndarray:
-    source = ROOT / "var" / "eval" / "viquad" / "vectors.faiss"
+    source = ROOT / "var" / "eval" / "viquad"
     if source.exists():
-        index = faiss.read_index(str(source))
-        return faiss.downcast_index(index.index).reconstruct_n(0, index.ntotal)
+        index = open_index(source)
+        try:
+            return np.concatenate([rows.vectors for rows in index.passages.all_rows(index.dim)])
+        finally:
+            index.close()
     rng = np.random.default_rng(0)
     return rng.normal(size=(5000, DIM)).astype(np.float32)
 
