@@ -27,8 +27,8 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
+from quality import SETS
 
-from bench.quality import SETS
 from index.build import build_index, is_current
 from index.encode.embed import load_encoder
 from index.evaluate.metrics import reciprocal_rank_at, unique_in_order

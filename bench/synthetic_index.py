@@ -20,8 +20,8 @@ import zlib
 from pathlib import Path
 
 import numpy as np
+from open_time import open_times
 
-from bench.open_time import open_times
 from index.build import build_index
 from index.encode.e5_build import DEFAULT_MODEL_ID
 from index.store.embedded.publish import open_index
