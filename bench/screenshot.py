@@ -8,23 +8,14 @@ from __future__ import annotations
 
 import argparse
 import shutil
-import socket
-import subprocess
 import sys
-import time
-import urllib.request
 from pathlib import Path
 
+from http_load import free_port, start_server
 from playwright.sync_api import sync_playwright
 
 ROOT = Path(__file__).resolve().parent.parent
 QUESTION = "Đảng bộ Khối có bao nhiêu đảng viên?"
-
-
-def free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return probe.getsockname()[1]
 
 
 def main() -> int:
@@ -34,22 +25,9 @@ def main() -> int:
     args = parser.parse_args()
 
     port = free_port()
-    server = subprocess.Popen(
-        [sys.executable, "-m", "service.cli", "serve", "--index", str(args.index), "--port", str(port), "--workers=1"],
-        cwd=ROOT,
-        stdout=subprocess.DEVNULL,
-    )
+    server = start_server(args.index, port, workers=1, threads=4)
     base = f"http://127.0.0.1:{port}"
     try:
-        deadline = time.monotonic() + 120
-        while True:
-            try:
-                urllib.request.urlopen(base + "/api/health", timeout=2)
-                break
-            except OSError:
-                if server.poll() is not None or time.monotonic() > deadline:
-                    raise SystemExit("the server did not start") from None
-                time.sleep(0.5)
         with sync_playwright() as playwright:
             chromium = shutil.which("chromium") or "/usr/bin/chromium"
             browser = playwright.chromium.launch(executable_path=chromium, args=["--no-sandbox"], headless=True)
