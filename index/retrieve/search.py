@@ -335,7 +335,7 @@ class Searcher:
         """Stored passages for the ranked ids; with a query, also its highlights and answer sentence."""
         hits = [(int(i), float(s)) for s, i in zip(*ranking) if i >= 0]
         stored = index.passages.by_int_ids([i for i, _ in hits])
-        annotate = Annotator(query or "", idf_weight(index.accents.frequency, index.accents.total))
+        annotate = Annotator(query, idf_weight(index.accents.frequency, index.accents.total)) if query else None
         annotated = MAX_K_TIMES_QUERY_CHARS // len(query) if query else 0
         results: list[SearchResult] = []
         for int_id, score in hits:
@@ -345,7 +345,7 @@ class Searcher:
                 continue
             p = stored[int_id]
             explain = len(results) < annotated
-            marks, answer = annotate(p.text) if explain else ((), None)
+            marks, answer = annotate(p.text) if explain and annotate else ((), None)
             results.append(
                 SearchResult(
                     p.id,
