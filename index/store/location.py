@@ -12,9 +12,10 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
-from index.store.base import IndexBuild, IndexNotFound, IndexProblem, IndexReader, IndexWriter, Manifest, ModelMismatch
+from index.store.base import IndexBuild, IndexNotFound, IndexProblem, IndexReader, IndexWriter, Manifest
 from index.store.embedded.backup import backup_index, restore_index
-from index.store.embedded.publish import building, open_index, read_manifest_if_any, verify_index, writing
+from index.store.embedded.live import read_manifest
+from index.store.embedded.publish import building, open_index, verify_index, writing
 from index.store.milvus.store import (
     DEFAULT_COLLECTION,
     MilvusBuild,
@@ -80,10 +81,7 @@ def writing_at(
         with writing(location, model, progress, wait_seconds) as writer:
             yield writer
         return
-    manifest = milvus_manifest(location)
-    if model is not None and model != manifest.model:
-        raise ModelMismatch(f"the index in {location} was built with model {manifest.model!r}, not {model!r}")
-    milvus_writer = MilvusWriter(location, manifest, progress)
+    milvus_writer = MilvusWriter(location, milvus_manifest(location, model), progress)
     try:
         yield milvus_writer
     finally:
@@ -111,23 +109,19 @@ def building_at(
         yield generation
 
 
+def read_manifest_at(location: IndexLocation) -> Manifest:
+    """The manifest of the index at `location`; raises what is wrong when there is none."""
+    if isinstance(location, MilvusTarget):
+        return milvus_manifest(location)
+    return read_manifest(Path(location).resolve())
+
+
 def manifest_at(location: IndexLocation) -> Manifest | None:
     """The manifest of the index at `location`, None when there is none (or it cannot be read)."""
-    if isinstance(location, MilvusTarget):
-        try:
-            return milvus_manifest(location)
-        except IndexProblem:
-            return None
-    return read_manifest_if_any(location)
-
-
-def read_manifest_at(location: IndexLocation) -> Manifest:
-    manifest = manifest_at(location)
-    if manifest is None:
-        if isinstance(location, MilvusTarget):
-            milvus_manifest(location)  # raises what is wrong
-        raise IndexNotFound(f"no index at {location} (build one with `semsearch index`)")
-    return manifest
+    try:
+        return read_manifest_at(location)
+    except IndexProblem:
+        return None
 
 
 def read_errors(location: IndexLocation) -> tuple[type[Exception], ...]:

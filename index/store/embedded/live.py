@@ -25,7 +25,7 @@ import re
 import secrets
 import shutil
 import threading
-from collections.abc import Iterable, Iterator, Sequence
+from collections.abc import Iterable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
@@ -301,10 +301,7 @@ class LiveWriter:
         self.store.close()
 
     def stored_vectors(self, passages: Sequence[Passage]) -> dict[str, tuple[np.ndarray, bytes]]:
-        return {
-            id_: (np.frombuffer(vector, np.float32), sentences)
-            for id_, (vector, sentences) in self.store.existing_vectors(passages).items()
-        }
+        return vector_arrays(self.store.existing_vectors(passages))
 
     def missing(self, doc_ids: Sequence[str]) -> list[str]:
         return [doc_id for doc_id in doc_ids if self.store.document(doc_id) is None]
@@ -470,6 +467,12 @@ def lexical_entries(rows: IndexRows) -> list[LexicalEntry]:
     return [
         LexicalEntry(row.int_id, text, row.doc_id, row.source, row.day) for row, text in zip(rows.catalog, rows.texts)
     ]
+
+
+def vector_arrays(stored: Mapping[str, tuple[bytes, bytes]]) -> dict[str, tuple[np.ndarray, bytes]]:
+    """Passage vectors as the database holds them ({id: (float32 bytes, packed sentence vectors)})
+    as index/prepare.py reuses them."""
+    return {id_: (np.frombuffer(vector, np.float32), sentences) for id_, (vector, sentences) in stored.items()}
 
 
 def create_generation(directory: Path, manifest: Manifest, version: int = 0) -> None:

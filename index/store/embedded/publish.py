@@ -31,10 +31,7 @@ from collections.abc import Iterator
 from contextlib import closing, contextmanager
 from pathlib import Path
 
-import numpy as np
-
 from index.encode.embed import TextEncoder
-from index.ingest.chunk import Passage
 from index.prepare import prepare_chunked
 from index.store.base import BuildEnd, IndexBusy, IndexCorrupt, IndexProblem, Manifest, ModelMismatch, NotAnIndex
 from index.store.embedded.integrity import (
@@ -52,6 +49,7 @@ from index.store.embedded.live import (
     create_generation,
     open_live,
     read_manifest,
+    vector_arrays,
 )
 from index.store.embedded.passages import FILE as PASSAGES_FILE
 from index.store.embedded.passages import PassageStore
@@ -377,15 +375,9 @@ class GenerationBuild(LiveWriter):
                     dropped += [doc.doc_id for doc, _ in carried]
                     continue
                 if carried:
-
-                    def stored(passages: list[Passage], vectors=vectors) -> dict[str, tuple[np.ndarray, bytes]]:
-                        return {
-                            p.id: (np.frombuffer(vectors[p.id][0], np.float32), vectors[p.id][1])
-                            for p in passages
-                            if p.id in vectors
-                        }
-
-                    self.write(prepare_chunked(carried, encoder, stored if same_model else None), compact=False)
+                    # the group's stored vectors are all there is to reuse, whichever passages ask
+                    stored = (lambda _passages, vectors=vectors: vector_arrays(vectors)) if same_model else None
+                    self.write(prepare_chunked(carried, encoder, stored), compact=False)
                     kept += [doc.doc_id for doc, _ in carried]
         finally:
             store.close()

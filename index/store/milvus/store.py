@@ -535,8 +535,9 @@ def _schemas(client, dim: int) -> dict[str, tuple]:
     }
 
 
-def milvus_manifest(target: MilvusTarget) -> Manifest:
-    """The manifest of the index in `target` (its collections loaded, ready to read)."""
+def milvus_manifest(target: MilvusTarget, model: str | None = None) -> Manifest:
+    """The manifest of the index in `target` (its collections loaded, ready to read), refusing
+    one built with another model than `model` (when given)."""
     store = MilvusStore(target)
     try:
         if not store.exists():
@@ -551,17 +552,17 @@ def milvus_manifest(target: MilvusTarget) -> Manifest:
                 f"the index in {target} has format {recorded.get('format_version')}, not {FORMAT_VERSION}; "
                 f"rebuild it with `semsearch index PATH --backend milvus --milvus-uri {target.uri}`"
             )
-        return Manifest(**{key: recorded[key] for key in Manifest.__dataclass_fields__ if key in recorded})
+        manifest = Manifest(**{key: recorded[key] for key in Manifest.__dataclass_fields__ if key in recorded})
     finally:
         store.close()
+    if model is not None and model != manifest.model:
+        raise ModelMismatch(f"the index in {target} was built with model {manifest.model!r}, not {model!r}")
+    return manifest
 
 
 def open_milvus(target: MilvusTarget, model: str | None = None) -> MilvusIndex:
     """The index in `target`, refusing one built with another model than `model` (when given)."""
-    manifest = milvus_manifest(target)
-    if model is not None and model != manifest.model:
-        raise ModelMismatch(f"the index in {target} was built with model {manifest.model!r}, not {model!r}")
-    return MilvusIndex(target, manifest)
+    return MilvusIndex(target, milvus_manifest(target, model))
 
 
 class MilvusWriter:
