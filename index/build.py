@@ -136,7 +136,8 @@ def build_from_documents(
                 mine = [doc for doc in documents_read if shard_of(doc.doc_id, shards) == part]
                 seen.update(doc.doc_id for doc in mine)
                 done = build.committed([doc.doc_id for doc in mine])
-                todo = [doc for doc in mine if done.get(doc.doc_id) != doc.fingerprint()]
+                # a document's fingerprint hashes its whole text: only for ids the index holds
+                todo = [doc for doc in mine if doc.doc_id not in done or done[doc.doc_id] != doc.fingerprint()]
                 if todo:
                     prepared = prepare(todo, encoder, manifest.chunking, build.stored_vectors, cores=build.threads)
                     commits.append(build.write(prepared, compact=False).commit)
