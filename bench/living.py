@@ -38,7 +38,7 @@ import numpy as np
 from figures import p99
 
 from index.build import build_from_documents, write_documents
-from index.ingest.files import document_from_record
+from index.ingest.document import document_from_record
 from index.retrieve.search import Searcher
 from index.store.embedded.publish import writing
 from index.text import normalize

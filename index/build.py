@@ -10,7 +10,9 @@ from pathlib import Path
 from tqdm import tqdm
 
 from index.encode.embed import TextEncoder
-from index.ingest.files import Document, IngestError, count_documents, find_files, fingerprint, read_documents, shard_of
+from index.ingest.document import Document, IngestError, shard_of
+from index.ingest.files import InputFile, Reading, count_documents, find_files, fingerprint, read_documents
+from index.ingest.tables import ANY_COLUMNS, Columns
 from index.prepare import prepare
 from index.store.analysis import describe as describe_lexical
 from index.store.base import Commit, IndexWriter, Manifest, WriteResult
@@ -46,13 +48,21 @@ def is_current(
     )
 
 
-def input_files(paths: Iterable[Path]) -> list[Path]:
-    """The files a build or an add reads; none is an error."""
-    paths = list(paths)
-    files = find_files(paths)
-    if not files:
-        raise IngestError(f"no .txt, .md, .html or .jsonl files under {', '.join(map(str, paths))}")
-    return files
+def _read(
+    files: list[InputFile],
+    reading: Reading,
+    strict: bool,
+    origin: str = "build",
+    columns: Columns = ANY_COLUMNS,
+    **options,
+) -> Iterator[Document]:
+    """The documents of `files`; at the end an IngestError when nothing could be read, or, when
+    `strict`, when anything was skipped (raised inside a build or write, it leaves nothing written)."""
+    yield from read_documents(files, reading, origin=origin, columns=columns, **options)
+    if strict and reading.skipped:
+        raise IngestError(f"{len(reading.skipped)} skipped and --strict: nothing was written")
+    if not reading.files:
+        raise IngestError("nothing could be read (see what was skipped, and why)")
 
 
 def _chunk_settings(passage_tokens: int) -> dict:
@@ -81,14 +91,17 @@ def build_index(
     keep_written: bool = True,
     shard: tuple[int, int] = (0, 1),
     group: int = BUILD_GROUP,
+    reading: Reading | None = None,
+    strict: bool = False,
+    columns: Columns = ANY_COLUMNS,
 ) -> Built:
-    """Index every supported file under `paths` into `location`. A directory gets a new
-    generation, and the index published there stays intact and servable until it is complete;
-    Milvus is written in place, by `shard` (K of N processes). The documents written since the
-    last build are kept, unless not `keep_written`."""
-    files = input_files(paths)
+    """Index every file under `paths` into `location` (what was read and skipped goes into
+    `reading`). A directory gets a new generation, and the index published there stays intact and
+    servable until it is complete; Milvus is written in place, by `shard` (K of N processes). The
+    documents written since the last build are kept, unless not `keep_written`."""
+    files = find_files(paths)
     return build_from_documents(
-        read_documents(files),
+        _read(files, reading if reading is not None else Reading(), strict, columns=columns),
         location,
         encoder,
         fingerprint(files),
@@ -195,10 +208,63 @@ def write_documents(
 
 
 def add_files(
-    paths: Iterable[Path], location: IndexLocation, encoder: TextEncoder, progress: bool = True
+    paths: Iterable[Path],
+    location: IndexLocation,
+    encoder: TextEncoder,
+    progress: bool = True,
+    reading: Reading | None = None,
+    strict: bool = False,
+    columns: Columns = ANY_COLUMNS,
 ) -> WriteResult:
     """Add the documents in `paths` to the index at `location`, replacing documents with the same ids."""
-    files = input_files(paths)
-    documents = list(read_documents(files, origin="add", empty=True))
+    reading = reading if reading is not None else Reading()
+    documents = list(_read(find_files(paths), reading, strict, origin="add", empty=True, columns=columns))
     with writing_at(location, encoder.model_id, progress) as writer:
         return write_documents(writer, documents, encoder, progress=progress)
+
+
+@dataclass(frozen=True)
+class Synced:
+    written: int  # documents new or changed in the folder, written
+    unchanged: int
+    deleted: int  # documents of files gone from the folder
+    embedded: int  # passages that needed the encoder
+    version: int
+
+
+def sync_folder(
+    folder: Path,
+    location: IndexLocation,
+    encoder: TextEncoder,
+    progress: bool = True,
+    reading: Reading | None = None,
+    strict: bool = False,
+    columns: Columns = ANY_COLUMNS,
+    group: int = BUILD_GROUP,
+) -> Synced:
+    """Make the documents the index read from files mirror `folder`: the folder's new and changed
+    documents are written (their unchanged paragraphs keep their vectors), those of files gone
+    from it deleted; documents written by `semsearch add` or over HTTP are left alone, and so are
+    those of a file that could not be read this time."""
+    reading = reading if reading is not None else Reading()
+    files = find_files([folder])
+    written = unchanged = embedded = 0
+    seen: set[str] = set()
+    with writing_at(location, encoder.model_id, progress) as writer:
+        stored = writer.read_files()
+        version = 0
+        with tqdm(total=len(files), desc="syncing", unit="doc", disable=not progress) as bar:
+            for documents in _groups(_read(files, reading, strict, columns=columns), group):
+                seen.update(doc.doc_id for doc in documents)
+                todo = [doc for doc in documents if stored.get(doc.doc_id, (None,))[0] != doc.fingerprint()]
+                if todo:
+                    result = write_documents(writer, todo, encoder, compact=False)
+                    embedded, version = embedded + result.embedded, result.commit.version
+                written, unchanged = written + len(todo), unchanged + len(documents) - len(todo)
+                bar.update(len(documents))
+        gone = [doc_id for doc_id, (_, path) in stored.items() if doc_id not in seen and path not in reading.unread]
+        if gone:
+            version = writer.write(delete=gone).commit.version
+        elif written:
+            writer.compact(force=False)
+    return Synced(written, unchanged, len(gone), embedded, version)

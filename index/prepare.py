@@ -14,7 +14,7 @@ from tqdm import tqdm
 from index.encode.embed import TextEncoder, limited_cores
 from index.encode.evidence import pack_vectors
 from index.ingest.chunk import Passage, chunk_document
-from index.ingest.files import Document
+from index.ingest.document import Document
 
 EMBED_GROUP = 256
 

@@ -29,7 +29,10 @@ DEFAULTS: dict[str, Any] = {
     # writes: keys (comma-separated) and a file of keys, one per line; with neither, writes are off
     "API_KEYS": "",
     "API_KEYS_FILE": None,
-    "DOCUMENTS_MAX_BYTES": 16 * 1024 * 1024,
+    "DOCUMENTS_MAX_BYTES": 16 * 1024 * 1024,  # a write's body: documents, or files uploaded
+    # each uploaded file is read in a child process within these (index/ingest/sandbox.py)
+    "UPLOAD_MAX_FILES": 20,
+    "UPLOAD_LIMITS": {"memory_bytes": 1024 * 1024 * 1024, "cpu_seconds": 30, "wall_seconds": 60.0, "max_pages": 500},
     # for another process's write (or a build) to finish before answering 503 with Retry-After;
     # short, as the request thread waits meanwhile
     "WRITE_WAIT_SECONDS": 2.0,
@@ -70,6 +73,7 @@ def create_app(config: Mapping[str, Any] | None = None) -> Flask:
     errors.install(app, read_errors(searcher.followed.location))
     app.register_blueprint(api.bp)
     app.register_blueprint(documents.bp)
+    app.register_blueprint(documents.files_bp)
     app.register_blueprint(web.bp)
     app.register_blueprint(openapi.bp)
     if float(app.config["RELOAD_SECONDS"]) > 0:

@@ -9,6 +9,8 @@ import re
 import sys
 import time
 import unicodedata
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -46,6 +48,43 @@ def _backend_options(p: argparse.ArgumentParser) -> None:
     )
 
 
+def _reading_options(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--strict", action="store_true", help="exit 2, writing nothing, when any file or row is skipped")
+    tables = p.add_argument_group("table files (CSV, TSV, JSON, JSON Lines): one document per row")
+    tables.add_argument(
+        "--text-column", action="append", default=[], help="a column of the text (repeatable; default: 'text', ...)"
+    )
+    for name, default in (("id", "'id'"), ("title", "'title'"), ("date", "'date'"), ("source", "'source', 'url'")):
+        tables.add_argument(f"--{name}-column", help=f"the column of the {name} (default: {default}, ...)")
+    tables.add_argument("--author-column", help="the column of the author (default: 'author', ...)")
+
+
+def _columns(args):
+    from index.ingest.tables import Columns
+
+    return Columns(
+        id=args.id_column,
+        title=args.title_column,
+        text=tuple(args.text_column),
+        date=args.date_column,
+        source=args.source_column,
+        byline=args.author_column,
+    )
+
+
+@contextmanager
+def _summary() -> Iterator:
+    """A Reading to fill, summarised on stderr at the end of the run, however it ends."""
+    from index.ingest.files import Reading
+
+    reading = Reading()
+    try:
+        yield reading
+    finally:
+        for line in reading.lines():
+            print(line, file=sys.stderr)
+
+
 def _location(args, directory: Path):
     """The directory, or the Milvus collection the options name."""
     from index.store.location import location_of
@@ -63,7 +102,7 @@ def main(argv: list[str] | None = None) -> int:
         default=_env("INDEX_DIR", "var/index"), help="index directory (default: %(default)s, $SEMSEARCH_INDEX_DIR)"
     )
 
-    p = commands.add_parser("index", help="index .txt/.md/.html/.jsonl files or directories")
+    p = commands.add_parser("index", help="index a folder (or files): PDF, Word, HTML, Markdown, text, CSV, JSON")
     p.add_argument("paths", nargs="*", type=Path, default=[Path(DEFAULT_CORPUS)], help=f"default: {DEFAULT_CORPUS}")
     p.add_argument("--out", type=Path, **index_dir)
     p.add_argument(
@@ -97,13 +136,27 @@ def main(argv: list[str] | None = None) -> int:
         help="on Milvus: index only the K-th of N shares of the documents (K from 1), so N processes build at once; "
         "run again after a crash, it skips what was committed",
     )
+    _reading_options(p)
     _backend_options(p)
     p.set_defaults(run=_index)
+
+    p = commands.add_parser(
+        "sync",
+        help="make the index mirror a folder: new and changed files written, files gone deleted "
+        "(documents written by `add` or the API are left alone)",
+    )
+    p.add_argument("folder", type=Path)
+    p.add_argument("--index", type=Path, **index_dir)
+    p.add_argument("--quiet", action="store_true", help="no progress bars")
+    _reading_options(p)
+    _backend_options(p)
+    p.set_defaults(run=_sync)
 
     p = commands.add_parser("add", help="add files to the index (a document whose id exists is replaced)")
     p.add_argument("paths", nargs="+", type=Path)
     p.add_argument("--index", type=Path, **index_dir)
     p.add_argument("--quiet", action="store_true", help="no progress bars")
+    _reading_options(p)
     _backend_options(p)
     p.set_defaults(run=_add)
 
@@ -134,6 +187,7 @@ def main(argv: list[str] | None = None) -> int:
         p.add_argument("--offset", type=int, default=0, help="results to skip (the next page)")
         p.add_argument("--source", action="append", default=[], help="only this source (repeatable)")
         p.add_argument("--doc-id", action="append", default=[], help="only this document (repeatable)")
+        p.add_argument("--path", action="append", default=[], help="only files whose path starts so (repeatable)")
         p.add_argument("--date-from", type=_iso_date, help="only documents dated on or after YYYY-MM-DD")
         p.add_argument("--date-to", type=_iso_date, help="only documents dated on or before YYYY-MM-DD")
         if name == "search":
@@ -212,7 +266,7 @@ def main(argv: list[str] | None = None) -> int:
     b.set_defaults(run=_model_build)
 
     args = parser.parse_args(argv)
-    from index.ingest.files import IngestError
+    from index.ingest.document import IngestError
     from index.retrieve.search import InvalidRequest, UnknownPassage
     from index.store.base import DiskFull, IndexProblem
     from service.errors import ConfigurationError
@@ -238,16 +292,20 @@ def _index(args) -> int:
         return 0
     encoder = load_encoder(args.model, precision=args.precision)
     started = time.perf_counter()
-    built = build_index(
-        args.paths,
-        location,
-        encoder,
-        passage_tokens=passage_tokens,
-        memory_saving=args.memory_saving,
-        progress=not args.quiet,
-        keep_written=not args.drop_written,
-        shard=args.shard,
-    )
+    with _summary() as reading:
+        built = build_index(
+            args.paths,
+            location,
+            encoder,
+            passage_tokens=passage_tokens,
+            memory_saving=args.memory_saving,
+            progress=not args.quiet,
+            keep_written=not args.drop_written,
+            shard=args.shard,
+            reading=reading,
+            strict=args.strict,
+            columns=_columns(args),
+        )
     commit = built.commit
     print(
         f"indexed {built.written} documents ({commit.added} passages) into {describe(location)} "
@@ -315,7 +373,32 @@ def _add(args) -> int:
     from index.build import add_files
 
     location = _location(args, args.index)
-    _report(add_files(args.paths, location, _writer_encoder(location), progress=not args.quiet), location)
+    encoder = _writer_encoder(location)
+    with _summary() as reading:
+        result = add_files(
+            args.paths, location, encoder, not args.quiet, reading, strict=args.strict, columns=_columns(args)
+        )
+    _report(result, location)
+    return 0
+
+
+def _sync(args) -> int:
+    from index.build import sync_folder
+    from index.store.location import describe
+
+    location = _location(args, args.index)
+    encoder = _writer_encoder(location)
+    started = time.perf_counter()
+    with _summary() as reading:
+        synced = sync_folder(
+            args.folder, location, encoder, not args.quiet, reading, strict=args.strict, columns=_columns(args)
+        )
+    print(
+        f"synced {describe(location)} with {args.folder} in {time.perf_counter() - started:.1f} s: "
+        f"{synced.written} document(s) written ({synced.embedded} passages embedded), "
+        f"{synced.unchanged} unchanged, {synced.deleted} deleted (files gone)",
+        file=sys.stderr,
+    )
     return 0
 
 
@@ -349,7 +432,7 @@ def _compact(args) -> int:
 def _filters(args):
     from index.store.filters import Filters
 
-    return Filters(tuple(args.source), tuple(args.doc_id), args.date_from, args.date_to)
+    return Filters(tuple(args.source), tuple(args.doc_id), tuple(args.path), args.date_from, args.date_to)
 
 
 def _print_results(results, as_json: bool, **fields) -> None:

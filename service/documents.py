@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import hmac
 import logging
+import tempfile
 import threading
 import time
 import unicodedata
@@ -20,7 +21,9 @@ from flask import Blueprint, current_app, jsonify, request
 from pydantic import ValidationError
 
 from index.build import write_documents
-from index.ingest.files import document_from_record
+from index.ingest.document import document_from_record, document_id
+from index.ingest.files import InputFile, Reading
+from index.ingest.sandbox import SandboxLimits, read_untrusted
 from index.retrieve.search import InvalidRequest
 from index.store.base import DiskFull, IndexBusy
 
@@ -32,6 +35,7 @@ from .openapi import (
     DocumentBatch,
     DocumentBody,
     DocumentItem,
+    FilesRead,
     StoredDocument,
     json_answers,
     spec,
@@ -42,6 +46,8 @@ from .openapi import (
 log = logging.getLogger("semsearch")
 
 bp = Blueprint("documents", __name__, url_prefix="/api/documents")
+# Files to read and index: POST /api/files (multipart), the same key, limits and commit.
+files_bp = Blueprint("files", __name__, url_prefix="/api/files")
 
 NDJSON = "application/x-ndjson"
 
@@ -81,6 +87,14 @@ def _authorized() -> tuple | None:
     return None
 
 
+@files_bp.before_request
+def _uploads_need_a_key():
+    refused = _authorized()
+    if refused is None and request.mimetype != "multipart/form-data":
+        return error_response(415, "unsupported_media_type", "send the files as multipart/form-data, field 'files'")
+    return refused
+
+
 @bp.before_request
 def _writes_need_a_key():
     if request.method in ("PUT", "POST", "DELETE"):
@@ -101,6 +115,7 @@ def _writes_need_a_key():
     return None
 
 
+@files_bp.errorhandler(ConfigurationError)
 @bp.errorhandler(ConfigurationError)
 def _keys_unavailable(error: ConfigurationError):
     log.error("writes refused: %s", error)
@@ -112,6 +127,7 @@ def _keys_unavailable(error: ConfigurationError):
     return body, status, {"Retry-After": "30"}
 
 
+@files_bp.errorhandler(DiskFull)
 @bp.errorhandler(DiskFull)
 def _disk_full(error: DiskFull):
     log.error("write refused: %s", error)
@@ -120,6 +136,7 @@ def _disk_full(error: DiskFull):
     return body, status, {"Retry-After": "60"}
 
 
+@files_bp.errorhandler(IndexBusy)
 @bp.errorhandler(IndexBusy)
 def _busy(error: IndexBusy):
     body, status = error_response(503, "index_busy", str(error))
@@ -166,7 +183,7 @@ def _commit(operation: str, documents=(), delete=()) -> dict | None:
     }
 
 
-@bp.put("/<doc_id>")
+@bp.put("/<path:doc_id>")
 @spec.validate(json=DocumentBody, resp=json_answers(Committed, 400, 401, 403, 408, 413, 415, 507), tags=["documents"])
 def put_document(doc_id: str):
     """Create or replace a document (needs an API key)."""
@@ -214,7 +231,7 @@ def _batch() -> list[DocumentItem]:
         raise InvalidRequest(validation_messages(exc)) from None
 
 
-@bp.delete("/<doc_id>")
+@bp.delete("/<path:doc_id>")
 @spec.validate(resp=json_answers(Committed, 401, 403, 404, 507), tags=["documents"])
 def delete_document(doc_id: str):
     """Delete a document and its passages (needs an API key)."""
@@ -225,7 +242,7 @@ def delete_document(doc_id: str):
     return jsonify(committed)
 
 
-@bp.get("/<doc_id>")
+@bp.get("/<path:doc_id>")
 @spec.validate(resp=json_answers(StoredDocument, 404), tags=["documents"])
 def get_document(doc_id: str):
     """A document's metadata and its passages' ids."""
@@ -241,3 +258,45 @@ def _checked_id(doc_id: str) -> str:
         return DocumentItem.model_validate({"id": doc_id, "text": "x"}).id
     except ValidationError as exc:
         raise InvalidRequest(validation_messages(exc)) from None
+
+
+@files_bp.post("")
+@spec.validate(
+    resp=json_answers(FilesRead, 400, 401, 403, 408, 413, 415, 422, 507), skip_validation=True, tags=["documents"]
+)
+def post_files():
+    """Read uploaded files (multipart/form-data, field `files`, one or more) as `semsearch index`
+    reads a folder, and write their documents in one commit (needs an API key). Each file is read in
+    a child process within a memory, CPU time and page limit; its type is told from its bytes. The
+    answer says what each file gave and what was skipped and why; 422 when nothing could be read."""
+    uploads = [upload for upload in request.files.getlist("files") if upload.filename]
+    if not uploads:
+        raise InvalidRequest("send one or more files in the multipart field 'files'")
+    limit = current_app.config["UPLOAD_MAX_FILES"]
+    if len(uploads) > limit:
+        raise InvalidRequest(f"{len(uploads)} files; send at most {limit} at a time")
+    reading = Reading()
+    with tempfile.TemporaryDirectory(prefix="semsearch-upload-") as folder:
+        files = _saved(uploads, Path(folder), reading)
+        documents = read_untrusted(files, SandboxLimits(**current_app.config["UPLOAD_LIMITS"]), reading, "api")
+    if not documents:
+        return error_response(422, "unreadable", "; ".join(f"{what}: {why}" for what, why in reading.skipped))
+    return jsonify({**_commit("files", documents), "read": reading.describe()})
+
+
+def _saved(uploads, folder: Path, reading: Reading) -> list[InputFile]:
+    """The uploads as files of `folder`, named by their file names (their document ids); a name
+    that cannot be an id is skipped."""
+    files = []
+    for number, upload in enumerate(uploads):
+        name = unicodedata.normalize("NFC", Path(upload.filename.replace("\\", "/")).name)
+        try:
+            document_id(name)
+        except ValueError as exc:
+            reading.skip_file(upload.filename, f"its name cannot be a document id: it {exc}")
+            continue
+        path = folder / str(number)
+        path.mkdir()
+        upload.save(path / name)
+        files.append(InputFile(path / name, name))
+    return files

@@ -97,14 +97,14 @@ def _check_request_text() -> None:
         request.args = ImmutableMultiDict(pairs)
     # parse now (and cache) so a bad body is a 400 before validation; a document write's body is
     # parsed after its key is checked, so no anonymous request makes the server read a large one
-    if request.is_json and request.content_length and request.blueprint != "documents":
+    if request.is_json and request.content_length and request.blueprint not in ("documents", "files"):
         request.get_json()
 
 
 def _limit_body() -> None:
     """Each route's body limit, refused from Content-Length before a byte of the body is read
     (a body sent without one stops being read at the limit: Werkzeug's max_content_length)."""
-    writes = request.blueprint == "documents" and request.method in WRITE_METHODS
+    writes = request.blueprint in ("documents", "files") and request.method in WRITE_METHODS
     limit = current_app.config["DOCUMENTS_MAX_BYTES" if writes else "MAX_CONTENT_LENGTH"]
     request.max_content_length = limit
     if (request.content_length or 0) > limit:

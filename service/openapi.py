@@ -21,7 +21,7 @@ from spectree import Response, SpecTree
 from spectree.utils import parse_code
 from swagger_ui_bundle import swagger_ui_path
 
-from index.ingest.files import ID_FORBIDDEN, ID_SPACES, MAX_ID_CHARS, document_id
+from index.ingest.document import ID_FORBIDDEN, ID_SPACES, MAX_ID_CHARS, document_id
 from index.retrieve.search import MAX_DEPTH, MAX_K, MAX_QUERY_CHARS, MAX_SIMILAR_TEXT_CHARS, MODES
 from index.store.filters import Filters
 
@@ -29,16 +29,25 @@ from index.store.filters import Filters
 # Python's \x1c-\x1f and \x85, and has \ufeff), and no NUL.
 NOT_BLANK = r"^[^\x00]*[^\s\x00\x1c-\x1f\x85\ufeff][^\x00]*$"
 PASSAGE_ID = r"^[0-9a-f]{16}$"
-# A document id (the rules of index.ingest.files.document_id, which also makes it NFC) as one
-# regular expression without look-arounds, which pydantic's engine lacks: no control, invisible
-# or direction characters, no slash (it is a path segment), no white space at either end, not
-# "." or "..", at most MAX_ID_CHARS characters.
+# A document id (the rules of index.ingest.document.document_id, which also makes it NFC) as two
+# regular expressions without look-arounds, which pydantic's engine lacks, both of which it must
+# match: the whole id has no control, invisible or direction characters, no white space at
+# either end, is not "." or "..", and has at most MAX_ID_CHARS characters; and each of its parts
+# between slashes is neither empty, "." nor "..".
 _NOT_DOT, _EDGE, _INSIDE = f"[^{ID_FORBIDDEN}{ID_SPACES}.]", f"[^{ID_FORBIDDEN}{ID_SPACES}]", f"[^{ID_FORBIDDEN}]"
 DOCUMENT_ID = f"^(?:{_NOT_DOT}|{_NOT_DOT}{_EDGE}|\\.{_NOT_DOT}|{_EDGE}{_INSIDE}{{1,{MAX_ID_CHARS - 2}}}{_EDGE})$"
+_PART = "(?:[^/.]|[^/.][^/]|\\.[^/.]|[^/]{3,})"
+DOCUMENT_ID_PARTS = f"^{_PART}(?:/{_PART})*$"
 ID_RULE = (
-    f"a document id is 1 to {MAX_ID_CHARS} characters without '/', control, zero-width or direction "
-    "characters, white space at either end, and is not '.' or '..'"
+    f"a document id is 1 to {MAX_ID_CHARS} characters without control, zero-width or direction characters "
+    "or white space at either end; its parts between '/' are not empty, '.' or '..' (a file's id is its "
+    "path in the folder indexed)"
 )
+DocumentId = Annotated[
+    str,
+    Field(pattern=DOCUMENT_ID, json_schema_extra={"allOf": [{"pattern": DOCUMENT_ID_PARTS}]}),
+    AfterValidator(document_id),
+]
 # What one write may ask of a serving worker (each document is chunked and embedded there; larger
 # loads go through `semsearch add`, in a process of its own): a 20,000-document batch held the
 # index's lock for 220 s.
@@ -100,8 +109,9 @@ class Filtered(BaseModel):
     source: list[Annotated[str, Field(min_length=1, max_length=200, pattern=NOT_BLANK)]] = Field(
         [], max_length=50, description="only passages from these sources (repeatable)"
     )
-    doc_id: list[Annotated[str, Field(pattern=DOCUMENT_ID)]] = Field(
-        [], max_length=50, description="only passages of these documents (repeatable)"
+    doc_id: list[DocumentId] = Field([], max_length=50, description="only passages of these documents (repeatable)")
+    path: list[Annotated[str, Field(min_length=1, max_length=MAX_ID_CHARS, pattern=NOT_BLANK)]] = Field(
+        [], max_length=50, description="only passages of files whose path in the folder indexed starts so (repeatable)"
     )
     date_from: IsoDate | None = Field(None, description="only documents dated on or after this day (YYYY-MM-DD)")
     date_to: IsoDate | None = Field(
@@ -113,6 +123,7 @@ class Filtered(BaseModel):
         return Filters(
             tuple(s for s in self.source if s),
             tuple(self.doc_id),
+            tuple(self.path),
             datetime.date.fromisoformat(self.date_from) if self.date_from else None,
             datetime.date.fromisoformat(self.date_to) if self.date_to else None,
         )
@@ -176,6 +187,9 @@ class Result(BaseModel):
     source: str | None
     position: int
     heading: str | None
+    path: str | None = Field(None, description="the file it was read from, relative to the folder indexed")
+    page: int | None = Field(None, description="the page of its file it starts on (PDF)")
+    row: int | None = Field(None, description="its document's row in its file (CSV, TSV, JSON, JSON Lines)")
     highlights: list[Annotated[list[int], Field(min_length=2, max_length=2)]] = Field(
         description="[start, end) character spans of the query's words in text"
     )
@@ -209,6 +223,9 @@ class Passage(BaseModel):
     byline: str | None
     position: int
     heading: str | None
+    path: str | None = Field(None, description="the file it was read from, relative to the folder indexed")
+    page: int | None = Field(None, description="the page of its file it starts on (PDF)")
+    row: int | None = Field(None, description="its document's row in its file (CSV, TSV, JSON, JSON Lines)")
 
 
 class Health(BaseModel):
@@ -245,7 +262,7 @@ class DocumentBody(BaseModel):
 
 
 class DocumentItem(DocumentBody):
-    id: Annotated[str, Field(pattern=DOCUMENT_ID), AfterValidator(document_id)]
+    id: DocumentId
 
 
 class DocumentBatch(BaseModel):
@@ -268,6 +285,21 @@ class Committed(BaseModel):
     compacted: bool = Field(description="whether this write also folded recent changes into a new checkpoint")
 
 
+class Skipped(BaseModel):
+    file: str = Field(description="the file (or 'file:row' for a row of a table file)")
+    reason: str
+
+
+class Reading(BaseModel):
+    files: dict[str, int] = Field(description="files read, by format")
+    documents: int
+    skipped: list[Skipped]
+
+
+class FilesRead(Committed):
+    read: Reading = Field(description="what the files gave, and what was skipped and why")
+
+
 class StoredDocument(BaseModel):
     id: str
     title: str
@@ -280,7 +312,10 @@ class StoredDocument(BaseModel):
         description='"build" (read by `semsearch index`), "add" (`semsearch add`) or "api" (written '
         "over HTTP); a build keeps documents of the last two",
     )
-    path: str | None = Field(None, description="the file it was read from, as given")
+    path: str | None = Field(None, description="the file it was read from, relative to the folder indexed")
+    format: str | None = Field(None, description="how the file was read: pdf, docx, html, markdown, text, csv, ...")
+    row: int | None = Field(None, description="its row in a table file")
+    encoding: str | None = Field(None, description="the text file's encoding, as detected")
     passages: list[str] = Field(description="its passages' ids, in reading order")
 
 
@@ -413,7 +448,12 @@ def document() -> dict:
     for operation in generated["paths"].get("/api/documents/{doc_id}", {}).values():
         for parameter in operation.get("parameters", []):
             if parameter["name"] == "doc_id":
-                parameter["schema"] = {"type": "string", "pattern": DOCUMENT_ID, "description": ID_RULE}
+                parameter["schema"] = {
+                    "type": "string",
+                    "pattern": DOCUMENT_ID,
+                    "allOf": [{"pattern": DOCUMENT_ID_PARTS}],
+                    "description": ID_RULE,
+                }
     for (path, method), source in _LINKED_ANSWERS.items():
         answer = generated["paths"][path][method]["responses"]["200"]
         answer["links"] = {

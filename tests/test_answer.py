@@ -1,5 +1,6 @@
 from index.build import build_from_documents
-from index.ingest.files import document_from_record, find_files, read_documents
+from index.ingest.document import document_from_record
+from index.ingest.files import find_files, read_documents
 from index.retrieve.answer import BIGRAM_BONUS, Annotator
 from index.store.accents import NearbyText, with_usual_capitals
 from index.store.analysis import analyze

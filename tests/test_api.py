@@ -305,7 +305,7 @@ def test_post_a_batch_as_json_or_ndjson(writable):
     "body, message",
     [
         ([], "documents has fewer than 1"),
-        ([{**DOC, "id": "a/b"}], "documents.0.id"),
+        ([{**DOC, "id": "a//b"}], "documents.0.id"),
         ([{**DOC, "id": "a", "date": "2024-02-30"}], "not a calendar date"),
         ([{**DOC, "id": "a", "colour": "red"}], "colour"),
         ([{"id": "a", "text": " "}], "text is empty"),
@@ -468,7 +468,8 @@ def test_ndjson_lines_end_at_newlines_only(writable, separator):
         "a\u2028b",
         ".",
         "..",
-        "a/b",
+        "a//b",
+        "a/./b",
         "x" * 201,
     ],
 )

@@ -1,6 +1,6 @@
 from index.ingest.chunk import chunk_document, passage_id, split_to_fit
 from index.ingest.clean import Block
-from index.ingest.files import Document
+from index.ingest.document import Document
 
 
 def words(text: str) -> int:

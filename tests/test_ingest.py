@@ -2,7 +2,8 @@ import json
 
 import pytest
 
-from index.ingest.files import IngestError, find_files, fingerprint, read_documents
+from index.ingest.document import IngestError
+from index.ingest.files import Reading, find_files, fingerprint, read_documents
 from tests.conftest import CORPUS
 
 
@@ -14,8 +15,8 @@ def docs(tmp_path, name: str, content: str | bytes):
 
 def test_seed_corpus_reads_five_documents_with_metadata():
     documents = list(read_documents(find_files([CORPUS])))
-    assert [d.doc_id for d in documents] == sorted(p.stem for p in CORPUS.glob("*.txt"))
-    assert all(d.original_name == f"{d.doc_id}.txt" for d in documents)
+    assert [d.doc_id for d in documents] == sorted(p.name for p in CORPUS.glob("*.txt"))
+    assert all(d.original_name == d.path == d.doc_id and d.format == "text" for d in documents)
     assert sum(d.date is not None for d in documents) == 4
 
 
@@ -37,15 +38,15 @@ def test_markdown_headings_and_soft_wraps(tmp_path):
 def test_html_skips_scripts_and_navigation(tmp_path):
     html = """<html><head><title>Bài viết | Báo</title>
     <meta property="article:published_time" content="2024-03-01T08:00">
-    <script>var ad = 1;</script></head><body><nav>Trang chủ</nav><h1>Bài viết</h1>
-    <p>Đoạn thứ nhất có nội dung &amp; ý nghĩa.</p><h2>Mục</h2><p>Đoạn thứ hai.</p>
+    <script>var ad = 1;</script></head><body><nav>Trang chủ</nav><article><h1>Bài viết</h1>
+    <p>Đoạn thứ nhất có nội dung &amp; ý nghĩa.</p><h2>Mục thứ hai</h2><p>Đoạn thứ hai.</p></article>
     <footer>Bản quyền</footer></body></html>"""
     [doc] = docs(tmp_path, "page.html", html)
     assert doc.title == "Bài viết"
     assert doc.date == "2024-03-01"
     assert [(b.kind, b.text) for b in doc.blocks] == [
         ("paragraph", "Đoạn thứ nhất có nội dung & ý nghĩa."),
-        ("heading", "Mục"),
+        ("heading", "Mục thứ hai"),
         ("paragraph", "Đoạn thứ hai."),
     ]
 
@@ -72,35 +73,39 @@ def test_decomposed_unicode_is_composed(tmp_path):
 
 
 @pytest.mark.parametrize(
-    "name, content, message",
+    "name, content, skipped",
     [
-        ("bad.jsonl", '{"id": 1, "text": "ok"}\n{not json}\n', "bad.jsonl:2: invalid JSON"),
-        ("bad2.jsonl", '{"id": 1, "body": "no text"}\n', "must be an object with a string 'text'"),
-        ("latin1.txt", "Ti\xeang".encode("latin-1"), "not UTF-8"),
-        ("dupe.jsonl", '{"id": "x", "text": "a"}\n{"id": "x", "text": "b"}\n', "appears twice"),
+        ("bad.jsonl", '{"id": 1, "text": "ok"}\n{not json}\n', ("bad.jsonl:2", "invalid JSON")),
+        ("bad2.jsonl", '{"id": 1, "note": "no text"}\n', ("bad2.jsonl", "no text column")),
+        ("bin.txt", bytes(range(256)) * 4, ("bin.txt", "not text in any encoding")),
+        ("dupe.jsonl", '{"id": "x", "text": "a"}\n{"id": "x", "text": "b"}\n', ("dupe.jsonl", "appears twice")),
     ],
 )
-def test_broken_files_give_clear_errors(tmp_path, name, content, message):
-    with pytest.raises(IngestError, match=message):
-        docs(tmp_path, name, content)
+def test_what_cannot_be_read_is_skipped_with_why(tmp_path, name, content, skipped):
+    path = tmp_path / name
+    path.write_bytes(content if isinstance(content, bytes) else content.encode("utf-8"))
+    reading = Reading()
+    list(read_documents(find_files([path]), reading))
+    [(what, why)] = reading.skipped
+    assert what == skipped[0] and skipped[1] in why
 
 
 def test_missing_and_unsupported_paths(tmp_path):
     with pytest.raises(IngestError, match="no such file"):
         find_files([tmp_path / "nope"])
-    (tmp_path / "x.pdf").write_bytes(b"%PDF")
-    with pytest.raises(IngestError, match="unsupported file type"):
-        find_files([tmp_path / "x.pdf"])
-    assert find_files([tmp_path]) == []  # directories skip what they cannot read
+    (tmp_path / "x.xls").write_bytes(b"\xd0\xcf")
+    reading = Reading()
+    assert list(read_documents(find_files([tmp_path]), reading)) == []
+    assert reading.skipped == [("x.xls", "unsupported type (.xls)")]
 
 
 def test_fingerprint_changes_with_content(tmp_path):
     path = tmp_path / "a.txt"
     path.write_text("một")
-    before = fingerprint([path])
-    assert fingerprint([path]) == before
+    before = fingerprint(find_files([path]))
+    assert fingerprint(find_files([path])) == before
     path.write_text("hai")
-    assert fingerprint([path]) != before
+    assert fingerprint(find_files([path])) != before
 
 
 def test_structured_records_keep_lines_that_look_like_site_furniture(tmp_path):

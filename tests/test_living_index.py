@@ -12,7 +12,7 @@ import numpy as np
 import pytest
 
 from index.build import build_index, write_documents
-from index.ingest.files import document_from_record
+from index.ingest.document import document_from_record
 from index.retrieve.search import Searcher
 from index.store.base import IndexBusy
 from index.store.embedded.catalog import Catalog
@@ -82,7 +82,7 @@ def test_incremental_build_ranks_like_a_one_shot_build(tmp_path, fake_encoder):
     compaction. A document deleted and added again leaves dense rankings exact; BM25 moves a
     little, since tantivy, like Lucene, counts deleted documents in its statistics until their
     segment is merged (bench/living.py measures the effect on MRR@10)."""
-    from index.ingest.files import read_documents
+    from index.ingest.files import find_files, read_documents
 
     files = sorted(CORPUS.glob("*.txt"))
     one_shot = tmp_path / "one-shot"
@@ -90,7 +90,7 @@ def test_incremental_build_ranks_like_a_one_shot_build(tmp_path, fake_encoder):
     grown = tmp_path / "grown"
     build_index(files[:1], grown, fake_encoder, progress=False)
     for path in files[1:]:
-        write(grown, list(read_documents([path])))
+        write(grown, list(read_documents(find_files([path]))))
     queries = ["đảng viên sinh hoạt chi bộ", "Fanpage Zalo", "dang vien moi", "Hồ Chí Minh", "thi đua khen thưởng"]
 
     def rankings(out):
@@ -109,8 +109,8 @@ def test_incremental_build_ranks_like_a_one_shot_build(tmp_path, fake_encoder):
     assert rankings(grown) == expected
     assert open_index(grown).view.delta.count == 0 and verify_index(grown)
 
-    write(grown, delete=["002_0538a5d340dbff31"])
-    write(grown, list(read_documents([files[2]])))
+    write(grown, delete=["002_0538a5d340dbff31.txt"])
+    write(grown, list(read_documents(find_files([files[2]]))))
     again = rankings(grown)
     for key, ranking in expected.items():
         if key[1] == "dense":
@@ -166,7 +166,7 @@ def dated_index(tmp_path, fake_encoder):
 FILTERS = [
     Filters(sources=("Báo A",)),
     Filters(sources=("Báo B", "Đài C")),
-    Filters(doc_ids=("doc-3", "doc-7", "000_3c2f5f3f6056e9aa")),
+    Filters(doc_ids=("doc-3", "doc-7", "000_3c2f5f3f6056e9aa.txt")),
     Filters(date_from=datetime.date(2024, 2, 1)),
     Filters(date_to=datetime.date(2024, 1, 15)),
     Filters(sources=("Báo A",), date_from=datetime.date(2024, 1, 10), date_to=datetime.date(2024, 2, 20)),
@@ -308,7 +308,7 @@ def test_the_accent_vocabulary_stays_a_count_of_the_live_passages(fake_index, fa
     from index.store.accents import QUESTION_PHRASES, form_counts
 
     write(fake_index, [new_document(), new_document("poet", "Thơ Xuân Quỳnh được ngâm tại lễ hội.")])
-    write(fake_index, delete=["000_3c2f5f3f6056e9aa"])
+    write(fake_index, delete=["000_3c2f5f3f6056e9aa.txt"])
     with writing(fake_index) as writer:
         writer.compact()
     write(fake_index, [new_document(text="Giải bóng chuyền Zyxwv hoãn.")], delete=["poet"])
@@ -390,13 +390,15 @@ def test_a_rebuild_drops_written_documents_only_when_asked_and_the_input_replace
     corpus = tmp_path / "corpus"
     corpus.mkdir()
     (corpus / "same-id.txt").write_text("Tiêu đề\n\nChi bộ Asdfg sinh hoạt chuyên đề.\n", encoding="utf-8")
-    written = [document_from_record(doc_id, {"text": NEW_TEXT}, None, origin="api") for doc_id in ("same-id", "api-2")]
+    written = [
+        document_from_record(doc_id, {"text": NEW_TEXT}, None, origin="api") for doc_id in ("same-id.txt", "api-2")
+    ]
     write(fake_index, written)
     built = build_index([corpus], fake_index, FakeEncoder(), progress=False, keep_written=False)
-    assert built.replaced == ("same-id",) and built.dropped == ("api-2",) and not built.kept
+    assert built.replaced == ("same-id.txt",) and built.dropped == ("api-2",) and not built.kept
     index = open_index(fake_index)
     assert index.passages.document("api-2") is None
-    assert index.passages.document("same-id")["origin"] == "build"
+    assert index.passages.document("same-id.txt")["origin"] == "build"
     index.close()
 
 
@@ -412,7 +414,7 @@ def test_an_emptied_document_is_empty_through_the_cli_as_over_http(fake_index, t
         assert main(["add", str(article), "--index", str(fake_index), "--quiet"]) == 0
     assert "0 passages added (0 embedded), 1 removed" in capsys.readouterr().err
     index = open_index(fake_index)
-    assert index.passages.document("emptied")["passages"] == []
+    assert index.passages.document("emptied.txt")["passages"] == []
     index.close()
     searcher = Searcher.open(fake_index, encoder=FakeEncoder())
-    assert "emptied" not in {r.doc_id for r in searcher.search("Zyxwv hội thao", 10, mode="lexical")}
+    assert "emptied.txt" not in {r.doc_id for r in searcher.search("Zyxwv hội thao", 10, mode="lexical")}

@@ -16,7 +16,7 @@ import numpy as np
 import pytest
 
 from index.build import build_index, write_documents
-from index.ingest.files import shard_of
+from index.ingest.document import shard_of
 from index.store.analysis import analyze
 from index.store.base import ModelMismatch
 from index.store.embedded.publish import open_index
@@ -82,7 +82,7 @@ def build_milvus(paths, target, encoder, **options) -> tuple[int, int, int]:
 def test_filter_expressions_quote_what_users_type(lite, fake_encoder, tmp_path):
     awkward = 'Báo "A" \\ số 1'
     with MilvusWriter.create(lite, _manifest(fake_encoder)) as writer:
-        from index.ingest.files import document_from_record
+        from index.ingest.document import document_from_record
 
         write_documents(
             writer,
@@ -133,11 +133,11 @@ def test_accent_counts_and_sentence_vectors_equal_the_embedded_index_through_wri
     embedded = tmp_path / "embedded"
     build_index([CORPUS], embedded, fake_encoder, progress=False)
     build_milvus([CORPUS], lite, fake_encoder, progress=False)
-    from index.ingest.files import document_from_record
+    from index.ingest.document import document_from_record
     from index.store.embedded.publish import writing
 
     added = document_from_record("late", {"text": "Đảng viên Zyxwv dự hội nghị.", "title": "Tin"}, "test")
-    first = ["000_3c2f5f3f6056e9aa"]
+    first = ["000_3c2f5f3f6056e9aa.txt"]
     with writing(embedded) as writer:
         write_documents(writer, [added], fake_encoder, delete=first)
     with MilvusWriter(lite, open_milvus(lite).manifest) as writer:
@@ -342,7 +342,7 @@ def test_the_cli_names_a_milvus_lite_file_another_process_holds(tmp_path, fake_e
 
 
 def test_a_build_keeps_documents_written_since_unless_asked_to_drop_them(lite, fake_encoder, tmp_path):
-    from index.ingest.files import document_from_record
+    from index.ingest.document import document_from_record
 
     documents = texts(4)
     build_milvus([corpus_file(tmp_path, documents)], lite, fake_encoder, progress=False)

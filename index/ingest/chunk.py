@@ -6,7 +6,7 @@ import hashlib
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 
-from index.ingest.files import Document
+from index.ingest.document import Document
 from index.text import split_sentences
 
 TokenCounter = Callable[[str], int]
@@ -27,6 +27,7 @@ class Passage:
     heading: str | None
     text: str
     context: str = ""
+    page: int | None = None  # the page of a PDF it starts on
 
     @property
     def int_id(self) -> int:
@@ -86,7 +87,9 @@ def chunk_document(
         context = passage_context(doc.title, heading)
         budget = max_tokens - (count_tokens(context + "\n") if context else 0)
         for window in split_to_fit(block.text, count_tokens, budget, overlap_sentences):
-            yield Passage(passage_id(doc.doc_id, position, window), doc.doc_id, position, heading, window, context)
+            yield Passage(
+                passage_id(doc.doc_id, position, window), doc.doc_id, position, heading, window, context, block.page
+            )
             position += 1
 
 

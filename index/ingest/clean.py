@@ -21,6 +21,7 @@ BlockKind = Literal["heading", "paragraph"]
 class Block:
     kind: BlockKind
     text: str
+    page: int | None = None  # the page it starts on, from 1, in a paged format (PDF)
 
 
 @dataclass

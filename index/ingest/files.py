@@ -1,311 +1,233 @@
-"""Files -> documents: read .txt, .md, .html and .jsonl files (or directories of them)."""
+"""Files -> documents: find the files under the paths given, tell each one's format from its
+bytes, read it with its format's reader, and report every file read or skipped, and why."""
 
 from __future__ import annotations
 
 import hashlib
-import json
-import re
-import unicodedata
+import os
+from collections import Counter
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
-from html.parser import HTMLParser
 from pathlib import Path
 
-from index.ingest.clean import Block, clean_article, looks_like_heading
-from index.text import normalize
+from index.ingest.document import Document, IngestError, document_from_lines, document_id
+from index.ingest.encoding import decode
+from index.ingest.markdown import markdown_document
+from index.ingest.pdf import pdf_document
+from index.ingest.tables import ANY_COLUMNS, Columns, table_documents
+from index.ingest.web import html_document
+from index.ingest.word import docx_document
 
-SUFFIXES = (".txt", ".md", ".markdown", ".html", ".htm", ".jsonl")
-
-
-# Characters no document id may hold: C0/C1 controls, the path separator, and the invisible ones
-# that make two ids look alike or reorder how an id is shown (zero-width, bidi controls, BOM).
-# Written so that both Python and JSON Schema (ECMA) regular expressions read it.
-ID_FORBIDDEN = r"\x00-\x1f\x7f-\x9f/\u061c\u200b-\u200f\u2028-\u202e\u2060-\u2064\u2066-\u206f\ufeff"
-# White space an id may hold inside but not at either end (Unicode's, less what is forbidden anyway).
-ID_SPACES = r" \xa0\u1680\u2000-\u200a\u202f\u205f\u3000"
-MAX_ID_CHARS = 200
-_ID_FORBIDDEN = re.compile(f"[{ID_FORBIDDEN}]")
-
-
-def document_id(text: str) -> str:
-    """`text` as a document id: NFC, so that the same name typed on any system is one document.
-    Raises ValueError for an id a person could not tell from another or type back: empty,
-    padded with white space, with a character of ID_FORBIDDEN, ".", "..", or too long."""
-    doc_id = unicodedata.normalize("NFC", text)
-    if not doc_id.strip() or doc_id != doc_id.strip():
-        raise ValueError("must not be empty or start or end with white space")
-    if _ID_FORBIDDEN.search(doc_id):
-        raise ValueError("must not hold control, zero-width or direction characters, or '/'")
-    if doc_id in (".", ".."):
-        raise ValueError("must not be '.' or '..'")
-    if len(doc_id) > MAX_ID_CHARS:
-        raise ValueError(f"must be at most {MAX_ID_CHARS} characters")
-    return doc_id
+# The format a file's name suggests; PDF and Word files must also be one by their bytes.
+FORMAT_OF_SUFFIX = {
+    ".txt": "text",
+    ".text": "text",
+    ".md": "markdown",
+    ".markdown": "markdown",
+    ".html": "html",
+    ".htm": "html",
+    ".xhtml": "html",
+    ".pdf": "pdf",
+    ".docx": "docx",
+    ".csv": "csv",
+    ".tsv": "tsv",
+    ".json": "json",
+    ".jsonl": "jsonl",
+    ".ndjson": "jsonl",
+}
+FORMATS = sorted(set(FORMAT_OF_SUFFIX.values()))
+SKIPPED_SHOWN = 20
 
 
-class IngestError(ValueError):
-    """A file that cannot be read as documents; the message names the file and the problem."""
+@dataclass(frozen=True)
+class Limits:
+    """What one file may cost to read: files from the network get these (service/uploads.py)."""
+
+    max_pages: int | None = None
+
+
+NO_LIMITS = Limits()
 
 
 @dataclass
-class Document:
-    doc_id: str
-    title: str
-    blocks: list[Block]
-    date: str | None = None
-    byline: str | None = None
-    source: str | None = None
-    original_name: str | None = None
-    dropped: list[tuple[str, str]] = field(default_factory=list)
-    # where it came from: "build" (read by a full build from its input), "add" (a file given to
-    # `semsearch add`) or "api" (written over HTTP); a build keeps documents of the last two
-    origin: str = "build"
-    path: str | None = None  # the file it was read from
+class Reading:
+    """What a run read: files by format, documents, and the files (or rows) skipped with why."""
 
-    def fingerprint(self) -> str:
-        """What decides whether a document must be written again: everything it was indexed from."""
-        blocks = [[getattr(b, name) for name in sorted(vars(b))] for b in self.blocks]
-        content = [self.doc_id, self.title, self.date, self.byline, self.source, self.original_name, blocks]
-        return hashlib.blake2b(
-            json.dumps(content, ensure_ascii=False, default=str).encode(), digest_size=16
-        ).hexdigest()
+    files: Counter = field(default_factory=Counter)
+    documents: int = 0
+    skipped: list[tuple[str, str]] = field(default_factory=list)
+    unread: set[str] = field(default_factory=set)  # the files skipped whole (not a row of one)
+
+    def skip(self, what: str, why: str) -> None:
+        self.skipped.append((what, why))
+
+    def skip_file(self, name: str, why: str) -> None:
+        self.skip(name, why)
+        self.unread.add(name)
+
+    def describe(self) -> dict:
+        return {
+            "files": dict(sorted(self.files.items())),
+            "documents": self.documents,
+            "skipped": [{"file": what, "reason": why} for what, why in self.skipped],
+        }
+
+    def lines(self) -> list[str]:
+        """The summary a person reads at the end of a run."""
+        read = ", ".join(f"{n} {form}" for form, n in sorted(self.files.items())) or "none"
+        lines = [f"read {sum(self.files.values())} file(s) ({read}): {self.documents} document(s)"]
+        if self.skipped:
+            reasons = Counter(_reason_kind(why) for _, why in self.skipped)
+            lines.append(
+                f"skipped {len(self.skipped)}: " + ", ".join(f"{n} {kind}" for kind, n in reasons.most_common())
+            )
+            lines += [f"  skipped {what}: {why}" for what, why in self.skipped[:SKIPPED_SHOWN]]
+            if len(self.skipped) > SKIPPED_SHOWN:
+                lines.append(f"  ... and {len(self.skipped) - SKIPPED_SHOWN} more")
+        return lines
 
 
-def stable_hash(text: str) -> int:
-    """A 63-bit hash of `text`, the same in every process and on every machine."""
-    return int.from_bytes(hashlib.blake2b(text.encode(), digest_size=8).digest(), "big") >> 1
+def _reason_kind(why: str) -> str:
+    return why.split(" (")[0].split(":")[0]
 
 
-def shard_of(doc_id: str, shards: int) -> int:
-    """Which of `shards` build processes indexes a document: a stable hash of its id."""
-    return stable_hash(doc_id) % shards
+@dataclass(frozen=True)
+class InputFile:
+    path: Path
+    name: str  # its path relative to the folder given (its document id), or its file name
 
 
-def find_files(paths: Iterable[Path]) -> list[Path]:
-    found: list[Path] = []
+def find_files(paths: Iterable[Path]) -> list[InputFile]:
+    """Every file under `paths` (hidden files and folders aside), named by its path inside the
+    folder given; a path that does not exist is an IngestError."""
+    found: list[InputFile] = []
     for path in map(Path, paths):
         if path.is_dir():
-            found.extend(p for p in sorted(path.rglob("*")) if p.is_file() and p.suffix.lower() in SUFFIXES)
+            for folder, folders, names in os.walk(path):
+                folders[:] = sorted(f for f in folders if not f.startswith("."))
+                for name in sorted(n for n in names if not n.startswith(".")):
+                    file = Path(folder) / name
+                    found.append(InputFile(file, file.relative_to(path).as_posix()))
         elif path.is_file():
-            if path.suffix.lower() not in SUFFIXES:
-                raise IngestError(f"{path}: unsupported file type (use one of {', '.join(SUFFIXES)})")
-            found.append(path)
+            found.append(InputFile(path, path.name))
         else:
             raise IngestError(f"{path}: no such file or directory")
     return found
 
 
-def fingerprint(files: list[Path]) -> str:
+def fingerprint(files: list[InputFile]) -> str:
     """Changes whenever any input file's name or bytes change."""
     digest = hashlib.sha256()
-    for path in files:
-        digest.update(path.name.encode() + b"\0")
-        digest.update(hashlib.sha256(path.read_bytes()).digest())
+    for file in files:
+        digest.update(file.name.encode() + b"\0")
+        digest.update(hashlib.sha256(file.path.read_bytes()).digest())
     return digest.hexdigest()
 
 
-def read_documents(files: list[Path], origin: str = "build", empty: bool = False) -> Iterator[Document]:
-    """The documents in `files`; those without text too when `empty` (a file emptied since it was
-    added must empty its document, not leave the old text searchable)."""
+def read_documents(
+    files: list[InputFile],
+    reading: Reading | None = None,
+    origin: str = "build",
+    empty: bool = False,
+    columns: Columns = ANY_COLUMNS,
+    limits: Limits = NO_LIMITS,
+) -> Iterator[Document]:
+    """The documents in `files`, as they are read; what could not be, in `reading`. Those without
+    text come too when `empty` (a file emptied since it was added must empty its document, not
+    leave the old text searchable)."""
+    reading = reading if reading is not None else Reading()
     seen: set[str] = set()
-    for path in files:
-        for doc in _read_file(path):
-            if doc.doc_id in seen:
-                raise IngestError(f"{path}: document id {doc.doc_id!r} appears twice in the input")
-            seen.add(doc.doc_id)
-            if doc.blocks or empty:
-                doc.origin, doc.path = origin, str(path)
-                yield doc
+    for file in files:
+        form = file_format_name(file)
+        try:
+            form = file_format(file)
+            for doc in _read(file, form, reading, columns, limits):
+                if doc.doc_id in seen:
+                    reading.skip(file.name, f"document id {doc.doc_id!r} appears twice in the input")
+                    continue
+                seen.add(doc.doc_id)
+                if doc.blocks or empty:
+                    doc.origin = origin
+                    reading.documents += 1
+                    yield doc
+        except (IngestError, OSError) as exc:
+            reading.skip_file(
+                file.name, str(exc) if isinstance(exc, IngestError) else f"cannot be read ({exc.strerror})"
+            )
+        except Exception as exc:  # a reader's library failing on a malformed file fails that file only
+            reading.skip_file(file.name, f"unreadable {form} ({type(exc).__name__}: {exc})")
+        else:
+            reading.files[form] += 1
 
 
-def count_documents(files: list[Path]) -> int:
+def count_documents(files: list[InputFile]) -> int:
     """How many documents `files` hold at most (a file without text yields none): one per file,
     one per non-blank line of JSON Lines. Reads no more than line ends, for a progress bar's total."""
     total = 0
-    for path in files:
-        if path.suffix.lower() == ".jsonl":
-            with open(path, "rb") as f:
+    for file in files:
+        if file.path.suffix.lower() in (".jsonl", ".ndjson"):
+            with open(file.path, "rb") as f:
                 total += sum(1 for line in f if line.strip())
         else:
             total += 1
     return total
 
 
-def _read_file(path: Path) -> Iterator[Document]:
-    suffix = path.suffix.lower()
+def file_format_name(file: InputFile) -> str:
+    return FORMAT_OF_SUFFIX.get(file.path.suffix.lower(), "file")
+
+
+def file_format(file: InputFile) -> str:
+    """The file's format: PDF and Word by their bytes (whatever the name says), text formats by
+    the name's suffix; an IngestError for anything else."""
+    with open(file.path, "rb") as f:
+        head = f.read(8)
+    suffix = file.path.suffix.lower()
+    named = FORMAT_OF_SUFFIX.get(suffix)
+    if head.startswith(b"%PDF-"):
+        return "pdf"
+    if head.startswith(b"PK\x03\x04"):
+        if named == "docx" or suffix in (".odt", ".epub", ".xlsx", ".pptx", ".zip", ""):
+            return _zip_format(file.path, suffix)
+        raise IngestError(f"named {suffix} but it is a ZIP archive")
+    if named in ("pdf", "docx"):
+        raise IngestError(f"named {suffix} but it is not a {named.upper()} file")
+    if named is None:
+        raise IngestError(f"unsupported type ({suffix or 'no suffix'})")
+    return named
+
+
+def _zip_format(path: Path, suffix: str) -> str:
+    import zipfile
+
     try:
-        if suffix == ".jsonl":  # line by line: a corpus of a million records is one file
-            with open(path, encoding="utf-8") as lines:
-                yield from _read_jsonl(path, lines)
-            return
-        raw = path.read_text(encoding="utf-8")
-    except UnicodeDecodeError as exc:
-        raise IngestError(f"{path}: not UTF-8 text ({exc.reason} at byte {exc.start})") from exc
-    if suffix in (".html", ".htm"):
-        yield _read_html(path, raw)
-    elif suffix in (".md", ".markdown"):
-        yield _read_markdown(path, raw)
+        with zipfile.ZipFile(path) as archive:
+            names = set(archive.namelist())
+    except zipfile.BadZipFile as exc:
+        raise IngestError(f"a broken ZIP archive ({exc})") from exc
+    if "word/document.xml" in names:
+        return "docx"
+    raise IngestError(f"unsupported type ({suffix or 'ZIP archive'})")
+
+
+def _read(file: InputFile, form: str, reading: Reading, columns: Columns, limits: Limits) -> Iterator[Document]:
+    meta = {"path": file.name, "format": form, "original_name": file.path.name}
+    if form in ("csv", "tsv", "json", "jsonl"):
+        yield from table_documents(file.name, file.path, form, columns, reading.skip, **meta)
+        return
+    try:
+        doc_id = document_id(file.name)
+    except ValueError as exc:
+        raise IngestError(f"its path cannot be a document id: it {exc}") from None
+    if form == "pdf":
+        yield pdf_document(doc_id, file.path, max_pages=limits.max_pages, **meta)
+    elif form == "docx":
+        yield docx_document(doc_id, file.path, **meta)
     else:
-        yield _document(path.stem, path.name, raw.splitlines())
-
-
-def _document(
-    doc_id: str,
-    original_name: str | None,
-    lines: list[str],
-    title: str | None = None,
-    infer_structure: bool = True,
-    **meta,
-) -> Document:
-    article = clean_article(lines, title=title, infer_structure=infer_structure)
-    return Document(
-        doc_id=unicodedata.normalize("NFC", doc_id),
-        title=article.title,
-        blocks=article.blocks,
-        date=meta.get("date") or article.date,
-        byline=meta.get("byline") or article.byline,
-        source=meta.get("source") or article.source,
-        original_name=original_name,
-        dropped=article.dropped,
-    )
-
-
-def _read_jsonl(path: Path, lines: Iterable[str]) -> Iterator[Document]:
-    for number, line in enumerate(lines, 1):
-        if not line.strip():
-            continue
-        try:
-            record = json.loads(line)
-        except json.JSONDecodeError as exc:
-            raise IngestError(f"{path}:{number}: invalid JSON ({exc.msg})") from exc
-        if not isinstance(record, dict) or not isinstance(record.get("text"), str):
-            raise IngestError(f"{path}:{number}: each line must be an object with a string 'text'")
-        doc_id = str(record.get("id") or record.get("_id") or f"{path.stem}-{number}")
-        yield document_from_record(doc_id, record, path.name)
-
-
-def document_from_record(doc_id: str, record: dict, original_name: str | None, origin: str = "build") -> Document:
-    """A document given as fields (a JSON Lines record, a document sent to the API): `text` with
-    paragraphs separated by blank lines (or one per line), and optional title, date, byline, source."""
-    text = record["text"]
-    lines = text.split("\n\n") if "\n\n" in text else text.splitlines()
-    meta = {key: _optional_str(record.get(key)) for key in ("date", "byline", "source")}
-    doc = _document(doc_id, original_name, lines, title=str(record.get("title") or ""), infer_structure=False, **meta)
-    doc.origin = origin
-    return doc
-
-
-def _optional_str(value) -> str | None:
-    return str(value) if value not in (None, "") else None
-
-
-_MD_HEADING = re.compile(r"^\s{0,3}#{1,6}\s+(.*?)\s*#*\s*$")
-_MD_LIST_ITEM = re.compile(r"^\s*([-*+]|\d+[.)])\s+")
-_MD_MARKUP = re.compile(r"\*\*|__|`|!\[[^\]]*\]\([^)]*\)|\[([^\]]+)\]\([^)]*\)")
-
-
-def _read_markdown(path: Path, raw: str) -> Document:
-    """The first heading is the title, later ones are headings; soft-wrapped lines join."""
-    title: str | None = None
-    lines: list[str] = []
-    paragraph: list[str] = []
-
-    def flush() -> None:
-        if paragraph:
-            lines.append(" ".join(paragraph))
-            paragraph.clear()
-
-    for line in raw.splitlines():
-        line = _MD_MARKUP.sub(lambda m: m.group(1) or "", line)
-        heading = _MD_HEADING.match(line)
-        if heading or not line.strip() or _MD_LIST_ITEM.match(line):
-            flush()
-        if heading and title is None and not lines:
-            title = heading.group(1)
-        elif heading:
-            lines.append(heading.group(1))
-        elif line.strip():
-            paragraph.append(_MD_LIST_ITEM.sub("", line).strip())
-    flush()
-    return _document(path.stem, path.name, lines, title=title)
-
-
-class _HtmlText(HTMLParser):
-    _BLOCKS = {
-        "p",
-        "div",
-        "li",
-        "h1",
-        "h2",
-        "h3",
-        "h4",
-        "h5",
-        "h6",
-        "blockquote",
-        "td",
-        "br",
-        "tr",
-        "section",
-        "article",
-        "figcaption",
-        "title",
-        "header",
-        "dd",
-        "dt",
-        "pre",
-    }
-    _SKIP = {"script", "style", "nav", "footer", "aside", "noscript", "form", "iframe", "svg", "button"}
-
-    def __init__(self) -> None:
-        super().__init__(convert_charrefs=True)
-        self.lines: list[str] = []
-        self.title: str | None = None
-        self.date: str | None = None
-        self._buffer: list[str] = []
-        self._skip_depth = 0
-        self._in_title = False
-
-    def handle_starttag(self, tag, attrs):
-        attributes = dict(attrs)
-        if tag in self._SKIP:
-            self._skip_depth += 1
-        elif tag == "meta" and attributes.get("property") in ("article:published_time", "og:published_time"):
-            self.date = (attributes.get("content") or "")[:10] or None
-        elif tag == "time" and attributes.get("datetime") and self.date is None:
-            self.date = attributes["datetime"][:10]
-        if tag in self._BLOCKS:
-            self._flush()
-        self._in_title = tag == "title"
-
-    def handle_endtag(self, tag):
-        if tag in self._SKIP and self._skip_depth:
-            self._skip_depth -= 1
-        if tag in self._BLOCKS:
-            self._flush()
-        if tag == "title":
-            self._in_title = False
-
-    def handle_data(self, data):
-        if self._skip_depth:
-            return
-        if self._in_title:
-            self.title = normalize(data) or None
-            return
-        self._buffer.append(data)
-
-    def _flush(self):
-        text = normalize("".join(self._buffer))
-        self._buffer.clear()
-        if text:
-            self.lines.append(text)
-
-
-def _read_html(path: Path, raw: str) -> Document:
-    parser = _HtmlText()
-    parser.feed(raw)
-    parser.close()
-    lines = parser.lines
-    # the page <title> usually repeats the <h1>; prefer the headline in the body
-    if lines and parser.title and looks_like_heading(lines[0], 50) and lines[0] in parser.title:
-        parser.title = lines.pop(0)
-    return _document(path.stem, path.name, lines, title=parser.title, date=parser.date)
+        text, encoding = decode(file.path.read_bytes())
+        if form == "html":
+            yield html_document(doc_id, text, encoding=encoding, **meta)
+        elif form == "markdown":
+            yield markdown_document(doc_id, text, encoding=encoding, **meta)
+        else:
+            yield document_from_lines(doc_id, text.splitlines(), encoding=encoding, **meta)

@@ -91,6 +91,9 @@ class SearchResult:
     heading: str | None
     highlights: tuple[Span, ...] = ()
     answer: Span | None = None
+    path: str | None = None
+    page: int | None = None
+    row: int | None = None
 
     def to_dict(self) -> dict:
         answer = None
@@ -110,6 +113,9 @@ class SearchResult:
             "source": self.source,
             "position": self.position,
             "heading": self.heading,
+            "path": self.path,
+            "page": self.page,
+            "row": self.row,
             "highlights": [list(span) for span in self.highlights],
             "answer": answer,
         }
@@ -359,6 +365,9 @@ class Searcher:
                     p.heading,
                     tuple(marks),
                     answer,
+                    p.path,
+                    p.page,
+                    p.row,
                 )
             )
         return results

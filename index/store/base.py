@@ -113,6 +113,9 @@ class StoredPassage:
     source: str | None
     byline: str | None
     context: str = ""
+    page: int | None = None  # where in its file: the page of a PDF, the row of a table file
+    path: str | None = None
+    row: int | None = None
 
     @property
     def embedding_text(self) -> str:
@@ -129,6 +132,9 @@ class StoredPassage:
             "byline": self.byline,
             "position": self.position,
             "heading": self.heading,
+            "path": self.path,
+            "page": self.page,
+            "row": self.row,
         }
 
 
@@ -243,6 +249,11 @@ class IndexWriter(Protocol):
         self, documents: Sequence[PreparedDocument] = (), delete: Iterable[str] = (), compact: bool = True
     ) -> WriteResult:
         """Add or replace `documents` and delete the documents `delete` names, as one commit."""
+        ...
+
+    def read_files(self) -> dict[str, tuple[str | None, str | None]]:
+        """{doc_id: (fingerprint, path)} of the documents read from the files of a build or sync
+        (not those written by `semsearch add` or over HTTP): what a sync compares a folder with."""
         ...
 
     def missing(self, doc_ids: Sequence[str]) -> list[str]:

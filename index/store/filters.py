@@ -1,4 +1,4 @@
-"""Which passages a search may return: the live ones, narrowed by source, document and date.
+"""Which passages a search may return: the live ones, narrowed by source, document, file path and date.
 Both backends read the same `Filters`: the embedded one through its catalog (embedded/catalog.py),
 Milvus as a boolean expression."""
 
@@ -23,16 +23,18 @@ def day_number(date: str | None) -> int | None:
 
 @dataclass(frozen=True)
 class Filters:
-    """Passages must be from one of `sources` and one of `doc_ids` (when given) and dated within
-    [date_from, date_to] (when given; undated passages then never match)."""
+    """Passages must be from one of `sources`, one of `doc_ids` and a file whose path starts with
+    one of `paths` (when given) and dated within [date_from, date_to] (when given; undated
+    passages then never match)."""
 
     sources: tuple[str, ...] = ()
     doc_ids: tuple[str, ...] = ()
+    paths: tuple[str, ...] = ()
     date_from: datetime.date | None = None
     date_to: datetime.date | None = None
 
     def __bool__(self) -> bool:
-        return bool(self.sources or self.doc_ids or self.date_from or self.date_to)
+        return bool(self.sources or self.doc_ids or self.paths or self.date_from or self.date_to)
 
     def day_range(self) -> tuple[int, int] | None:
         if self.date_from is None and self.date_to is None:
@@ -45,6 +47,7 @@ class Filters:
         return {
             "source": list(self.sources),
             "doc_id": list(self.doc_ids),
+            "path": list(self.paths),
             "date_from": self.date_from.isoformat() if self.date_from else None,
             "date_to": self.date_to.isoformat() if self.date_to else None,
         }

@@ -231,7 +231,9 @@ class LiveIndex:
     ) -> tuple[np.ndarray, np.ndarray]:
         view = view or self.view
         allowed = view.catalog.allowed(
-            filters, self.passages.int_ids_of_documents(filters.doc_ids) if filters.doc_ids else ()
+            filters,
+            self.passages.int_ids_of_documents(filters.doc_ids) if filters.doc_ids else (),
+            self.passages.int_ids_under_paths(filters.paths) if filters.paths else (),
         )
         in_checkpoint = view.checkpoint.search(query, k, allowed if filters or view.holes else None)
         return merge_top(k, in_checkpoint, view.delta.search(query, k, allowed))
@@ -294,7 +296,6 @@ class LiveWriter:
         self.progress = progress
         self.threads = threads
         self.store = PassageStore(self.directory)
-        self.store.record_origins()
         self.dim = manifest.dimension
 
     def close(self) -> None:
@@ -302,6 +303,9 @@ class LiveWriter:
 
     def stored_vectors(self, passages: Sequence[Passage]) -> dict[str, tuple[np.ndarray, bytes]]:
         return vector_arrays(self.store.existing_vectors(passages))
+
+    def read_files(self) -> dict[str, tuple[str | None, str | None]]:
+        return self.store.read_files()
 
     def missing(self, doc_ids: Sequence[str]) -> list[str]:
         return [doc_id for doc_id in doc_ids if self.store.document(doc_id) is None]

@@ -22,7 +22,7 @@ import numpy as np
 
 from index.encode.evidence import Evidence
 from index.ingest.chunk import Passage, embedding_text_of
-from index.ingest.files import Document
+from index.ingest.document import Document
 from index.store.accents import QUESTION_PHRASES, form_counts
 from index.store.base import Commit, StoredPassage
 from index.store.filters import day_number
@@ -32,13 +32,16 @@ FILE = "passages.sqlite"
 _SCHEMA = """
 CREATE TABLE documents (
     doc_id TEXT PRIMARY KEY, title TEXT NOT NULL, date TEXT, byline TEXT, source TEXT, original_name TEXT,
-    day INTEGER, origin TEXT NOT NULL DEFAULT 'build', path TEXT
+    day INTEGER, origin TEXT NOT NULL DEFAULT 'build', path TEXT, format TEXT, row INTEGER, encoding TEXT,
+    fingerprint TEXT
 );
+CREATE INDEX documents_by_path ON documents (path);
 CREATE TABLE passages (
     int_id INTEGER PRIMARY KEY AUTOINCREMENT, id TEXT NOT NULL UNIQUE,
     doc_id TEXT NOT NULL REFERENCES documents(doc_id), position INTEGER NOT NULL, heading TEXT,
     context TEXT NOT NULL, text TEXT NOT NULL, vector BLOB NOT NULL,
-    sentences BLOB NOT NULL  -- the sentences' vectors (evidence.pack_vectors)
+    sentences BLOB NOT NULL,  -- the sentences' vectors (evidence.pack_vectors)
+    page INTEGER
 );
 CREATE INDEX passages_by_document ON passages (doc_id, position);
 CREATE TABLE changes (version INTEGER NOT NULL, int_id INTEGER NOT NULL, added INTEGER NOT NULL);
@@ -51,7 +54,8 @@ INSERT INTO state VALUES ('version', '0'), ('lexical_version', '0'), ('lexical_f
     ('documents', '0'), ('accent_total', '0');
 """
 _SELECT = """
-SELECT p.int_id, p.id, p.doc_id, p.position, p.heading, p.text, d.title, d.date, d.source, d.byline, p.context
+SELECT p.int_id, p.id, p.doc_id, p.position, p.heading, p.text, d.title, d.date, d.source, d.byline, p.context,
+    p.page, d.path, d.row
 FROM passages p JOIN documents d ON d.doc_id = p.doc_id
 """
 
@@ -101,18 +105,46 @@ def connect(directory: Path, create: bool = False) -> sqlite3.Connection:
     return connection
 
 
-def record_origins(connection: sqlite3.Connection) -> None:
-    """Add the origin columns to a database made before documents recorded where they came from
-    (the writer does, under its lock). Of its documents, only those written over HTTP can be told
-    apart (their original_name is "api")."""
-    columns = {row[1] for row in connection.execute("PRAGMA table_info(documents)")}
-    if "origin" in columns:
+# Columns added since the first databases: (table, column, its declaration).
+_ADDED_COLUMNS = [
+    ("documents", "origin", "TEXT NOT NULL DEFAULT 'build'"),
+    ("documents", "path", "TEXT"),
+    ("documents", "format", "TEXT"),
+    ("documents", "row", "INTEGER"),
+    ("documents", "encoding", "TEXT"),
+    ("documents", "fingerprint", "TEXT"),
+    ("passages", "page", "INTEGER"),
+]
+
+
+def upgrade(connection: sqlite3.Connection) -> None:
+    """Add the columns a database made by an earlier version lacks (NULL in its rows: a page or
+    fingerprint it never knew). Of its documents, only those written over HTTP can be told
+    apart by origin (their original_name is "api")."""
+
+    def missing() -> list[tuple[str, str, str]]:
+        present = {
+            (table, row[1])
+            for table in ("documents", "passages")
+            for row in connection.execute(f"PRAGMA table_info({table})")
+        }
+        return [added for added in _ADDED_COLUMNS if added[:2] not in present]
+
+    if not missing():
         return
     connection.execute("BEGIN IMMEDIATE")
-    connection.execute("ALTER TABLE documents ADD COLUMN origin TEXT NOT NULL DEFAULT 'build'")
-    connection.execute("ALTER TABLE documents ADD COLUMN path TEXT")
-    connection.execute("UPDATE documents SET origin = 'api' WHERE original_name = 'api'")
-    connection.execute("COMMIT")
+    try:
+        todo = missing()  # again, under the lock: another process may have just done it
+        for table, column, declaration in todo:
+            connection.execute(f"ALTER TABLE {table} ADD COLUMN {column} {declaration}")
+        if ("documents", "origin", _ADDED_COLUMNS[0][2]) in todo:
+            connection.execute("UPDATE documents SET origin = 'api' WHERE original_name = 'api'")
+        connection.execute("CREATE INDEX IF NOT EXISTS documents_by_path ON documents (path)")
+        connection.execute("COMMIT")
+    except BaseException:
+        if connection.in_transaction:
+            connection.execute("ROLLBACK")
+        raise
 
 
 def _count_accents(connection: sqlite3.Connection, added: Iterable[str], removed: Iterable[str]) -> None:
@@ -144,6 +176,7 @@ class PassageStore:
     def __init__(self, directory: Path, create: bool = False):
         self._connection = connect(directory, create)
         self._lock = threading.RLock()
+        upgrade(self._connection)  # readers too: they select the new columns
 
     @contextmanager
     def snapshot(self) -> Iterator[None]:
@@ -178,6 +211,20 @@ class PassageStore:
         marks = ",".join("?" * len(doc_ids))
         return [row[0] for row in self._query(f"SELECT int_id FROM passages WHERE doc_id IN ({marks})", list(doc_ids))]
 
+    def int_ids_under_paths(self, prefixes: Sequence[str]) -> list[int]:
+        """The passages of the files whose path starts with one of `prefixes`."""
+        found: list[int] = []
+        for prefix in prefixes:
+            found += [
+                row[0]
+                for row in self._query(
+                    "SELECT p.int_id FROM documents d JOIN passages p ON p.doc_id = d.doc_id"
+                    " WHERE d.path >= ? AND d.path < ?",
+                    (prefix, prefix + "\U0010ffff"),
+                )
+            ]
+        return found
+
     def in_document(self, doc_id: str, first: int, last: int) -> list[StoredPassage]:
         return self._rows(
             "WHERE p.doc_id = ? AND p.position BETWEEN ? AND ? ORDER BY p.position", (doc_id, first, last)
@@ -198,8 +245,12 @@ class PassageStore:
                     "SELECT id FROM passages WHERE doc_id = ? ORDER BY position", (doc_id,)
                 )
             ]
-        shown = ("title", "date", "byline", "source", "original_name", "origin", "path")
+        shown = ("title", "date", "byline", "source", "original_name", "origin", "path", "format", "row", "encoding")
         return {"id": found["doc_id"], **{key: found.get(key) for key in shown}, "passages": ids}
+
+    def read_files(self) -> dict[str, tuple[str | None, str | None]]:
+        rows = self._query("SELECT doc_id, fingerprint, path FROM documents WHERE origin = 'build'")
+        return {doc_id: (fingerprint, path) for doc_id, fingerprint, path in rows}
 
     def written_documents(
         self, batch: int = 500
@@ -207,22 +258,24 @@ class PassageStore:
         """Documents not read by a full build (added from files or over HTTP since), `batch` at
         a time: each with its passages and their stored (vector, packed sentence vectors)."""
         rows = self._query(
-            "SELECT doc_id, title, date, byline, source, original_name, origin, path FROM documents"
-            " WHERE origin != 'build' ORDER BY doc_id"
+            "SELECT doc_id, title, date, byline, source, original_name, origin, path, format, row, encoding"
+            " FROM documents WHERE origin != 'build' ORDER BY doc_id"
         )
         for start in range(0, len(rows), batch):
             documents = {
-                row[0]: Document(row[0], row[1], [], row[2], row[3], row[4], row[5], origin=row[6], path=row[7])
+                row[0]: Document(
+                    row[0], row[1], [], row[2], row[3], row[4], row[5], [], row[6], row[7], row[8], row[9], row[10]
+                )
                 for row in rows[start : start + batch]
             }
             passages: dict[str, list[Passage]] = {doc_id: [] for doc_id in documents}
             vectors = {}
-            for id_, doc_id, position, heading, context, text, vector, sentences in self._query(
-                "SELECT id, doc_id, position, heading, context, text, vector, sentences FROM passages"
+            for id_, doc_id, position, heading, context, text, vector, sentences, page in self._query(
+                "SELECT id, doc_id, position, heading, context, text, vector, sentences, page FROM passages"
                 f" WHERE doc_id IN ({','.join('?' * len(documents))}) ORDER BY doc_id, position",
                 list(documents),
             ):
-                passages[doc_id].append(Passage(id_, doc_id, position, heading, text, context))
+                passages[doc_id].append(Passage(id_, doc_id, position, heading, text, context, page))
                 vectors[id_] = (vector, sentences)
             yield [(doc, passages[doc_id]) for doc_id, doc in documents.items()], vectors
 
@@ -383,9 +436,9 @@ class PassageStore:
 
     # -- writing: the caller holds the index's writer lock -----------------------------------------
 
-    def record_origins(self) -> None:
+    def upgrade(self) -> None:
         with self._lock:
-            record_origins(self._connection)
+            upgrade(self._connection)
 
     def commit(
         self,
@@ -421,8 +474,8 @@ class PassageStore:
                 added = 0
                 for doc, passages, vectors, sentences in documents:
                     c.execute(
-                        "INSERT INTO documents (doc_id, title, date, byline, source, original_name, day, origin, path)"
-                        " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                        "INSERT INTO documents (doc_id, title, date, byline, source, original_name, day, origin, path,"
+                        " format, row, encoding, fingerprint) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
                         (
                             doc.doc_id,
                             doc.title,
@@ -433,12 +486,17 @@ class PassageStore:
                             day_number(doc.date),
                             doc.origin,
                             doc.path,
+                            doc.format,
+                            doc.row,
+                            doc.encoding,
+                            doc.fingerprint(),
                         ),
                     )
                     for passage, vector, packed in zip(passages, vectors, sentences):
                         cursor = c.execute(
-                            "INSERT INTO passages (id, doc_id, position, heading, context, text, vector, sentences)"
-                            " VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
+                            "INSERT INTO passages"
+                            " (id, doc_id, position, heading, context, text, vector, sentences, page)"
+                            " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
                             (
                                 passage.id,
                                 passage.doc_id,
@@ -448,6 +506,7 @@ class PassageStore:
                                 passage.text,
                                 np.ascontiguousarray(vector, dtype=np.float32).tobytes(),
                                 packed,
+                                passage.page,
                             ),
                         )
                         c.execute("INSERT INTO changes VALUES (?, ?, 1)", (version, cursor.lastrowid))

@@ -361,7 +361,6 @@ class GenerationBuild(LiveWriter):
         # the build holds the index's lock: nothing writes the published generation meanwhile
         try:
             store = PassageStore(Path(self.out).resolve())
-            store.record_origins()
         except sqlite3.DatabaseError as exc:
             raise IndexCorrupt(
                 f"the documents written to the index at {self.out} since its build cannot be read "

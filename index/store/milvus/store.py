@@ -42,7 +42,7 @@ from tqdm import tqdm
 from index.encode.embed import TextEncoder
 from index.encode.evidence import Evidence
 from index.ingest.chunk import Passage, embedding_text_of
-from index.ingest.files import Document, stable_hash
+from index.ingest.document import Document, stable_hash
 from index.prepare import PreparedDocument
 from index.store.accents import QUESTION_PHRASES, AccentVocabulary, form_counts
 from index.store.analysis import K1, B, analyze
@@ -96,6 +96,10 @@ _PASSAGE_FIELDS = [
     "byline",
     "context",
 ]
+# Where a passage is in its file (path; page of a PDF, row of a table); collections made before
+# these fields have none, and milvus-lite cannot add them (`MilvusStore.located`).
+_LOCATION_FIELDS = ["path", "page", "row"]
+_DOCUMENT_LOCATION_FIELDS = ["path", "format", "row", "encoding"]
 
 
 class MilvusIndexProblem(IndexProblem):
@@ -122,9 +126,13 @@ def literal(value: str) -> str:
     return f'"{escaped}"'
 
 
-def expression(filters: Filters) -> str:
-    """`filters` as a Milvus boolean expression ("" when there are none)."""
+def expression(filters: Filters, located: bool = True) -> str:
+    """`filters` as a Milvus boolean expression ("" when there are none); without `located`
+    fields no passage has a path."""
     parts = []
+    if filters.paths:
+        prefixes = [literal(prefix.replace("%", "\\%").replace("_", "\\_") + "%") for prefix in filters.paths]
+        parts.append(f"({' or '.join(f'path like {p}' for p in prefixes)})" if located else "int_id < 0")
     if filters.sources:
         parts.append(f"source in [{', '.join(map(literal, filters.sources))}]")
     if filters.doc_ids:
@@ -182,6 +190,19 @@ class MilvusStore:
         self.client = client or target.connect()
         self.passages_name, self.documents_name = target.name("passages"), target.name("documents")
         self.accents_name, self.meta_name = target.name("accents"), target.name("meta")
+        self._located: bool | None = None
+
+    @property
+    def located(self) -> bool:
+        """Whether the collections have the location fields (made since they were added)."""
+        if self._located is None:
+            fields = self.client.describe_collection(self.passages_name)["fields"]
+            self._located = any(field["name"] == "page" for field in fields)
+        return self._located
+
+    @property
+    def passage_fields(self) -> list[str]:
+        return _PASSAGE_FIELDS + (_LOCATION_FIELDS if self.located else [])
 
     def exists(self) -> bool:
         return self.client.has_collection(self.meta_name)
@@ -254,33 +275,34 @@ class MilvusStore:
 
     @staticmethod
     def _stored(row: dict) -> StoredPassage:
-        return StoredPassage(**{name: row.get(name) for name in _PASSAGE_FIELDS})
+        return StoredPassage(**{name: row.get(name) for name in _PASSAGE_FIELDS + _LOCATION_FIELDS})
 
     def by_int_ids(self, int_ids: list[int]) -> dict[int, StoredPassage]:
-        return {row["int_id"]: self._stored(row) for row in self.get(self.passages_name, int_ids, _PASSAGE_FIELDS)}
+        return {row["int_id"]: self._stored(row) for row in self.get(self.passages_name, int_ids, self.passage_fields)}
 
     def by_id(self, passage_id: str) -> StoredPassage | None:
-        rows = self._query(self.passages_name, f"id == {literal(passage_id)}", _PASSAGE_FIELDS, limit=1)
+        rows = self._query(self.passages_name, f"id == {literal(passage_id)}", self.passage_fields, limit=1)
         return self._stored(rows[0]) if rows else None
 
     def in_document(self, doc_id: str, first: int, last: int) -> list[StoredPassage]:
         rows = self._query(
             self.passages_name,
             f"doc_id == {literal(doc_id)} and position >= {int(first)} and position <= {int(last)}",
-            _PASSAGE_FIELDS,
+            self.passage_fields,
         )
         return sorted(map(self._stored, rows), key=lambda p: p.position)
 
     def document(self, doc_id: str) -> dict | None:
         fields = ["title", "date", "byline", "source", "original_name"]
-        rows = self._query(self.documents_name, f"doc_id == {literal(doc_id)}", fields)
+        located = _DOCUMENT_LOCATION_FIELDS if self.located else []
+        rows = self._query(self.documents_name, f"doc_id == {literal(doc_id)}", fields + located)
         if not rows:
             return None
         passages = self._query(self.passages_name, f"doc_id == {literal(doc_id)}", ["id", "position"])
-        origin = self.meta(ORIGIN + doc_id) or {"origin": "build", "path": None}
+        origin = self.meta(ORIGIN + doc_id) or {"origin": "build"}
         return {
             "id": doc_id,
-            **{name: rows[0].get(name) for name in fields},
+            **{name: rows[0].get(name) for name in fields + _DOCUMENT_LOCATION_FIELDS},
             **origin,
             "passages": [p["id"] for p in sorted(passages, key=lambda p: p["position"])],
         }
@@ -396,7 +418,7 @@ class MilvusIndex:
             data=[np.asarray(query, np.float32).tolist()],
             anns_field="vector",
             limit=k,
-            filter=expression(filters),
+            filter=expression(filters, self.passages.located),
             output_fields=["int_id"],
             consistency_level=CONSISTENCY,
             search_params={"metric_type": "IP", "params": {"ef": max(HNSW_EF, k)}},
@@ -414,7 +436,7 @@ class MilvusIndex:
             data=[terms],
             anns_field="lexical",
             limit=k,
-            filter=expression(filters),
+            filter=expression(filters, self.passages.located),
             output_fields=["int_id"],
             consistency_level=CONSISTENCY,
             search_params={"metric_type": "BM25"},
@@ -475,6 +497,9 @@ def _schemas(client, dim: int) -> dict[str, tuple]:
     passages.add_field("byline", DataType.VARCHAR, max_length=_TEXT, nullable=True)
     passages.add_field("source", DataType.VARCHAR, max_length=_NAME, nullable=True)
     passages.add_field("day", DataType.INT32, nullable=True)
+    passages.add_field("path", DataType.VARCHAR, max_length=_NAME, nullable=True)
+    passages.add_field("page", DataType.INT32, nullable=True)
+    passages.add_field("row", DataType.INT64, nullable=True)
     passages.add_field(
         "terms", DataType.VARCHAR, max_length=_TEXT, enable_analyzer=True, analyzer_params={"tokenizer": "standard"}
     )
@@ -494,7 +519,7 @@ def _schemas(client, dim: int) -> dict[str, tuple]:
         metric_type="BM25",
         params={"bm25_k1": K1, "bm25_b": B},
     )
-    for name in ("doc_id", "source", "day"):
+    for name in ("doc_id", "source", "day", "path"):
         passage_index.add_index(field_name=name, index_type="INVERTED")
 
     documents = client.create_schema(auto_id=False)
@@ -505,6 +530,10 @@ def _schemas(client, dim: int) -> dict[str, tuple]:
     documents.add_field("source", DataType.VARCHAR, max_length=_NAME, nullable=True)
     documents.add_field("original_name", DataType.VARCHAR, max_length=_TEXT, nullable=True)
     documents.add_field("fingerprint", DataType.VARCHAR, max_length=64)
+    documents.add_field("path", DataType.VARCHAR, max_length=_NAME, nullable=True)
+    documents.add_field("format", DataType.VARCHAR, max_length=64, nullable=True)
+    documents.add_field("row", DataType.INT64, nullable=True)
+    documents.add_field("encoding", DataType.VARCHAR, max_length=64, nullable=True)
     documents.add_field("shard", DataType.INT64)
     spare(documents)
 
@@ -715,6 +744,7 @@ class MilvusWriter:
             "terms": terms,
             "vector": np.asarray(vector, np.float32).tolist(),
             "sentences": base64.b64encode(sentences).decode("ascii"),
+            **({"path": doc.path, "page": passage.page, "row": doc.row} if self.store.located else {}),
         }
 
     def _document_row(self, doc: Document) -> dict:
@@ -727,6 +757,7 @@ class MilvusWriter:
             "original_name": doc.original_name,
             "fingerprint": doc.fingerprint(),
             "shard": stable_hash(doc.doc_id),
+            **({name: getattr(doc, name) for name in _DOCUMENT_LOCATION_FIELDS} if self.store.located else {}),
             _SPARE: [0.0] * _SPARE_DIM,
         }
 
@@ -757,6 +788,16 @@ class MilvusWriter:
         return {
             row["doc_id"]: row["fingerprint"]
             for row in self.store.rows_in(self.documents_name, "doc_id", list(doc_ids), ["doc_id", "fingerprint"])
+        }
+
+    def read_files(self) -> dict[str, tuple[str | None, str | None]]:
+        written = self.store.written()
+        fields = ["doc_id", "fingerprint"] + (["path"] if self.store.located else [])
+        return {
+            row["doc_id"]: (row["fingerprint"], row.get("path"))
+            for batch in self.store.scan(self.documents_name, fields)
+            for row in batch
+            if row["doc_id"] not in written
         }
 
     def missing(self, doc_ids: Sequence[str]) -> list[str]:
