@@ -3,8 +3,13 @@ PYTHON ?= python3
 VENV   := .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
-INDEX  ?= var/index
 CORPUS ?= data/corpus
+# your own folder gets an index of its own: the demo index is never replaced by it
+ifeq ($(CORPUS),data/corpus)
+INDEX  ?= var/index
+else
+INDEX  ?= var/indexes/$(notdir $(abspath $(CORPUS)))
+endif
 HOST   ?= 127.0.0.1
 PORT   ?= 8000
 SUDO   := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
@@ -23,8 +28,10 @@ install: $(STAMP)
 model: install
 	$(BIN)/semsearch model build
 
+# the first time a full build; then a sync, which reads the folder and embeds only what changed
 index: model
-	$(BIN)/semsearch index $(CORPUS) --out $(INDEX) --if-stale
+	if [ -e $(INDEX) ]; then $(BIN)/semsearch sync $(CORPUS) --index $(INDEX); \
+	else $(BIN)/semsearch index $(CORPUS) --out $(INDEX); fi
 
 serve: index
 	$(BIN)/semsearch serve --index $(INDEX) --host $(HOST) --port $(PORT)

@@ -281,7 +281,9 @@ def post_files():
         documents = read_untrusted(files, SandboxLimits(**current_app.config["UPLOAD_LIMITS"]), reading, "api")
     if not documents:
         return error_response(422, "unreadable", "; ".join(f"{what}: {why}" for what, why in reading.skipped))
-    return jsonify({**_commit("files", documents), "read": reading.describe()})
+    committed = _commit("files", documents)
+    assert committed is not None  # only a delete of what is not there commits nothing
+    return jsonify({**committed, "read": reading.describe()})
 
 
 def _saved(uploads, folder: Path, reading: Reading) -> list[InputFile]:

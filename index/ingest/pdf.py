@@ -31,7 +31,7 @@ _SHORT_LINE = 0.8
 _MIN_CHARS_PER_PAGE = 20
 _CREATED = re.compile(r"^D:(\d{4})(\d{2})(\d{2})")
 _SENTENCE_ENDS = tuple(".!?…:;")
-_CLOSING = "\"”’»)]"
+_CLOSING = '"”’»)]'
 _HYPHENS = ("-", "\xad", "\u2010", "\x02")
 
 
@@ -53,7 +53,10 @@ def pdf_document(doc_id: str, file: Path, max_pages: int | None = None, **meta) 
         raise IngestError(f"no text layer ({len(pages)} page(s) of images: a scan?)")
     running = _running_lines(pages)
     paragraphs = _paragraphs(
-        [(number, [line for line in lines if _key(line, number) not in running]) for number, lines in enumerate(pages, 1)]
+        [
+            (number, [line for line in lines if _key(line, number) not in running])
+            for number, lines in enumerate(pages, 1)
+        ]
     )
     date = "-".join(created.groups()) if created else None
     doc = document_from_lines(doc_id, [text for _, text in paragraphs], title=title, byline=byline, date=date, **meta)

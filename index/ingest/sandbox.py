@@ -59,9 +59,7 @@ def read_untrusted(files: list[InputFile], limits: SandboxLimits, reading: Readi
 
 def _failure(child: subprocess.CompletedProcess, limits: SandboxLimits) -> str:
     if child.returncode in (-9, -24) or "MemoryError" in child.stderr or "CPU" in child.stderr:
-        return (
-            f"needed more than {limits.memory_bytes // 2**20} MiB or {limits.cpu_seconds} s of CPU to read"
-        )
+        return f"needed more than {limits.memory_bytes // 2**20} MiB or {limits.cpu_seconds} s of CPU to read"
     return "could not be read (its reader failed)"
 
 

@@ -91,23 +91,20 @@ class Catalog:
     def is_live(self, int_id: int) -> bool:
         return 0 <= int_id < self.size and bool(self.live[int_id])
 
-    def allowed(
-        self, filters: Filters, document_passages: Sequence[int] = (), path_passages: Sequence[int] = ()
-    ) -> np.ndarray:
+    def allowed(self, filters: Filters, document_passages: Sequence[int] = ()) -> np.ndarray:
         """Bool per id: live and passing `filters`; the passages of the documents it names are
-        `document_passages`, of the files under its paths `path_passages`."""
+        `document_passages`."""
         if not filters:
             return self.live
         columns, mask = self._columns, self.live.copy()
         if filters.sources:
             codes = [columns.source_codes[s] for s in filters.sources if s in columns.source_codes]
             mask &= np.isin(columns.source[: self.size], codes)
-        for named, passages in ((filters.doc_ids, document_passages), (filters.paths, path_passages)):
-            if named:
-                ids = np.asarray(passages, np.int64)
-                chosen = np.zeros(self.size, bool)
-                chosen[ids[ids < self.size]] = True
-                mask &= chosen
+        if filters.doc_ids:
+            ids = np.asarray(document_passages, np.int64)
+            in_documents = np.zeros(self.size, bool)
+            in_documents[ids[ids < self.size]] = True
+            mask &= in_documents
         if (days := filters.day_range()) is not None:
             day = columns.day[: self.size]
             mask &= (day >= days[0]) & (day <= days[1])

@@ -17,6 +17,7 @@ the version it reached; replaying the log makes a crash between the two harmless
 
 from __future__ import annotations
 
+import dataclasses
 import fcntl
 import json
 import logging
@@ -230,10 +231,9 @@ class LiveIndex:
         self, query: np.ndarray, k: int, filters: Filters = NO_FILTERS, view: View | None = None
     ) -> tuple[np.ndarray, np.ndarray]:
         view = view or self.view
+        filters = self._paths_as_documents(filters)
         allowed = view.catalog.allowed(
-            filters,
-            self.passages.int_ids_of_documents(filters.doc_ids) if filters.doc_ids else (),
-            self.passages.int_ids_under_paths(filters.paths) if filters.paths else (),
+            filters, self.passages.int_ids_of_documents(filters.doc_ids) if filters.doc_ids else ()
         )
         in_checkpoint = view.checkpoint.search(query, k, allowed if filters or view.holes else None)
         return merge_top(k, in_checkpoint, view.delta.search(query, k, allowed))
@@ -242,10 +242,20 @@ class LiveIndex:
         self, query: str, k: int, filters: Filters = NO_FILTERS, view: View | None = None
     ) -> tuple[np.ndarray, np.ndarray]:
         view = view or self.view
+        filters = self._paths_as_documents(filters)
         scores, ids = self.lexical.search(query, k, filters)
         # tantivy trails the database for the moment between a commit and its own
         live = np.array([view.catalog.is_live(int(i)) for i in ids], bool)
         return scores[live], ids[live]
+
+    def _paths_as_documents(self, filters: Filters) -> Filters:
+        """A filter by path as one by the documents of those files: what the catalog and tantivy know."""
+        if not filters.paths:
+            return filters
+        under = self.passages.documents_under_paths(filters.paths)
+        named = [doc_id for doc_id in under if doc_id in filters.doc_ids] if filters.doc_ids else under
+        # no document there: an id no document can have, so that nothing matches
+        return dataclasses.replace(filters, doc_ids=tuple(named) or ("\x00",), paths=())
 
     def vector(self, int_id: int) -> np.ndarray:
         return self.passages.vector(int_id, self.dim)

@@ -211,19 +211,15 @@ class PassageStore:
         marks = ",".join("?" * len(doc_ids))
         return [row[0] for row in self._query(f"SELECT int_id FROM passages WHERE doc_id IN ({marks})", list(doc_ids))]
 
-    def int_ids_under_paths(self, prefixes: Sequence[str]) -> list[int]:
-        """The passages of the files whose path starts with one of `prefixes`."""
-        found: list[int] = []
+    def documents_under_paths(self, prefixes: Sequence[str]) -> list[str]:
+        """The documents of the files whose path starts with one of `prefixes`."""
+        found: dict[str, None] = {}
         for prefix in prefixes:
-            found += [
-                row[0]
-                for row in self._query(
-                    "SELECT p.int_id FROM documents d JOIN passages p ON p.doc_id = d.doc_id"
-                    " WHERE d.path >= ? AND d.path < ?",
-                    (prefix, prefix + "\U0010ffff"),
-                )
-            ]
-        return found
+            rows = self._query(
+                "SELECT doc_id FROM documents WHERE path >= ? AND path < ?", (prefix, prefix + "\U0010ffff")
+            )
+            found.update(dict.fromkeys(row[0] for row in rows))
+        return list(found)
 
     def in_document(self, doc_id: str, first: int, last: int) -> list[StoredPassage]:
         return self._rows(
