@@ -31,7 +31,6 @@ DEFAULTS: dict[str, Any] = {
     "API_KEYS_FILE": None,
     "DOCUMENTS_MAX_BYTES": 16 * 1024 * 1024,  # a write's body: documents, or files uploaded
     # each uploaded file is read in a child process within these (index/ingest/sandbox.py)
-    "UPLOAD_MAX_FILES": 20,
     "UPLOAD_LIMITS": {"memory_bytes": 1024 * 1024 * 1024, "cpu_seconds": 30, "wall_seconds": 60.0, "max_pages": 500},
     # for another process's write (or a build) to finish before answering 503 with Retry-After;
     # short, as the request thread waits meanwhile

@@ -19,6 +19,7 @@ from typing import Any
 
 from flask import Blueprint, current_app, jsonify, request
 from pydantic import ValidationError
+from werkzeug.datastructures import FileStorage
 
 from index.build import write_documents
 from index.ingest.document import document_from_record, document_id
@@ -31,6 +32,7 @@ from . import state
 from .errors import ConfigurationError, error_response
 from .observability import WRITE_PASSAGES, WRITE_SECONDS, WRITES
 from .openapi import (
+    MAX_UPLOAD_FILES,
     Committed,
     DocumentBatch,
     DocumentBody,
@@ -76,15 +78,19 @@ def _authorized() -> tuple | None:
             "SEMSEARCH_API_KEYS=<key>[,<key>...] or SEMSEARCH_API_KEYS_FILE=<file>",
         )
     scheme, _, given = request.headers.get("Authorization", "").partition(" ")
+    if scheme.lower() != "bearer" or not is_key(given, keys):
+        body, status = error_response(401, "unauthorized", "send a valid API key: Authorization: Bearer <key>")
+        return body, status, {"WWW-Authenticate": 'Bearer realm="semsearch"'}
+    return None
+
+
+def is_key(given: str, keys: list[bytes]) -> bool:
     presented = given.strip().encode("utf-8", "replace")
     # every key is compared, so the time taken says nothing about which one nearly matched
     matched = False
     for key in keys:
         matched |= hmac.compare_digest(presented, key)
-    if scheme.lower() != "bearer" or not matched:
-        body, status = error_response(401, "unauthorized", "send a valid API key: Authorization: Bearer <key>")
-        return body, status, {"WWW-Authenticate": 'Bearer realm="semsearch"'}
-    return None
+    return matched
 
 
 @files_bp.before_request
@@ -269,33 +275,37 @@ def post_files():
     reads a folder, and write their documents in one commit (needs an API key). Each file is read in
     a child process within a memory, CPU time and page limit; its type is told from its bytes. The
     answer says what each file gave and what was skipped and why; 422 when nothing could be read."""
-    uploads = [upload for upload in request.files.getlist("files") if upload.filename]
+    committed, reading = write_uploads(request.files.getlist("files"))
+    if committed is None:
+        return error_response(422, "unreadable", "; ".join(f"{what}: {why}" for what, why in reading.skipped))
+    return jsonify({**committed, "read": reading.describe()})
+
+
+def write_uploads(uploads: list[FileStorage]) -> tuple[dict | None, Reading]:
+    """Read `uploads`, each in a child within the configured limits, and write what they hold in one
+    commit: (the commit, or None when nothing could be read; what was read and skipped)."""
     if not uploads:
         raise InvalidRequest("send one or more files in the multipart field 'files'")
-    limit = current_app.config["UPLOAD_MAX_FILES"]
-    if len(uploads) > limit:
-        raise InvalidRequest(f"{len(uploads)} files; send at most {limit} at a time")
+    if len(uploads) > MAX_UPLOAD_FILES:
+        raise InvalidRequest(f"{len(uploads)} files; send at most {MAX_UPLOAD_FILES} at a time")
     reading = Reading()
     with tempfile.TemporaryDirectory(prefix="semsearch-upload-") as folder:
         files = _saved(uploads, Path(folder), reading)
         documents = read_untrusted(files, SandboxLimits(**current_app.config["UPLOAD_LIMITS"]), reading, "api")
-    if not documents:
-        return error_response(422, "unreadable", "; ".join(f"{what}: {why}" for what, why in reading.skipped))
-    committed = _commit("files", documents)
-    assert committed is not None  # only a delete of what is not there commits nothing
-    return jsonify({**committed, "read": reading.describe()})
+    return (_commit("files", documents) if documents else None), reading
 
 
-def _saved(uploads, folder: Path, reading: Reading) -> list[InputFile]:
+def _saved(uploads: list[FileStorage], folder: Path, reading: Reading) -> list[InputFile]:
     """The uploads as files of `folder`, named by their file names (their document ids); a name
     that cannot be an id is skipped."""
     files = []
-    for number, upload in enumerate(uploads):
-        name = unicodedata.normalize("NFC", Path(upload.filename.replace("\\", "/")).name)
+    for number, upload in enumerate(uploads, 1):
+        given = upload.filename or f"upload-{number}"
+        name = unicodedata.normalize("NFC", Path(given.replace("\\", "/")).name)
         try:
             document_id(name)
         except ValueError as exc:
-            reading.skip_file(upload.filename, f"its name cannot be a document id: it {exc}")
+            reading.skip_file(given, f"its name cannot be a document id: it {exc}")
             continue
         path = folder / str(number)
         path.mkdir()

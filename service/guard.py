@@ -104,7 +104,9 @@ def _check_request_text() -> None:
 def _limit_body() -> None:
     """Each route's body limit, refused from Content-Length before a byte of the body is read
     (a body sent without one stops being read at the limit: Werkzeug's max_content_length)."""
-    writes = request.blueprint in ("documents", "files") and request.method in WRITE_METHODS
+    writes = (request.blueprint in ("documents", "files") or request.endpoint == "web.upload_files") and (
+        request.method in WRITE_METHODS
+    )
     limit = current_app.config["DOCUMENTS_MAX_BYTES" if writes else "MAX_CONTENT_LENGTH"]
     request.max_content_length = limit
     if (request.content_length or 0) > limit:

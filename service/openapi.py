@@ -53,6 +53,7 @@ DocumentId = Annotated[
 # index's lock for 220 s.
 MAX_BATCH_DOCUMENTS = 1_000
 MAX_DOCUMENT_CHARS = 200_000  # about 80 pages of text
+MAX_UPLOAD_FILES = 20  # files in one POST /api/files, each read in a child process of its own
 ISO_DATE = r"^[1-9][0-9]{3}-(0[1-9]|1[0-2])-(0[1-9]|[12][0-9]|3[01])$"
 
 
@@ -300,6 +301,21 @@ class FilesRead(Committed):
     read: Reading = Field(description="what the files gave, and what was skipped and why")
 
 
+def upload_body(**fields: dict) -> dict:
+    """A multipart body of files and `fields`: POST /api/files and the upload page read their bodies
+    themselves (werkzeug's multipart parser), so spectree has no model of them."""
+    files = {
+        "type": "array",
+        "minItems": 1,
+        "maxItems": MAX_UPLOAD_FILES,
+        "items": {"type": "string", "format": "binary"},
+        "description": "the files: PDF, Word (.docx), HTML, Markdown, text, CSV, TSV, JSON, JSON Lines; "
+        "the type is told from the bytes and the name's suffix",
+    }
+    schema = {"type": "object", "required": ["files", *fields], "properties": {"files": files, **fields}}
+    return {"required": True, "content": {"multipart/form-data": {"schema": schema}}}
+
+
 class StoredDocument(BaseModel):
     id: str
     title: str
@@ -454,6 +470,10 @@ def document() -> dict:
                     "allOf": [{"pattern": DOCUMENT_ID_PARTS}],
                     "description": ID_RULE,
                 }
+    generated["paths"]["/api/files"]["post"]["requestBody"] = upload_body()
+    generated["paths"]["/upload"]["post"]["requestBody"] = upload_body(
+        key={"type": "string", "description": "an API key"}
+    )
     for (path, method), source in _LINKED_ANSWERS.items():
         answer = generated["paths"][path][method]["responses"]["200"]
         answer["links"] = {

@@ -2,14 +2,15 @@
 
 from __future__ import annotations
 
-from flask import Blueprint, abort, render_template, request, url_for
+from flask import Blueprint, abort, current_app, render_template, request, url_for
 from markupsafe import Markup, escape
 from pydantic import ValidationError
 from spectree.utils import get_multidict_items
 
 from index.retrieve.search import MAX_DEPTH, InvalidRequest, SearchResult, UnknownPassage
 
-from .openapi import PageQuery, page_answers, spec, validation_messages
+from . import documents
+from .openapi import MAX_UPLOAD_FILES, PageQuery, page_answers, spec, validation_messages
 from .state import default_k, searcher
 
 bp = Blueprint("web", __name__)
@@ -102,3 +103,31 @@ def passage_page(passage_id: str):
         neighbours=searcher().neighbours(passage),
         similar=searcher().similar_to_passage(passage_id, 5),
     )
+
+
+@bp.get("/upload")
+@spec.validate(resp=page_answers(200), tags=["pages"])
+def upload_page():
+    """A form to add files to the index, for holders of an API key (HTML, works without JavaScript)."""
+    return render_template("upload.html", max_files=MAX_UPLOAD_FILES, limits=current_app.config["UPLOAD_LIMITS"])
+
+
+@bp.post("/upload")
+@spec.validate(resp=page_answers(200, 400, 401, 403, 413, 422, 503, 507), skip_validation=True, tags=["pages"])
+def upload_files():
+    """The upload form sent (multipart/form-data: `key` and `files`): the files read and indexed as
+    POST /api/files does, and a page saying what each gave or why it was skipped."""
+    keys = documents.configured_keys(current_app.config)
+    page = {"max_files": MAX_UPLOAD_FILES, "limits": current_app.config["UPLOAD_LIMITS"]}
+    if not keys:
+        return render_template(
+            "upload.html", error="Máy chủ này không nhận tài liệu mới (chưa có khóa API).", **page
+        ), 403
+    if not documents.is_key(request.form.get("key", ""), keys):
+        return render_template("upload.html", error="Khóa API không đúng.", **page), 401
+    try:
+        committed, reading = documents.write_uploads(request.files.getlist("files"))
+    except InvalidRequest as exc:
+        return render_template("upload.html", error=str(exc), **page), 400
+    status = 200 if committed else 422
+    return render_template("upload.html", committed=committed, reading=reading, **page), status

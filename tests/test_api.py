@@ -1,5 +1,6 @@
 """Every route and every error status, through Flask's test client, on both backends."""
 
+import io
 from pathlib import Path
 
 import pytest
@@ -553,3 +554,34 @@ def test_a_write_waiting_for_another_is_answered_503_soon(writable, fake_searche
             assert answer.status_code == 503 and answer.get_json()["error"]["code"] == "index_busy"
             assert time.monotonic() - started < 5
     assert writable.put("/api/documents/w-1", json=DOC, headers=AUTH).status_code == 200
+
+
+def test_the_upload_page_reads_files_for_key_holders_without_javascript(writable):
+    page = writable.get("/upload")
+    assert page.status_code == 200 and b'enctype="multipart/form-data"' in page.data
+    note = (io.BytesIO("Tiêu đề\n\nChi bộ Qwerty tổ chức hội nghị.\n".encode()), "note.txt")
+    refused = writable.post("/upload", data={"key": "wrong", "files": [note]}, content_type="multipart/form-data")
+    assert refused.status_code == 401 and "Khóa API không đúng".encode() in refused.data
+    note = (io.BytesIO("Tiêu đề\n\nChi bộ Qwerty tổ chức hội nghị.\n".encode()), "note.txt")
+    bad = (io.BytesIO(b"%PDF-1.4 broken"), "bad.pdf")
+    sent = writable.post("/upload", data={"key": KEY, "files": [note, bad]}, content_type="multipart/form-data")
+    assert sent.status_code == 200, sent.data
+    page = sent.get_data(as_text=True)
+    assert "Đã thêm 1 tài liệu" in page and "Bỏ qua bad.pdf: not a readable PDF" in page
+    hits = writable.get("/api/search", query_string={"q": "Qwerty", "mode": "lexical"}).get_json()["results"]
+    assert [(r["doc_id"], r["path"]) for r in hits] == [("note.txt", "note.txt")]
+
+
+def test_file_uploads_need_a_key_and_multipart(writable):
+    files = {"files": (io.BytesIO(b"x"), "a.txt")}
+    assert writable.post("/api/files", data=files, content_type="multipart/form-data").status_code == 401
+    typed = writable.post("/api/files", json={"files": []}, headers=AUTH)
+    assert typed.status_code == 415
+    nothing = writable.post(
+        "/api/files",
+        data={"files": (io.BytesIO(b"\x00\x01"), "a.bin")},
+        headers=AUTH,
+        content_type="multipart/form-data",
+    )
+    assert nothing.status_code == 422
+    assert nothing.get_json()["error"] == {"code": "unreadable", "message": "a.bin: unsupported type (.bin)"}

@@ -57,8 +57,14 @@ def test_errors_exit_2_and_keep_the_index(small_index, tmp_path, capsys):
     before = os.path.realpath(out)
     broken = tmp_path / "broken.jsonl"
     broken.write_text('{"id": "x", "text": "ok"}\n{oops\n')
-    assert main(["index", str(broken), "--out", str(out), "--quiet"]) == 2
-    assert "broken.jsonl:2: invalid JSON" in capsys.readouterr().err
+    assert main(["index", str(broken), "--out", str(out), "--quiet", "--strict"]) == 2
+    err = capsys.readouterr().err
+    assert "skipped broken.jsonl:2: invalid JSON" in err and "1 skipped and --strict: nothing was written" in err
+    assert os.path.realpath(out) == before
+    unreadable = tmp_path / "scan.xlsx"
+    unreadable.write_bytes(b"\xd0\xcf\x11")
+    assert main(["index", str(unreadable), "--out", str(out), "--quiet"]) == 2
+    assert "nothing could be read" in capsys.readouterr().err
     assert os.path.realpath(out) == before
     assert main(["search", "  ", "--index", str(out)]) == 2
     assert "query is empty" in capsys.readouterr().err
