@@ -124,7 +124,7 @@ class Filtered(BaseModel):
         return Filters(
             tuple(s for s in self.source if s),
             tuple(self.doc_id),
-            tuple(self.path),
+            tuple(p for p in self.path if p),
             datetime.date.fromisoformat(self.date_from) if self.date_from else None,
             datetime.date.fromisoformat(self.date_to) if self.date_to else None,
         )
@@ -144,6 +144,9 @@ class PageQuery(Filtered):
     # the form sends its fields even when left empty: empty means no filter
     source: list[Annotated[str, Field(max_length=200, pattern=r"^[^\x00]*$")]] = Field(
         [], max_length=50, description="only this source; empty: any"
+    )
+    path: list[Annotated[str, Field(max_length=MAX_ID_CHARS, pattern=r"^[^\x00]*$")]] = Field(
+        [], max_length=50, description="only files whose path starts so; empty: any"
     )
     date_from: IsoDate | Literal[""] | None = Field(
         None, description="only documents dated on or after this day; empty: any"

@@ -311,3 +311,50 @@ def test_each_format_s_own_fact_is_found_by_a_question(real_encoder, tmp_path, m
     assert (pdf_hit.path, pdf_hit.page) == ("reports/water.pdf", 2)
     only_reports = searcher.search("công suất", 10, filters=Filters(paths=("reports/",)))
     assert only_reports and all(r.path.startswith("reports/") for r in only_reports)
+
+
+@pytest.mark.parametrize("backend", ["embedded", "milvus"])
+def test_provenance_and_path_filters_on_both_backends(backend, tmp_path, fake_encoder, mixed):
+    from index.retrieve.search import Searcher
+    from tests.conftest import milvus_lite
+
+    stop = None
+    location = tmp_path / "index"
+    if backend == "milvus":
+        location, stop = milvus_lite(tmp_path / "m.db")
+    try:
+        build_index([mixed], location, fake_encoder, progress=False)
+        searcher = Searcher.open(location, encoder=fake_encoder)
+        hits = searcher.search("Trạm bơm Phú Lâm công suất", 10, mode="lexical", filters=Filters(paths=("reports/",)))
+        assert hits and {r.path for r in hits} <= {"reports/water.pdf", "reports/maintenance.docx"}
+        pdf = next(r for r in hits if r.path == "reports/water.pdf")
+        assert pdf.page == 2 and pdf.doc_id == "reports/water.pdf"
+        dense = searcher.search("giá nước", 10, mode="dense", filters=Filters(paths=("prices.csv",)))
+        assert {(r.doc_id, r.row) for r in dense} == {("gia-1", 2), ("gia-2", 3)}
+        assert searcher.search("giá nước", 5, filters=Filters(paths=("nowhere/",))) == []
+        document = searcher.document("reports/water.pdf")
+        assert (document["path"], document["format"]) == ("reports/water.pdf", "pdf")
+        searcher.index.close()
+    finally:
+        if stop:
+            stop()
+
+
+def test_the_sandbox_enforces_its_time_and_memory_limits(tmp_path, mixed):
+    from index.ingest.files import InputFile
+    from index.ingest.sandbox import SandboxLimits, read_untrusted
+
+    pdf = InputFile(mixed / "reports" / "water.pdf", "water.pdf")
+    reading = Reading()
+    assert read_untrusted([pdf], SandboxLimits(wall_seconds=0.05), reading, "api") == []
+    assert reading.skipped == [("water.pdf", "took longer than 0.05 s to read")]
+    big = tmp_path / "big.txt"  # 40 MB of text: reading and decoding it needs more than the cap leaves
+    big.write_bytes(("Một dòng văn bản dài để đọc. " * 1000 + "\n").encode() * 1250)
+    reading = Reading()
+    limits = SandboxLimits(memory_bytes=256 * 2**20)
+    assert read_untrusted([InputFile(big, "big.txt")], limits, reading, "api") == []
+    [(what, why)] = reading.skipped
+    assert what == "big.txt" and ("MemoryError" in why or "needed more than 256 MiB" in why), why
+    reading = Reading()
+    [doc] = read_untrusted([pdf], SandboxLimits(), reading, "api")
+    assert (doc.doc_id, doc.origin, doc.blocks[-1].page) == ("water.pdf", "api", 2)
