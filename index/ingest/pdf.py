@@ -3,8 +3,8 @@ joined into paragraphs (a word hyphenated at a line end joined again), running h
 footers and page numbers dropped, and each paragraph keeping the page it starts on. A PDF
 without a text layer (a scan) is an IngestError: indexing it would index nothing.
 
-PDFium rather than pdfminer.six: on bench/readers.py's 60-page PDF it reads ~780 pages a second
-against ~50, with a word-level F1 against the text written of .999 against .994 (docs/performance.md),
+PDFium rather than pdfminer.six: on bench/readers.py's 60-page PDF it reads ~740 pages a second
+against ~54, with a word-level F1 against the text written of .999 against .994 (docs/performance.md),
 and it is one C++ library rather than a Python parser."""
 
 from __future__ import annotations
