@@ -289,7 +289,7 @@ def quality(args) -> None:
     from index.build import build_index, is_current
     from index.encode.embed import load_encoder
     from index.evaluate.quality import evaluate, load_eval_set
-    from index.ingest.files import read_documents
+    from index.ingest.files import find_files, read_documents
     from index.retrieve.search import MODES
 
     real = load_encoder()
@@ -300,7 +300,7 @@ def quality(args) -> None:
         one_shot = ROOT / "var" / "eval" / evalset.name
         if not is_current(evalset.corpus, one_shot, real.model_id, real.precision):
             build_index(evalset.corpus, one_shot, real)
-        documents = list(read_documents(list(evalset.corpus)))
+        documents = list(read_documents(find_files(evalset.corpus)))
         stored = StoredVectors(one_shot, real)
         written = WORK / f"written-{evalset.name}"
         batches = np.array_split(np.arange(len(documents)), 10)

@@ -64,7 +64,7 @@ def test_cli_add_and_delete_change_what_search_finds(real_index, tmp_path, capsy
     assert "2 passages added (2 embedded)" in capsys.readouterr().err
     assert main(["search", QUESTION, "--index", str(index), "--k", "1", "--json"]) == 0
     top = json.loads(capsys.readouterr().out)["results"][0]
-    assert top["doc_id"] == "rung-chuong-vang" and "317 đoàn viên" in top["text"]
+    assert top["doc_id"] == "rung-chuong-vang.txt" and "317 đoàn viên" in top["text"]
     # unaccented, filtered to the new date range
     assert (
         main(
@@ -82,15 +82,15 @@ def test_cli_add_and_delete_change_what_search_finds(real_index, tmp_path, capsy
         )
         == 0
     )
-    assert {r["doc_id"] for r in json.loads(capsys.readouterr().out)["results"]} == {"rung-chuong-vang"}
+    assert {r["doc_id"] for r in json.loads(capsys.readouterr().out)["results"]} == {"rung-chuong-vang.txt"}
 
     assert main(["add", str(article), "--index", str(index), "--quiet"]) == 0  # unchanged: nothing embedded
     assert "2 passages added (0 embedded), 2 removed" in capsys.readouterr().err
-    assert main(["delete", "rung-chuong-vang", "--index", str(index)]) == 0
-    assert main(["delete", "rung-chuong-vang", "--index", str(index)]) == 2
-    assert "no document with id 'rung-chuong-vang'" in capsys.readouterr().err
+    assert main(["delete", "rung-chuong-vang.txt", "--index", str(index)]) == 0
+    assert main(["delete", "rung-chuong-vang.txt", "--index", str(index)]) == 2
+    assert "no document with id 'rung-chuong-vang.txt'" in capsys.readouterr().err
     assert main(["search", QUESTION, "--index", str(index), "--k", "5", "--json"]) == 0
-    assert "rung-chuong-vang" not in {r["doc_id"] for r in json.loads(capsys.readouterr().out)["results"]}
+    assert "rung-chuong-vang.txt" not in {r["doc_id"] for r in json.loads(capsys.readouterr().out)["results"]}
     assert main(["compact", "--index", str(index), "--quiet"]) == 0
     assert main(["verify", "--index", str(index)]) == 0
 
@@ -138,7 +138,7 @@ def test_an_acknowledged_write_survives_kill_9_of_the_server(real_index, tmp_pat
 
 
 def test_a_rebuild_under_a_running_server_keeps_the_documents_written_to_it(real_index, tmp_path, capsys):
-    """`make serve` after a corpus file changed rebuilds with `semsearch index --if-stale`: the
+    """A rebuild with `semsearch index --if-stale` after a corpus file changed: the
     documents written over HTTP and by `semsearch add` since the last build stay."""
     import shutil
 
@@ -162,15 +162,15 @@ def test_a_rebuild_under_a_running_server_keeps_the_documents_written_to_it(real
         wait_for(lambda: call(base, "/api/health")[1]["index_generation"] != generation, 10.0)
         status, document = call(base, "/api/documents/api-doc-1")
         assert status == 200 and document["origin"] == "api" and document["passages"]
-        assert call(base, "/api/documents/rung-chuong-vang")[1]["origin"] == "add"
-        assert call(base, "/api/documents/extra")[1]["origin"] == "build"
-        assert top_doc(base) in ("api-doc-1", "rung-chuong-vang")
+        assert call(base, "/api/documents/rung-chuong-vang.txt")[1]["origin"] == "add"
+        assert call(base, "/api/documents/extra.txt")[1]["origin"] == "build"
+        assert top_doc(base) in ("api-doc-1", "rung-chuong-vang.txt")
 
         (corpus / "extra.txt").write_text("Tin ngắn\n\nChi bộ Zyxwv họp thường kỳ tháng Sáu.\n", encoding="utf-8")
         assert main(["index", str(corpus), "--out", str(index), "--drop-written", "--quiet"]) == 0
         said = capsys.readouterr().err
         assert (
-            "2 document(s) written since the last build, dropped (--drop-written): 'api-doc-1', 'rung-chuong-vang'"
+            "2 document(s) written since the last build, dropped (--drop-written): 'api-doc-1', 'rung-chuong-vang.txt'"
             in said
         )
         wait_for(lambda: call(base, "/api/documents/api-doc-1")[0] == 404, 10.0)

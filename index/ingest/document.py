@@ -63,7 +63,10 @@ class Document:
     def fingerprint(self) -> str:
         """What decides whether a document must be written again: everything it was indexed from."""
         blocks = [[getattr(b, name) for name in sorted(vars(b))] for b in self.blocks]
-        content = [self.doc_id, self.title, self.date, self.byline, self.source, self.original_name, blocks]
+        content = [
+            *(self.doc_id, self.title, self.date, self.byline, self.source, self.original_name, blocks),
+            *(self.path, self.format, self.row),  # where it is: a row moved down is written again
+        ]
         return hashlib.blake2b(
             json.dumps(content, ensure_ascii=False, default=str).encode(), digest_size=16
         ).hexdigest()

@@ -84,7 +84,8 @@ def markdown_document(doc_id: str, text: str, title: str | None = None, **meta) 
     flush()
     cleaned = [(kind, normalize(text)) for kind, text in blocks if normalize(text)]
     if cleaned and cleaned[0][0] == "heading" and (title is None or cleaned[0][1] in title):
-        title = cleaned.pop(0)[1] if title is None else (cleaned.pop(0), title)[1]
+        first_heading = cleaned.pop(0)[1]
+        title = title if title is not None else first_heading
     while cleaned and cleaned[-1][0] == "heading":  # a heading with nothing under it
         cleaned.pop()
     return Document(

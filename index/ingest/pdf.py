@@ -65,7 +65,7 @@ def pdf_document(doc_id: str, file: Path, max_pages: int | None = None, **meta) 
     starts = iter(paragraphs)
     paged = []
     for block in doc.blocks:
-        page = next(page for page, text in starts if normalize(text) == block.text)
+        page = next((page for page, text in starts if normalize(text) == block.text), None)
         paged.append(Block(block.kind, block.text, page))
     doc.blocks = paged
     return doc
