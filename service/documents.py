@@ -152,6 +152,8 @@ def _busy(error: IndexBusy):
 # One write at a time per process: the others are answered 503 at once instead of holding request
 # threads while they wait, so searches keep this process's threads.
 _WRITING = threading.Lock()
+# One upload read at a time per process: each file's child may take UPLOAD_LIMITS' memory.
+_READING = threading.Lock()
 
 
 def _commit(operation: str, documents=(), delete=()) -> dict | None:
@@ -289,9 +291,14 @@ def write_uploads(uploads: list[FileStorage]) -> tuple[dict | None, Reading]:
     if len(uploads) > MAX_UPLOAD_FILES:
         raise InvalidRequest(f"{len(uploads)} files; send at most {MAX_UPLOAD_FILES} at a time")
     reading = Reading()
-    with tempfile.TemporaryDirectory(prefix="semsearch-upload-") as folder:
-        files = _saved(uploads, Path(folder), reading)
-        documents = read_untrusted(files, SandboxLimits(**current_app.config["UPLOAD_LIMITS"]), reading, "api")
+    if not _READING.acquire(blocking=False):
+        raise IndexBusy("another upload is being read in this server process; try again shortly")
+    try:
+        with tempfile.TemporaryDirectory(prefix="semsearch-upload-") as folder:
+            files = _saved(uploads, Path(folder), reading)
+            documents = read_untrusted(files, SandboxLimits(**current_app.config["UPLOAD_LIMITS"]), reading, "api")
+    finally:
+        _READING.release()
     return (_commit("files", documents) if documents else None), reading
 
 

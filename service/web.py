@@ -8,8 +8,10 @@ from pydantic import ValidationError
 from spectree.utils import get_multidict_items
 
 from index.retrieve.search import MAX_DEPTH, InvalidRequest, SearchResult, UnknownPassage
+from index.store.base import DiskFull, IndexBusy
 
-from . import documents
+from . import documents, state
+from .errors import ConfigurationError
 from .openapi import MAX_UPLOAD_FILES, PageQuery, page_answers, spec, validation_messages
 from .state import default_k, searcher
 
@@ -117,17 +119,22 @@ def upload_page():
 def upload_files():
     """The upload form sent (multipart/form-data: `key` and `files`): the files read and indexed as
     POST /api/files does, and a page saying what each gave or why it was skipped."""
-    keys = documents.configured_keys(current_app.config)
     page = {"max_files": MAX_UPLOAD_FILES, "limits": current_app.config["UPLOAD_LIMITS"]}
-    if not keys:
-        return render_template(
-            "upload.html", error="Máy chủ này không nhận tài liệu mới (chưa có khóa API).", **page
-        ), 403
-    if not documents.is_key(request.form.get("key", ""), keys):
-        return render_template("upload.html", error="Khóa API không đúng.", **page), 401
     try:
+        keys = documents.configured_keys(current_app.config)
+        if not keys:
+            return render_template(
+                "upload.html", error="Máy chủ này không nhận tài liệu mới (chưa có khóa API).", **page
+            ), 403
+        if not documents.is_key(request.form.get("key", ""), keys):
+            return render_template("upload.html", error="Khóa API không đúng.", **page), 401
         committed, reading = documents.write_uploads(request.files.getlist("files"))
     except InvalidRequest as exc:
         return render_template("upload.html", error=str(exc), **page), 400
+    except (ConfigurationError, IndexBusy) as exc:  # keys unreadable, another write or upload under way
+        return render_template("upload.html", error=f"{exc}; hãy thử lại sau.", **page), 503
+    except DiskFull as exc:
+        state.current().disk_full = str(exc)
+        return render_template("upload.html", error=str(exc), **page), 507
     status = 200 if committed else 422
     return render_template("upload.html", committed=committed, reading=reading, **page), status

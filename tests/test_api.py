@@ -585,3 +585,21 @@ def test_file_uploads_need_a_key_and_multipart(writable):
     )
     assert nothing.status_code == 422
     assert nothing.get_json()["error"] == {"code": "unreadable", "message": "a.bin: unsupported type (.bin)"}
+
+
+def test_one_upload_is_read_at_a_time_per_process(writable):
+    from service import documents
+
+    with documents._READING:  # another request's files are being read
+        api = writable.post(
+            "/api/files",
+            data={"files": (io.BytesIO(b"Tin.\n"), "a.txt")},
+            headers=AUTH,
+            content_type="multipart/form-data",
+        )
+        page = writable.post(
+            "/upload", data={"key": KEY, "files": (io.BytesIO(b"Tin.\n"), "a.txt")}, content_type="multipart/form-data"
+        )
+    assert api.status_code == 503 and api.get_json()["error"]["code"] == "index_busy"
+    assert api.headers["Retry-After"] == "1"
+    assert page.status_code == 503 and "another upload is being read" in page.get_data(as_text=True)
