@@ -102,7 +102,9 @@ def main(argv: list[str] | None = None) -> int:
         default=_env("INDEX_DIR", "var/index"), help="index directory (default: %(default)s, $SEMSEARCH_INDEX_DIR)"
     )
 
-    p = commands.add_parser("index", help="index a folder (or files): PDF, Word, HTML, Markdown, text, CSV, JSON")
+    p = commands.add_parser(
+        "index", help="index a folder (or files): PDF, Word, OpenDocument, EPUB, HTML, Markdown, text, CSV, JSON"
+    )
     p.add_argument("paths", nargs="*", type=Path, default=[Path(DEFAULT_CORPUS)], help=f"default: {DEFAULT_CORPUS}")
     p.add_argument("--out", type=Path, **index_dir)
     p.add_argument(

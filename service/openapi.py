@@ -312,8 +312,8 @@ def upload_body(**fields: dict) -> dict:
         "minItems": 1,
         "maxItems": MAX_UPLOAD_FILES,
         "items": {"type": "string", "format": "binary"},
-        "description": "the files: PDF, Word (.docx), HTML, Markdown, text, CSV, TSV, JSON, JSON Lines; "
-        "the type is told from the bytes and the name's suffix",
+        "description": "the files: PDF, Word (.docx), OpenDocument (.odt), EPUB, HTML, Markdown, text, CSV, TSV, "
+        "JSON, JSON Lines; the type is told from the bytes and the name's suffix",
     }
     schema = {"type": "object", "required": ["files", *fields], "properties": {"files": files, **fields}}
     return {"required": True, "content": {"multipart/form-data": {"schema": schema}}}

@@ -17,6 +17,8 @@ MD_FACT = "Thư viện mở cửa đến 21 giờ vào thứ Bảy"
 UTF16_FACT = "Nhà máy nước Thủ Đức xử lý nước sông Đồng Nai"
 CP1258_FACT = "Hồ chứa Dầu Tiếng cung cấp nước thô cho thành phố"
 CP1252_FACT = "The Lyon water board approved a budget of 12 million euros"
+ODT_FACT = "Biên bản họp ghi nhận đập tràn Suối Cát cần gia cố trước mùa mưa"
+EPUB_FACT = "Sổ tay hướng dẫn cách khử trùng bể chứa nước bằng Cloramin B"
 
 HTML_PAGE = (
     """<!DOCTYPE html><html lang="vi"><head><meta charset="utf-8">
@@ -119,6 +121,69 @@ def write_docx(path: Path) -> Path:
     return path
 
 
+def write_odt(path: Path) -> Path:
+    """An OpenDocument text as LibreOffice lays one out: mimetype first, content.xml, meta.xml."""
+    import zipfile
+
+    office = 'xmlns:office="urn:oasis:names:tc:opendocument:xmlns:office:1.0"'
+    text = 'xmlns:text="urn:oasis:names:tc:opendocument:xmlns:text:1.0"'
+    table = 'xmlns:table="urn:oasis:names:tc:opendocument:xmlns:table:1.0"'
+    content = f"""<?xml version="1.0" encoding="UTF-8"?>
+<office:document-content {office} {text} {table}><office:body><office:text>
+<text:h text:outline-level="1">Biên bản họp kỹ thuật</text:h>
+<text:p>{ODT_FACT}, theo kết luận của đoàn kiểm tra.</text:p>
+<text:h text:outline-level="2">Việc cần làm</text:h>
+<table:table><table:table-row><table:table-cell><text:p>Hạng mục</text:p></table:table-cell>
+<table:table-cell><text:p>Hạn</text:p></table:table-cell></table:table-row>
+<table:table-row><table:table-cell><text:p>Gia cố đập</text:p></table:table-cell>
+<table:table-cell><text:p>Tháng Năm</text:p></table:table-cell></table:table-row></table:table>
+</office:text></office:body></office:document-content>"""
+    meta = f"""<?xml version="1.0" encoding="UTF-8"?>
+<office:document-meta {office} xmlns:meta="urn:oasis:names:tc:opendocument:xmlns:meta:1.0"
+ xmlns:dc="http://purl.org/dc/elements/1.1/"><office:meta><dc:title>Biên bản họp tháng Tư</dc:title>
+<meta:initial-creator>Ban Kỹ thuật</meta:initial-creator><meta:creation-date>2024-04-12T10:00:00</meta:creation-date>
+</office:meta></office:document-meta>"""
+    with zipfile.ZipFile(path, "w") as archive:
+        archive.writestr("mimetype", "application/vnd.oasis.opendocument.text")
+        archive.writestr("content.xml", content)
+        archive.writestr("meta.xml", meta)
+    return path
+
+
+def write_epub(path: Path) -> Path:
+    """An EPUB 3 of two chapters: container, package document (OPF) and XHTML chapters."""
+    import zipfile
+
+    def chapter(title: str, text: str) -> str:
+        return (
+            '<?xml version="1.0" encoding="utf-8"?><html xmlns="http://www.w3.org/1999/xhtml"><head>'
+            f"<title>{title}</title></head><body><h1>{title}</h1><p>{text}</p></body></html>"
+        )
+
+    package = """<?xml version="1.0" encoding="utf-8"?>
+<package xmlns="http://www.idpf.org/2007/opf" version="3.0"><metadata xmlns:dc="http://purl.org/dc/elements/1.1/">
+<dc:title>Sổ tay nước sạch</dc:title><dc:creator>Trung tâm Y tế</dc:creator><dc:date>2023-09-01</dc:date></metadata>
+<manifest><item id="c2" href="text/c2.xhtml" media-type="application/xhtml+xml"/>
+<item id="c1" href="text/c1.xhtml" media-type="application/xhtml+xml"/></manifest>
+<spine><itemref idref="c1"/><itemref idref="c2"/></spine></package>"""
+    with zipfile.ZipFile(path, "w") as archive:
+        archive.writestr("mimetype", "application/epub+zip")
+        archive.writestr(
+            "META-INF/container.xml",
+            '<?xml version="1.0"?><container version="1.0" xmlns="urn:oasis:names:tc:opendocument:xmlns:container">'
+            '<rootfiles><rootfile full-path="OEBPS/book.opf" media-type="application/oebps-package+xml"/>'
+            "</rootfiles></container>",
+        )
+        archive.writestr("OEBPS/book.opf", package)
+        archive.writestr(
+            "OEBPS/text/c1.xhtml", chapter("Chương một: Khử trùng", EPUB_FACT + " với liều lượng theo hướng dẫn.")
+        )
+        archive.writestr(
+            "OEBPS/text/c2.xhtml", chapter("Chương hai: Lưu trữ", "Nước đã khử trùng nên dùng trong vòng hai ngày.")
+        )
+    return path
+
+
 def mixed_folder(root: Path) -> Path:
     """A folder with every format, odd encodings, twin names in subfolders, and files that cannot
     be read: a scan, an unsupported type, a PDF that is not one."""
@@ -135,6 +200,9 @@ def mixed_folder(root: Path) -> Path:
     )
     write_scan(root / "reports" / "scan.pdf")
     write_docx(root / "reports" / "maintenance.docx")
+    write_odt(root / "reports" / "minutes.odt")
+    (root / "books").mkdir()
+    write_epub(root / "books" / "guide.epub")
     (root / "web").mkdir()
     (root / "web" / "mua-kho.html").write_text(HTML_PAGE, encoding="utf-8")
     (root / "prices.csv").write_text(

@@ -32,6 +32,7 @@ def test_a_mixed_folder_reads_every_readable_file_and_says_what_it_skipped(mixed
     assert sorted(documents) == [
         "a/readme.md",
         "b/readme.md",  # twin names in subfolders are two documents
+        "books/guide.epub",
         "cu.txt",
         "gia-1",
         "gia-2",
@@ -39,10 +40,14 @@ def test_a_mixed_folder_reads_every_readable_file_and_says_what_it_skipped(mixed
         "notepad.txt",
         "rec-1",
         "reports/maintenance.docx",
+        "reports/minutes.odt",
         "reports/water.pdf",
         "web/mua-kho.html",
     ]
-    assert dict(reading.files) == {"csv": 1, "docx": 1, "html": 1, "jsonl": 1, "markdown": 2, "pdf": 1, "text": 3}
+    assert dict(reading.files) == {
+        **{"csv": 1, "docx": 1, "epub": 1, "html": 1, "jsonl": 1},
+        **{"markdown": 2, "odt": 1, "pdf": 1, "text": 3},
+    }
     assert dict(reading.skipped) == {
         "budget.xlsx": "a broken ZIP archive (File is not a zip file)",
         "fake.pdf": "named .pdf but it is not a PDF file",
@@ -51,7 +56,9 @@ def test_a_mixed_folder_reads_every_readable_file_and_says_what_it_skipped(mixed
     }
     assert reading.unread == {"budget.xlsx", "fake.pdf", "reports/scan.pdf"}  # a bad row is not a bad file
     lines = reading.lines()
-    assert lines[0] == "read 10 file(s) (1 csv, 1 docx, 1 html, 1 jsonl, 2 markdown, 1 pdf, 3 text): 11 document(s)"
+    assert lines[0] == (
+        "read 12 file(s) (1 csv, 1 docx, 1 epub, 1 html, 1 jsonl, 2 markdown, 1 odt, 1 pdf, 3 text): 13 document(s)"
+    )
     assert lines[1].startswith("skipped 4: ")
     assert "  skipped reports/scan.pdf: no text layer (2 page(s) of images: a scan?)" in lines
     assert {(d.path, d.format) for d in documents.values()} >= {("reports/water.pdf", "pdf"), ("prices.csv", "csv")}
@@ -118,6 +125,25 @@ def test_docx_headings_tables_and_properties(mixed):
         ("heading", "Chi phí theo hạng mục"),
         ("paragraph", "Hạng mục: Thang máy; Chi phí: 480 triệu"),
         ("paragraph", "Hạng mục: Điều hòa; Chi phí: 95 triệu"),
+    ]
+
+
+def test_odt_and_epub(mixed):
+    odt = read([mixed / "reports" / "minutes.odt"])[0]["minutes.odt"]
+    assert (odt.title, odt.byline, odt.date) == ("Biên bản họp tháng Tư", "Ban Kỹ thuật", "2024-04-12")
+    assert [(b.kind, b.text) for b in odt.blocks] == [
+        ("heading", "Biên bản họp kỹ thuật"),
+        ("paragraph", fx.ODT_FACT + ", theo kết luận của đoàn kiểm tra."),
+        ("heading", "Việc cần làm"),
+        ("paragraph", "Hạng mục: Gia cố đập; Hạn: Tháng Năm"),
+    ]
+    epub = read([mixed / "books" / "guide.epub"])[0]["guide.epub"]
+    assert (epub.title, epub.byline, epub.date) == ("Sổ tay nước sạch", "Trung tâm Y tế", "2023-09-01")
+    assert [(b.kind, b.text) for b in epub.blocks] == [  # in the spine's order, not the manifest's
+        ("heading", "Chương một: Khử trùng"),
+        ("paragraph", fx.EPUB_FACT + " với liều lượng theo hướng dẫn."),
+        ("heading", "Chương hai: Lưu trữ"),
+        ("paragraph", "Nước đã khử trùng nên dùng trong vòng hai ngày."),
     ]
 
 
@@ -303,6 +329,8 @@ def test_each_format_s_own_fact_is_found_by_a_question(real_encoder, tmp_path, m
         "Nhà máy nước Thủ Đức xử lý nước sông nào?": "notepad.txt",
         "Hồ chứa nào cung cấp nước thô?": "cu.txt",
         "What budget did the Lyon water board approve?": "lyon.txt",
+        "Đập tràn nào cần gia cố trước mùa mưa?": "reports/minutes.odt",
+        "Khử trùng bể chứa nước bằng chất gì?": "books/guide.epub",
     }
     for question, doc_id in questions.items():
         top = [r.doc_id for r in searcher.search(question, 3)]
@@ -326,7 +354,11 @@ def test_provenance_and_path_filters_on_both_backends(backend, tmp_path, fake_en
         build_index([mixed], location, fake_encoder, progress=False)
         searcher = Searcher.open(location, encoder=fake_encoder)
         hits = searcher.search("Trạm bơm Phú Lâm công suất", 10, mode="lexical", filters=Filters(paths=("reports/",)))
-        assert hits and {r.path for r in hits} <= {"reports/water.pdf", "reports/maintenance.docx"}
+        assert hits and {r.path for r in hits} <= {
+            "reports/water.pdf",
+            "reports/maintenance.docx",
+            "reports/minutes.odt",
+        }
         pdf = next(r for r in hits if r.path == "reports/water.pdf")
         assert pdf.page == 2 and pdf.doc_id == "reports/water.pdf"
         dense = searcher.search("giá nước", 10, mode="dense", filters=Filters(paths=("prices.csv",)))

@@ -13,13 +13,15 @@ from pathlib import Path
 
 from index.ingest.document import Document, IngestError, document_from_lines, document_id
 from index.ingest.encoding import decode
+from index.ingest.epub import epub_document
 from index.ingest.markdown import markdown_document
+from index.ingest.opendocument import odt_document
 from index.ingest.pdf import pdf_document
 from index.ingest.tables import ANY_COLUMNS, Columns, table_documents
 from index.ingest.web import html_document
 from index.ingest.word import docx_document
 
-# The format a file's name suggests; PDF and Word files must also be one by their bytes.
+# The format a file's name suggests; PDF, Word, OpenDocument and EPUB files must also be one by their bytes.
 FORMAT_OF_SUFFIX = {
     ".txt": "text",
     ".text": "text",
@@ -30,13 +32,16 @@ FORMAT_OF_SUFFIX = {
     ".xhtml": "html",
     ".pdf": "pdf",
     ".docx": "docx",
+    ".odt": "odt",
+    ".epub": "epub",
     ".csv": "csv",
     ".tsv": "tsv",
     ".json": "json",
     ".jsonl": "jsonl",
     ".ndjson": "jsonl",
 }
-FORMATS = sorted(set(FORMAT_OF_SUFFIX.values()))
+# The ZIP-based formats, and the member that tells each (an .xlsx holds none of them).
+_ARCHIVES = {"docx": "word/document.xml", "odt": "content.xml", "epub": "META-INF/container.xml"}
 SKIPPED_SHOWN = 20
 
 
@@ -188,10 +193,10 @@ def file_format(file: InputFile) -> str:
     if head.startswith(b"%PDF-"):
         return "pdf"
     if head.startswith(b"PK\x03\x04"):
-        if named == "docx" or suffix in (".odt", ".epub", ".xlsx", ".pptx", ".zip", ""):
+        if named in _ARCHIVES or named is None:
             return _zip_format(file.path, suffix)
         raise IngestError(f"named {suffix} but it is a ZIP archive")
-    if named in ("pdf", "docx"):
+    if named == "pdf" or named in _ARCHIVES:
         raise IngestError(f"named {suffix} but it is not a {named.upper()} file")
     if named is None:
         raise IngestError(f"unsupported type ({suffix or 'no suffix'})")
@@ -204,8 +209,9 @@ def _zip_format(path: Path, suffix: str) -> str:
             names = set(archive.namelist())
     except zipfile.BadZipFile as exc:
         raise IngestError(f"a broken ZIP archive ({exc})") from exc
-    if "word/document.xml" in names:
-        return "docx"
+    for form, member in _ARCHIVES.items():
+        if member in names:
+            return form
     raise IngestError(f"unsupported type ({suffix or 'ZIP archive'})")
 
 
@@ -222,6 +228,10 @@ def _read(file: InputFile, form: str, reading: Reading, columns: Columns, limits
         yield pdf_document(doc_id, file.path, max_pages=limits.max_pages, **meta)
     elif form == "docx":
         yield docx_document(doc_id, file.path, **meta)
+    elif form == "odt":
+        yield odt_document(doc_id, file.path, **meta)
+    elif form == "epub":
+        yield epub_document(doc_id, file.path, **meta)
     else:
         text, encoding = decode(file.path.read_bytes())
         if form == "html":

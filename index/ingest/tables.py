@@ -41,7 +41,6 @@ _NAMES = {
     "source": ("source", "url", "link", "nguồn"),
     "byline": ("author", "authors", "byline", "tác giả"),
 }
-FORMATS = ("csv", "tsv", "json", "jsonl")
 
 
 def table_documents(name: str, file: Path, form: str, columns: Columns, skip: Skip, **meta) -> Iterator[Document]:

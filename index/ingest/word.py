@@ -61,7 +61,12 @@ def _style(paragraph: Paragraph) -> str:
 
 
 def _table_rows(table: Table) -> list[str]:
-    rows = [[normalize(cell.text) for cell in row.cells] for row in table.rows]
+    return table_row_paragraphs([[normalize(cell.text) for cell in row.cells] for row in table.rows])
+
+
+def table_row_paragraphs(rows: list[list[str]]) -> list[str]:
+    """A table's rows as paragraphs: "header: cell; ..." under a full header row, else the cells
+    joined with " | " (opendocument.py reads tables the same way)."""
     if not rows:
         return []
     header, body = rows[0], rows[1:]
