@@ -63,10 +63,9 @@ class Document:
     def fingerprint(self) -> str:
         """What decides whether a document must be written again: everything it was indexed from."""
         blocks = [[getattr(b, name) for name in sorted(vars(b))] for b in self.blocks]
-        content = [
-            *(self.doc_id, self.title, self.date, self.byline, self.source, self.original_name, blocks),
-            *(self.path, self.format, self.row),  # where it is: a row moved down is written again
-        ]
+        # not its row: a row deleted near the top of a large table must not rewrite every row below
+        # it (a row's number is as of its last write)
+        content = [self.doc_id, self.title, self.date, self.byline, self.source, self.original_name, self.path, blocks]
         return hashlib.blake2b(
             json.dumps(content, ensure_ascii=False, default=str).encode(), digest_size=16
         ).hexdigest()
