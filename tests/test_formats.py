@@ -390,3 +390,25 @@ def test_the_sandbox_enforces_its_time_and_memory_limits(tmp_path, mixed):
     reading = Reading()
     [doc] = read_untrusted([pdf], SandboxLimits(), reading, "api")
     assert (doc.doc_id, doc.origin, doc.blocks[-1].page) == ("water.pdf", "api", 2)
+
+
+def test_a_path_filter_over_more_documents_than_sqlite_binds_at_once(tmp_path, fake_encoder):
+    import sqlite3
+
+    from index.build import build_from_documents
+    from index.ingest.document import document_from_lines
+    from index.retrieve.search import Searcher
+
+    documents = [
+        document_from_lines(f"d/{n}.txt", [f"Tài liệu số {n} về nước sạch."], title="", path=f"d/{n}.txt")
+        for n in range(25_000)
+    ]
+    out = tmp_path / "index"
+    build_from_documents(documents, out, fake_encoder, progress=False)
+    searcher = Searcher.open(out, encoder=fake_encoder)
+    # as SQLite builds with a lower limit than this machine's (32,766 by default, 999 before 3.32)
+    searcher.index.passages._connection.setlimit(sqlite3.SQLITE_LIMIT_VARIABLE_NUMBER, 10_000)
+    for mode in ("dense", "lexical", "hybrid"):
+        hits = searcher.search("nước sạch", 5, mode=mode, filters=Filters(paths=("d/",)))
+        assert len(hits) == 5 and all(r.path.startswith("d/") for r in hits)
+    searcher.index.close()

@@ -208,8 +208,12 @@ class PassageStore:
         return rows[0] if rows else None
 
     def int_ids_of_documents(self, doc_ids: Sequence[str]) -> list[int]:
-        marks = ",".join("?" * len(doc_ids))
-        return [row[0] for row in self._query(f"SELECT int_id FROM passages WHERE doc_id IN ({marks})", list(doc_ids))]
+        found: list[int] = []
+        for start in range(0, len(doc_ids), 10_000):  # under SQLite's limit of bound values
+            part = list(doc_ids[start : start + 10_000])
+            marks = ",".join("?" * len(part))
+            found += [row[0] for row in self._query(f"SELECT int_id FROM passages WHERE doc_id IN ({marks})", part)]
+        return found
 
     def documents_under_paths(self, prefixes: Sequence[str]) -> list[str]:
         """The documents of the files whose path starts with one of `prefixes`."""
