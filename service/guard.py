@@ -22,6 +22,8 @@ from werkzeug.exceptions import BadRequest, RequestEntityTooLarge
 
 MAX_JSON_DEPTH = 64
 WRITE_METHODS = ("PUT", "POST", "DELETE")
+# The blueprints whose writes need a key and take the larger body limit (service/documents.py).
+WRITING_BLUEPRINTS = ("documents", "files")
 _JSON_STRING = re.compile(r'"(?:[^"\\]|\\.)*"', re.DOTALL)
 
 SECURITY_HEADERS = {
@@ -97,14 +99,14 @@ def _check_request_text() -> None:
         request.args = ImmutableMultiDict(pairs)
     # parse now (and cache) so a bad body is a 400 before validation; a document write's body is
     # parsed after its key is checked, so no anonymous request makes the server read a large one
-    if request.is_json and request.content_length and request.blueprint not in ("documents", "files"):
+    if request.is_json and request.content_length and request.blueprint not in WRITING_BLUEPRINTS:
         request.get_json()
 
 
 def _limit_body() -> None:
     """Each route's body limit, refused from Content-Length before a byte of the body is read
     (a body sent without one stops being read at the limit: Werkzeug's max_content_length)."""
-    writes = (request.blueprint in ("documents", "files") or request.endpoint == "web.upload_files") and (
+    writes = (request.blueprint in WRITING_BLUEPRINTS or request.endpoint == "web.upload_files") and (
         request.method in WRITE_METHODS
     )
     limit = current_app.config["DOCUMENTS_MAX_BYTES" if writes else "MAX_CONTENT_LENGTH"]

@@ -101,21 +101,33 @@ def document_from_lines(
     )
 
 
-def document_from_record(doc_id: str, record: dict, original_name: str | None, origin: str = "build") -> Document:
-    """A document given as fields (a JSON Lines record, a document sent to the API): `text` with
-    paragraphs separated by blank lines (or one per line), and optional title, date, byline, source."""
+def document_from_record(doc_id: str, record: dict, original_name: str | None = None, **meta) -> Document:
+    """A document given as fields (a JSON Lines record or a table's row, a document sent to the
+    API): `text` with paragraphs separated by blank lines (or one per line), and optional title,
+    date, byline, source; `meta` are further Document fields (origin, path, row...)."""
     text = record["text"]
     lines = text.split("\n\n") if "\n\n" in text else text.splitlines()
-    meta = {key: optional_str(record.get(key)) for key in ("date", "byline", "source")}
+    fields = {key: optional_str(record.get(key)) for key in ("date", "byline", "source")}
     return document_from_lines(
         doc_id,
         lines,
         title=str(record.get("title") or ""),
         infer_structure=False,
         original_name=original_name,
-        origin=origin,
+        **fields,
         **meta,
     )
+
+
+def document_from_blocks(doc_id: str, blocks: list[Block], title: str | None, **meta) -> Document:
+    """A document of blocks whose kinds its format said (Markdown, Word, OpenDocument, EPUB): with
+    no `title`, a leading heading is it; a heading with nothing under it goes."""
+    blocks = list(blocks)
+    if title is None:
+        title = blocks.pop(0).text if blocks and blocks[0].kind == "heading" else ""
+    while blocks and blocks[-1].kind == "heading":
+        blocks.pop()
+    return Document(doc_id=doc_id, title=title, blocks=blocks, **{k: v for k, v in meta.items() if v is not None})
 
 
 def optional_str(value) -> str | None:

@@ -11,7 +11,7 @@ from pathlib import Path
 from lxml import etree
 
 from index.ingest.clean import Block
-from index.ingest.document import Document, IngestError
+from index.ingest.document import Document, IngestError, document_from_blocks
 from index.ingest.web import html_document
 from index.text import normalize
 
@@ -53,9 +53,7 @@ def epub_document(doc_id: str, file: Path, **meta) -> Document:
         if read.title and read.title != title:
             blocks.append(Block("heading", read.title))
         blocks += read.blocks
-    while blocks and blocks[-1].kind == "heading":
-        blocks.pop()
     date = property_("date")
-    return Document(
-        doc_id=doc_id, title=title, blocks=blocks, date=date[:10] if date else None, byline=property_("creator"), **meta
+    return document_from_blocks(
+        doc_id, blocks, title, date=date[:10] if date else None, byline=property_("creator"), **meta
     )

@@ -47,7 +47,7 @@ SKIPPED_SHOWN = 20
 
 @dataclass(frozen=True)
 class Limits:
-    """What one file may cost to read: files from the network get these (service/uploads.py)."""
+    """What one file may cost to read: files from the network get these (sandbox.py)."""
 
     max_pages: int | None = None
 

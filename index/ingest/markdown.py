@@ -8,7 +8,7 @@ from __future__ import annotations
 import re
 
 from index.ingest.clean import Block, BlockKind
-from index.ingest.document import Document
+from index.ingest.document import Document, document_from_blocks
 from index.text import normalize
 
 _HEADING = re.compile(r"^\s{0,3}#{1,6}\s+(.*?)\s*#*\s*$")
@@ -82,15 +82,7 @@ def markdown_document(doc_id: str, text: str, title: str | None = None, **meta) 
         elif line:
             paragraph.append(line)
     flush()
-    cleaned = [(kind, normalize(text)) for kind, text in blocks if normalize(text)]
-    if cleaned and cleaned[0][0] == "heading" and (title is None or cleaned[0][1] in title):
-        first_heading = cleaned.pop(0)[1]
-        title = title if title is not None else first_heading
-    while cleaned and cleaned[-1][0] == "heading":  # a heading with nothing under it
-        cleaned.pop()
-    return Document(
-        doc_id=doc_id,
-        title=normalize(title or ""),
-        blocks=[Block(kind, text) for kind, text in cleaned],
-        **{key: value for key, value in meta.items() if value is not None},
-    )
+    cleaned = [Block(kind, normalize(text)) for kind, text in blocks if normalize(text)]
+    if title is not None and cleaned and cleaned[0].kind == "heading" and cleaned[0].text in title:
+        cleaned.pop(0)  # the page's title again
+    return document_from_blocks(doc_id, cleaned, None if title is None else normalize(title), **meta)

@@ -10,7 +10,7 @@ from pathlib import Path
 from lxml import etree
 
 from index.ingest.clean import Block
-from index.ingest.document import Document, IngestError
+from index.ingest.document import Document, IngestError, document_from_blocks
 from index.ingest.word import table_row_paragraphs
 from index.text import normalize
 
@@ -48,19 +48,16 @@ def odt_document(doc_id: str, file: Path, **meta) -> Document:
             blocks += [Block("paragraph", text) for text in table_row_paragraphs(rows)]
         elif text := normalize("".join(element.itertext())):
             blocks.append(Block("heading" if element.tag == _tag("text", "h") else "paragraph", text))
-    while blocks and blocks[-1].kind == "heading":
-        blocks.pop()
 
     def property_(path: str) -> str | None:
         found = about.find(f"office:meta/{path}", _NS) if about is not None else None
         return normalize(found.text or "") or None if found is not None else None
 
-    title = property_("dc:title") or (blocks.pop(0).text if blocks and blocks[0].kind == "heading" else "")
     date = property_("meta:creation-date") or property_("dc:date")
-    return Document(
-        doc_id=doc_id,
-        title=title,
-        blocks=blocks,
+    return document_from_blocks(
+        doc_id,
+        blocks,
+        property_("dc:title"),
         date=date[:10] if date else None,
         byline=property_("meta:initial-creator") or property_("dc:creator"),
         **meta,

@@ -12,7 +12,7 @@ from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
-from index.ingest.document import Document, IngestError, document_from_lines, document_id, optional_str
+from index.ingest.document import Document, IngestError, document_from_record, document_id, optional_str
 from index.ingest.encoding import decode
 
 Skip = Callable[[str, str], None]  # (what, why): a row left out
@@ -84,24 +84,13 @@ def _row_document(name: str, number: int, row: dict, chosen: dict[str, tuple[str
     texts = [str(row[field]) for field in chosen["text"] if row.get(field) not in (None, "")]
     if not texts:
         raise ValueError("empty text")
-    text = "\n\n".join(texts)
-    lines = text.split("\n\n") if "\n\n" in text else text.splitlines()
     raw_id = value("id")
     try:
         doc_id = document_id(raw_id) if raw_id else f"{name}#{number}"
     except ValueError as exc:
         raise ValueError(f"id {raw_id!r} {exc}") from None
-    return document_from_lines(
-        doc_id,
-        lines,
-        title=value("title") or "",
-        infer_structure=False,
-        date=value("date"),
-        source=value("source"),
-        byline=value("byline"),
-        row=number,
-        **meta,
-    )
+    record = {"text": "\n\n".join(texts), **{kind: value(kind) for kind in ("title", "date", "source", "byline")}}
+    return document_from_record(doc_id, record, row=number, **meta)
 
 
 def _rows(path: Path, form: str, meta: dict) -> Iterable[tuple[int, dict | str]]:

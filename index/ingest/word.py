@@ -12,7 +12,7 @@ from docx.table import Table
 from docx.text.paragraph import Paragraph
 
 from index.ingest.clean import Block
-from index.ingest.document import Document, IngestError
+from index.ingest.document import Document, IngestError, document_from_blocks
 from index.text import normalize
 
 
@@ -37,18 +37,12 @@ def docx_document(doc_id: str, file: Path, **meta) -> Document:
             blocks.append(Block("heading", text))
         else:
             blocks.append(Block("paragraph", text))
-    while blocks and blocks[-1].kind == "heading":  # a heading with nothing under it
-        blocks.pop()
     properties = word.core_properties
-    if title is None:
-        title = normalize(properties.title or "") or (
-            blocks.pop(0).text if blocks and blocks[0].kind == "heading" else ""
-        )
     date = properties.created or properties.modified
-    return Document(
-        doc_id=doc_id,
-        title=title,
-        blocks=blocks,
+    return document_from_blocks(
+        doc_id,
+        blocks,
+        title or normalize(properties.title or "") or None,
         date=date.date().isoformat() if date else None,
         byline=normalize(properties.author or "") or None,
         **meta,

@@ -436,10 +436,6 @@ class PassageStore:
 
     # -- writing: the caller holds the index's writer lock -----------------------------------------
 
-    def upgrade(self) -> None:
-        with self._lock:
-            upgrade(self._connection)
-
     def commit(
         self,
         removed_documents: Iterable[str],
