@@ -33,7 +33,7 @@ from index.build import build_index, is_current
 from index.encode.embed import load_encoder
 from index.evaluate.metrics import reciprocal_rank_at, unique_in_order
 from index.evaluate.quality import DEPTH, load_eval_set
-from index.retrieve.fusion import normalized_score_fusion, sentence_evidence
+from index.retrieve.fusion import Cosines, normalized_score_fusion
 from index.retrieve.search import FUSION, Searcher
 from index.text import fold, normalize
 
@@ -92,7 +92,7 @@ def candidates(searcher: Searcher, label: str, mode: str) -> list[Candidates]:
                 vector = searcher._query_vector(index.accents.restore(text))
             dense = index.dense(vector, DEPTH)
             evidence = index.evidence(list(dict.fromkeys(np.concatenate([dense[1], lexical[1]]).tolist())))
-            best = sentence_evidence(vector, evidence.passages, evidence.sentences, evidence.counts, passage_share=0.0)
+            best = Cosines.of(vector, evidence).best
             ids = evidence.ids.tolist()
             if evalset.kind == "qrels":
                 unit_of, relevant = index.passages.doc_ids_of(ids), query.relevant

@@ -75,7 +75,7 @@ def main() -> None:
     timed(index.accents, "coverage", "accents and coverage", spent, nested)
     timed(index.passages, "by_int_ids", "read passages (SQLite)", spent, nested)
     timed(searcher, "_by_sentences", "sentence evidence (read and score candidates)", spent, nested)
-    timed(searcher, "_results", "results, highlights, answers", spent, nested)
+    timed(searcher, "_results", "results: highlights, answers, confidence", spent, nested)
 
     def run(batch: list[str]) -> float:
         # distinct questions: a cached query vector would hide the encoder

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import re
 import unicodedata
+from functools import lru_cache
 
 _WHITESPACE = re.compile(r"\s+")
 # Candidate sentence ends: . ! ? … possibly followed by closing quotes/brackets, then space.
@@ -97,3 +98,21 @@ def query_terms(query: str) -> list[str]:
 def folded_word_spans(text: str) -> list[tuple[int, int, str]]:
     """(start, end, folded word) of every word in `text`: fold keeps offsets, so the spans are `text`'s."""
     return [(m.start(), m.end(), m.group()) for m in _WORD.finditer(fold(text))]
+
+
+# A Vietnamese syllable, folded: an onset, a vowel nucleus (glides included) and a final. Most
+# English words are not one ("how", "many", "members"); a few are ("the", "to", "in").
+_SYLLABLE = re.compile(
+    r"(?:ngh|ng|nh|ch|gh|gi|kh|ph|qu|th|tr|[bcdghklmnprstvx])?"
+    r"(?:uye|uya|oai|oay|oeo|uay|uoi|uou|ieu|yeu|ai|ao|au|ay|eo|eu|ia|ie|iu|oa|oe|oi|oo|ua|ue|ui|uo|uu|uy|ye|[aeiouy])"
+    r"(?:ch|ng|nh|[cmnpt])?"
+)
+
+
+@lru_cache(maxsize=4096)  # a passage shown for one question is often shown for the next
+def vietnamese_share(text: str, words: int = 60) -> float:
+    """The share of the first `words` words of `text` (letters only) that are Vietnamese
+    syllables, with or without their diacritics: near 1 for Vietnamese, low for English."""
+    # a word of 60 is about 5 characters and a space: what lies past that is not folded
+    found = [w for w in folded_words(text[: words * 12]) if w.isalpha()][:words]
+    return sum(1 for w in found if _SYLLABLE.fullmatch(w)) / len(found) if found else 1.0

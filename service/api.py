@@ -11,7 +11,7 @@ from collections.abc import Callable
 from flask import Blueprint, jsonify, request
 from spectree import Response
 
-from index.retrieve.search import SearchResult
+from index.retrieve.search import Results, SearchResult
 
 from .errors import error_response
 from .observability import SEARCH_SECONDS
@@ -38,7 +38,8 @@ def timed_results(run: Callable[[], list[SearchResult]], kind: str, **fields) ->
     results = run()
     seconds = time.perf_counter() - started
     SEARCH_SECONDS.labels(kind, fields.get("mode", "dense")).observe(seconds)
-    return {**fields, "results": [r.to_dict() for r in results], "took_ms": round(seconds * 1000, 2)}
+    answered = {"answered": results.answered} if isinstance(results, Results) else {}
+    return {**fields, **answered, "results": [r.to_dict() for r in results], "took_ms": round(seconds * 1000, 2)}
 
 
 @bp.get("/search")
@@ -48,11 +49,13 @@ def search():
     query = validated().query
     k = default_k(query.k)
     answer = timed_results(
-        lambda: searcher().search(query.q, k, query.mode, query.filters(), query.offset),
+        lambda: searcher().search(query.q, k, query.mode, query.filters(), query.offset, query.group, query.sort),
         "search",
         query=query.q,
         k=k,
         mode=query.mode,
+        group=query.group,
+        sort=query.sort,
         offset=query.offset,
     )
     return jsonify(answer)

@@ -16,7 +16,7 @@ from typing import Any
 
 from index.encode.e5_build import DEFAULT_MODEL_ID
 from index.encode.embed import PRECISIONS
-from index.retrieve.search import MODES
+from index.retrieve.search import GROUPS, MODES, SORTS
 from index.store.location import BACKENDS
 
 DEFAULT_CORPUS = "data/corpus"
@@ -194,6 +194,8 @@ def main(argv: list[str] | None = None) -> int:
         p.add_argument("--date-to", type=_iso_date, help="only documents dated on or before YYYY-MM-DD")
         if name == "search":
             p.add_argument("--mode", choices=MODES, default="hybrid")
+            p.add_argument("--group", choices=GROUPS, default="passage", help="document: each document's best passage")
+            p.add_argument("--sort", choices=SORTS, default="relevance", help="date: the newest first of the likely")
         p.add_argument("--json", action="store_true", help="print JSON")
         p.add_argument("--index", type=Path, **index_dir)
         _backend_options(p)
@@ -442,7 +444,8 @@ def _print_results(results, as_json: bool, **fields) -> None:
         print(json.dumps({**fields, "results": [r.to_dict() for r in results]}, ensure_ascii=False, indent=2))
         return
     for rank, r in enumerate(results, 1):
-        print(f"{rank:>2}. [{r.score:.3f}] {r.title or r.doc_id}{' · ' + r.date if r.date else ''}  ({r.id})")
+        likely = f" {r.confidence:.0%} likely" if r.confidence is not None else ""
+        print(f"{rank:>2}. [{r.score:.3f}{likely}] {r.title or r.doc_id}{' · ' + r.date if r.date else ''}  ({r.id})")
         print(f"    {r.text}\n")
 
 
@@ -486,14 +489,19 @@ def _open_searcher(args):
 def _search(args) -> int:
     searcher = _open_searcher(args)
     started = time.perf_counter()
-    results = searcher.search(args.query, args.k, args.mode, _filters(args), args.offset)
+    results = searcher.search(args.query, args.k, args.mode, _filters(args), args.offset, args.group, args.sort)
+    if not args.json and not results.answered:
+        print("no passage answers the question; the nearest ones:\n")
     _print_results(
         results,
         args.json,
         query=args.query,
         k=args.k,
         mode=args.mode,
+        group=args.group,
+        sort=args.sort,
         offset=args.offset,
+        answered=results.answered,
         took_ms=round((time.perf_counter() - started) * 1000, 1),
     )
     return 0

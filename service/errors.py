@@ -28,6 +28,23 @@ _ERROR_CODES = {
 }
 
 
+# A page's errors in the page's language (the API keeps its codes and English messages).
+_PAGE_ERRORS = {
+    400: ("Yêu cầu không hợp lệ", "Máy chủ không hiểu yêu cầu này."),
+    401: ("Chưa được phép", "Cần một khóa API hợp lệ."),
+    403: ("Không được phép", "Máy chủ này không cho phép việc này."),
+    404: ("Không tìm thấy trang", "Không có trang nào ở địa chỉ này."),
+    405: ("Không hỗ trợ", "Trang này không nhận yêu cầu kiểu này."),
+    408: ("Hết thời gian", "Yêu cầu gửi đến quá chậm; hãy thử lại."),
+    413: ("Quá lớn", "Nội dung gửi lên vượt quá giới hạn của máy chủ."),
+    415: ("Không hỗ trợ", "Máy chủ không đọc được kiểu nội dung này."),
+    429: ("Quá nhiều yêu cầu", "Bạn đã gửi quá nhiều yêu cầu; hãy thử lại sau ít phút."),
+    503: ("Tạm thời không phục vụ được", "Chỉ mục đang tạm thời không đọc được; hãy thử lại sau."),
+    507: ("Ổ đĩa đầy", "Ổ đĩa của máy chủ đã đầy."),
+}
+_UNKNOWN_PASSAGE = "Không có đoạn văn này (có thể nó đã bị xóa khỏi chỉ mục)."
+
+
 class ConfigurationError(RuntimeError):
     """A setting the service cannot work with (a file of API keys it cannot read, say): refused at
     start, answered 503 when it goes bad at run time."""
@@ -53,7 +70,7 @@ def _invalid(error: InvalidRequest):
 
 
 def _unknown(error: UnknownPassage):
-    return _error_page(404, "not_found", str(error))
+    return _error_page(404, "not_found", str(error), _UNKNOWN_PASSAGE)
 
 
 def _index_unavailable(error: Exception):
@@ -70,7 +87,13 @@ def _http_error(error: HTTPException):
     return body, status, headers
 
 
-def _error_page(status: int, code: str, message: str):
+def _error_page(status: int, code: str, message: str, page_message: str | None = None):
     if request.path.startswith("/api/"):
         return error_response(status, code, message)
-    return render_template("error.html", status=status, message=message), status
+    return page_error(status, page_message)
+
+
+def page_error(status: int, message: str | None = None):
+    """An error page in the page's language: `message`, or what the status says."""
+    heading, said = _PAGE_ERRORS.get(status, ("Lỗi máy chủ", "Đã có lỗi xảy ra; hãy thử lại sau."))
+    return render_template("error.html", heading=f"{heading} ({status})", message=message or said), status

@@ -22,7 +22,8 @@ from spectree.utils import parse_code
 from swagger_ui_bundle import swagger_ui_path
 
 from index.ingest.document import ID_FORBIDDEN, ID_SPACES, MAX_ID_CHARS, document_id
-from index.retrieve.search import MAX_DEPTH, MAX_K, MAX_QUERY_CHARS, MAX_SIMILAR_TEXT_CHARS, MODES
+from index.retrieve.confidence import ANSWERED_AT
+from index.retrieve.search import GROUPS, MAX_DEPTH, MAX_K, MAX_QUERY_CHARS, MAX_SIMILAR_TEXT_CHARS, MODES, SORTS
 from index.store.filters import Filters
 
 # Text with at least one character that is not white space to Python or to ECMA (whose \s lacks
@@ -130,10 +131,22 @@ class Filtered(BaseModel):
         )
 
 
+GROUP_DESCRIPTION = (
+    "passage: every passage ranked; document: each document's best passage, with how many more of "
+    "its passages are ranked (k and offset count documents)"
+)
+SORT_DESCRIPTION = (
+    "relevance: best first; date: newest first among the results at least 10% likely to answer, "
+    "then the rest by relevance"
+)
+
+
 class SearchQuery(Filtered):
     q: str = Field(min_length=1, max_length=MAX_QUERY_CHARS, pattern=NOT_BLANK, description="the question")
     k: QueryK = k_parameter()
     mode: Literal[MODES] = "hybrid"  # type: ignore[valid-type]
+    group: Literal[GROUPS] = Field("passage", description=GROUP_DESCRIPTION)  # type: ignore[valid-type]
+    sort: Literal[SORTS] = Field("relevance", description=SORT_DESCRIPTION)  # type: ignore[valid-type]
 
 
 class SimilarQuery(Filtered):
@@ -157,6 +170,8 @@ class PageQuery(Filtered):
     q: str | None = Field(None, max_length=MAX_QUERY_CHARS, description="the question; without it, the empty form")
     k: QueryK = k_parameter()
     mode: Literal[MODES] = "hybrid"  # type: ignore[valid-type]
+    group: Literal[GROUPS] = Field("document", description=GROUP_DESCRIPTION)  # type: ignore[valid-type]
+    sort: Literal[SORTS] = Field("relevance", description=SORT_DESCRIPTION)  # type: ignore[valid-type]
 
 
 class SimilarTextBody(Filtered):
@@ -175,10 +190,16 @@ class SimilarTextBody(Filtered):
     )
 
 
-class Answer(BaseModel):
+class Span(BaseModel):
     text: str
-    start: int
+    start: int = Field(description="where it starts in the passage's text (characters)")
     end: int
+
+
+class Answer(Span):
+    key: Span | None = Field(
+        description="within the sentence, the words answering a question that asks for a number, a date or a name"
+    )
 
 
 class Result(BaseModel):
@@ -198,13 +219,26 @@ class Result(BaseModel):
         description="[start, end) character spans of the query's words in text"
     )
     answer: Answer | None = Field(description="the sentence that best answers the query")
+    confidence: float | None = Field(
+        ge=0,
+        le=1,
+        description="the probability that it answers the question (calibrated on the dev sets; "
+        "docs/quality.md); null for similar passages",
+    )
+    more: int | None = Field(description="with group=document: how many more of its document's passages are ranked")
 
 
 class SearchAnswer(BaseModel):
     query: str
     k: int
     mode: str
+    group: str
+    sort: str
     offset: int
+    answered: bool = Field(
+        description="whether the best result is likely enough to answer the question (confidence "
+        f"{ANSWERED_AT} or more); when false, the results are only the nearest passages"
+    )
     results: list[Result]
     took_ms: float
 

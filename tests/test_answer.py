@@ -1,7 +1,9 @@
+import pytest
+
 from index.build import build_from_documents
 from index.ingest.document import document_from_record
 from index.ingest.files import find_files, read_documents
-from index.retrieve.answer import BIGRAM_BONUS, Annotator
+from index.retrieve.answer import BIGRAM_BONUS, MARK_MIN_WEIGHT, Annotator, answer_key
 from index.store.accents import NearbyText, with_usual_capitals
 from index.store.analysis import analyze
 from index.store.embedded.publish import open_index
@@ -10,15 +12,16 @@ from tests.conftest import CORPUS, FakeEncoder
 
 
 def flat(word: str) -> float:
-    return 1.0
+    """Every word as rare as a highlighted word may be."""
+    return MARK_MIN_WEIGHT
 
 
 def answer_span(text, query, weight):
-    return Annotator(query, weight)(text)[1]
+    return Annotator(query, weight)(text).answer
 
 
-def highlights(text, query):
-    return Annotator(query, flat)(text)[0]
+def highlights(text, query, weight=flat):
+    return Annotator(query, weight)(text).marks
 
 
 def oracle_answer(text, query, weight):
@@ -45,7 +48,7 @@ def test_answers_agree_with_scoring_each_sentence_alone():
         annotate = Annotator(query, weight)
         for text in texts:
             expected = oracle_answer(text, query, weight)
-            assert annotate(text)[1] == expected
+            assert annotate(text).answer == expected
             answered += expected is not None
     assert answered > 50
 
@@ -79,6 +82,47 @@ def test_rare_words_and_word_pairs_decide_the_answer():
 def test_highlights_ignore_case_and_accents():
     text = "ĐẢNG VIÊN và đảng viên"
     assert [text[a:b] for a, b in highlights(text, "dang vien")] == ["ĐẢNG", "VIÊN", "đảng", "viên"]
+
+
+def test_the_most_frequent_words_are_not_highlighted_but_still_answer():
+    text = "Mở đầu. Đảng bộ có 972 đảng viên mới."
+    common = {"dang": MARK_MIN_WEIGHT / 2, "bo": MARK_MIN_WEIGHT / 2}
+    annotation = Annotator("đảng bộ có bao nhiêu đảng viên", lambda w: common.get(w, MARK_MIN_WEIGHT))(text)
+    assert [text[a:b] for a, b in annotation.marks] == ["viên"]
+    assert text[slice(*annotation.answer)] == "Đảng bộ có 972 đảng viên mới."
+    # the share of the query's weight the passage holds: all of it, then half
+    assert annotation.matched == 1.0
+    half = Annotator("đảng viên hiến máu", flat)("Đảng viên học tập.")
+    assert half.matched == 0.5
+
+
+@pytest.mark.parametrize(
+    "query, key",
+    [
+        ("Đảng bộ Khối có bao nhiêu đảng viên?", "8.400 đảng viên"),
+        ("dang bo khoi co bao nhieu dang vien", "8.400 đảng viên"),
+        ("How many party members are there?", "152"),
+        ("Đại hội diễn ra khi nào?", "ngày 29/5/2023"),
+        ("When was the congress held?", "ngày 29/5/2023"),
+        ("Ai phát biểu tại đại hội?", "Nguyễn Văn An"),
+        ("Who spoke?", "Nguyễn Văn An"),
+        ("Đảng bộ Khối làm gì?", None),  # asks for no number, date or name
+    ],
+)
+def test_answer_key_is_what_the_question_asks_for(query, key):
+    text = (
+        "Toàn Đảng bộ có 152 đảng bộ với gần 8.400 đảng viên, "
+        "đại hội khai mạc ngày 29/5/2023, đồng chí Nguyễn Văn An phát biểu."
+    )
+    span = answer_key(query, text, (0, len(text)))
+    assert (text[slice(*span)] if span else None) == key
+
+
+def test_answer_key_skips_what_the_question_already_says():
+    text = "Năm 2020 Đảng bộ có 152 chi bộ."
+    assert text[slice(*answer_key("Năm 2020 Đảng bộ có bao nhiêu chi bộ?", text, (0, len(text))))] == "152 chi bộ"
+    # a run of capitals opening a sentence needs three words to be a name
+    assert answer_key("ai?", "Toàn Đảng bộ họp.", (0, 17)) is None
 
 
 def test_analyzer_terms():

@@ -151,7 +151,8 @@ def test_search_page_escapes_the_query(client):
 
 def test_search_page_errors_are_shown(client):
     response = client.get("/?q=x&k=zero")
-    assert response.status_code == 400 and "k must be" in response.get_data(as_text=True)
+    # in the page's language, naming the field; the API keeps its English
+    assert response.status_code == 400 and "Số kết quả: giá trị không hợp lệ" in response.get_data(as_text=True)
 
 
 def test_passage_page_shows_neighbours_and_similar(client):
@@ -160,7 +161,8 @@ def test_passage_page_shows_neighbours_and_similar(client):
     assert 'class="current"' in page and page.count('class="neighbour"') >= 1
     assert "Đoạn tương tự" in page and page.count('class="result"') == 5
     missing = client.get("/passages/doesnotexist")
-    assert missing.status_code == 404 and "Lỗi 404" in missing.get_data(as_text=True)
+    assert missing.status_code == 404 and "Không có đoạn văn này" in missing.get_data(as_text=True)
+    assert missing.headers["Content-Type"].startswith("text/html")
 
 
 def test_config_from_file_and_environment(tmp_path, monkeypatch, fake_searcher):
@@ -212,9 +214,141 @@ def test_results_carry_highlights_and_answer(client):
     assert "tuyên truyền" in answer["text"]
 
 
-def test_page_marks_the_answer_sentence_and_offers_modes(client):
-    page = client.get("/?q=Fanpage+Zalo&k=5&mode=lexical").get_data(as_text=True)
-    assert '<span class="answer">' in page and '<option value="lexical" selected>' in page
+def _search(client, **asked) -> dict:
+    response = client.get("/api/search", query_string={"q": "đảng viên sinh hoạt chi bộ", **asked})
+    assert response.status_code == 200, response.get_json()
+    return response.get_json()
+
+
+@pytest.mark.parametrize("mode", ["hybrid", "dense", "lexical"])
+def test_results_carry_a_confidence_and_the_answer_says_whether_it_answers(client, mode):
+    from index.retrieve.confidence import ANSWERED_AT
+
+    first = _search(client, k=5, mode=mode)
+    confidences = [r["confidence"] for r in first["results"]]
+    assert len(confidences) == 5 and all(0 <= c <= 1 for c in confidences)
+    assert first["answered"] is (confidences[0] >= ANSWERED_AT)
+    assert first["group"] == "passage" and first["sort"] == "relevance"
+    # the best result decides, whichever page is asked for
+    assert _search(client, k=5, mode=mode, offset=5)["answered"] is first["answered"]
+    # similar passages have no question to answer
+    similar = client.get(f"/api/passages/{first['results'][0]['id']}/similar?k=2").get_json()
+    assert "answered" not in similar and all(r["confidence"] is None for r in similar["results"])
+
+
+def test_grouped_by_document_each_document_once_with_how_many_more(client, fake_searcher):
+    from index.retrieve.search import POOL
+
+    # the passages a page of documents is grouped from
+    _, ids = fake_searcher.rank("đảng viên sinh hoạt chi bộ", POOL, "hybrid")
+    stored = fake_searcher.index.passages.by_int_ids(ids.tolist())
+    groups: dict[str, int] = {}
+    best: dict[str, str] = {}
+    for passage in (stored[i] for i in ids.tolist()):
+        groups[passage.doc_id] = groups.get(passage.doc_id, -1) + 1
+        best.setdefault(passage.doc_id, passage.id)
+    assert len(groups) >= 4 and all(r["more"] is None for r in _search(client, k=5)["results"])
+    grouped = _search(client, k=2, group="document")
+    assert grouped["group"] == "document"
+    assert [r["doc_id"] for r in grouped["results"]] == list(groups)[:2]
+    assert [r["more"] for r in grouped["results"]] == list(groups.values())[:2]
+    assert [r["id"] for r in grouped["results"]] == list(best.values())[:2]
+    # paging counts documents
+    page = _search(client, k=2, offset=2, group="document")["results"]
+    assert [r["doc_id"] for r in page] == list(groups)[2:4]
+    # more documents asked for than the first passages hold: ranked deeper until there are
+    every = _search(client, k=50, group="document")["results"]
+    assert len({r["doc_id"] for r in every}) == len(every) >= len(groups)
+
+
+def test_sorted_by_date_newest_first_among_likely_results(client, monkeypatch):
+    import math
+
+    from index.retrieve import search
+
+    # the first six by relevance are likely enough, the rest are not
+    monkeypatch.setattr(search, "confidence", lambda features: 0.9 if features.rank < math.log1p(6) else 0.01)
+    ranked = _search(client, k=100)["results"]
+    by_date = _search(client, k=20, sort="date")
+    assert by_date["sort"] == "date" and by_date["answered"] is True
+    likely = sorted(ranked[:6], key=lambda r: r["date"] or "", reverse=True)
+    assert [r["id"] for r in by_date["results"]] == [r["id"] for r in likely + ranked[6:20]]
+    dates = [r["date"] or "" for r in by_date["results"][:6]]
+    assert dates == sorted(dates, reverse=True) and len(set(dates)) > 1
+    # grouped and sorted: each document once, the likely ones newest first
+    both = _search(client, k=10, sort="date", group="document")["results"]
+    assert len({r["doc_id"] for r in both}) == len(both)
+
+
+@pytest.mark.parametrize("name, value", [("group", "site"), ("sort", "score")])
+def test_unknown_group_or_sort_is_400(client, name, value):
+    response = client.get("/api/search", query_string={"q": "x", name: value})
+    assert response.status_code == 400 and name in response.get_json()["error"]["message"]
+
+
+def test_page_groups_by_document_and_links_the_rest(client):
+    page = client.get("/", query_string={"q": "đảng viên sinh hoạt chi bộ", "k": 10}).get_data(as_text=True)
+    assert '<option value="document" selected>' in page and "Bài viết 1–5" in page
+    assert page.count('class="result"') == 5 and "đoạn khác từ bài này" in page
+    assert f'maxlength="{MAX_QUERY_CHARS}"' in page
+    # the link to the rest of a document: the same question, that document's passages
+    more = page.split('<a class="more" href="')[1].split('"')[0].replace("&amp;", "&")
+    rest = client.get(more).get_data(as_text=True)
+    assert '<option value="passage" selected>' in rest and rest.count('class="result"') > 1
+
+
+def test_page_past_the_end_says_so(client):
+    page = client.get("/", query_string={"q": "đảng viên", "k": 5, "offset": 990}).get_data(as_text=True)
+    assert "Không còn kết quả nào ở trang này" in page and "Kết quả 991" not in page
+    assert 'rel="prev"' not in page and "Về trang đầu" in page
+
+
+def test_passage_page_links_back_to_the_search(client):
+    asked = {"q": "đảng viên sinh hoạt chi bộ", "k": "5", "sort": "date", "date_from": "2020-01-01"}
+    page = client.get("/", query_string=asked).get_data(as_text=True)
+    link = page.split('<a class="title" href="')[1].split('"')[0].replace("&amp;", "&")
+    passage = client.get(link).get_data(as_text=True)
+    back = passage.split('<a class="back" href="')[1].split('"')[0].replace("&amp;", "&")
+    from urllib.parse import parse_qs, urlsplit
+
+    assert {key: values[0] for key, values in parse_qs(urlsplit(back).query).items()} == asked
+    assert "Kết quả tìm kiếm" in passage
+    # without a search behind it, back to the empty form
+    alone = client.get(link.split("?")[0]).get_data(as_text=True)
+    assert '<a class="back" href="/">' in alone
+    # a search that could not have been made: refused, in the page's language
+    bad = client.get(link.split("?")[0] + "?k=abc")
+    assert bad.status_code == 400 and "Số kết quả: giá trị không hợp lệ" in bad.get_data(as_text=True)
+
+
+def test_favicon_and_a_localized_404(client):
+    icon = client.get("/favicon.ico")
+    assert icon.status_code == 200 and icon.headers["Content-Type"] == "image/vnd.microsoft.icon"
+    assert icon.data[:4] == b"\x00\x00\x01\x00"  # an ICO file
+    missing = client.get("/no/such/page")
+    text = missing.get_data(as_text=True)
+    assert missing.status_code == 404 and "Không tìm thấy trang" in text and "Not Found" not in text
+    assert client.get("/api/nothing").get_json()["error"]["code"] == "not_found"  # the API keeps its English
+
+
+def test_page_underlines_answers_only_of_likely_results_and_offers_modes(client, monkeypatch):
+    from index.retrieve import search
+
+    asked = {"q": "tuyen truyen Fanpage Zalo", "k": 5, "mode": "lexical", "group": "passage"}
+    page = client.get("/", query_string=asked).get_data(as_text=True)
+    assert '<option value="lexical" selected>' in page and '<option value="passage" selected>' in page
+    results = client.get("/api/search", query_string=asked).get_json()["results"]
+    likely = [r for r in results if r["answer"] and r["confidence"] >= search.ANSWERED_AT]
+    assert page.count('<span class="answer">') == len(likely)
+    # every result likely: each answer sentence underlined
+    monkeypatch.setattr(search, "confidence", lambda features: 0.99)
+    page = client.get("/", query_string=asked).get_data(as_text=True)
+    assert page.count('<span class="answer">') == sum(1 for r in results if r["answer"]) >= 1
+    assert 'class="answer-box"' in page and "no-answer" not in page
+    monkeypatch.setattr(search, "confidence", lambda features: 0.01)
+    page = client.get("/", query_string=asked).get_data(as_text=True)
+    assert '<span class="answer">' not in page and 'class="answer-box"' not in page
+    assert "Không có đoạn văn nào trả lời câu hỏi này" in page and 'class="results dimmed"' in page
 
 
 # -- writes --------------------------------------------------------------------------------------
@@ -602,4 +736,4 @@ def test_one_upload_is_read_at_a_time_per_process(writable):
         )
     assert api.status_code == 503 and api.get_json()["error"]["code"] == "index_busy"
     assert api.headers["Retry-After"] == "1"
-    assert page.status_code == 503 and "another upload is being read" in page.get_data(as_text=True)
+    assert page.status_code == 503 and "Máy chủ đang bận" in page.get_data(as_text=True)

@@ -8,8 +8,9 @@ from __future__ import annotations
 import pytest
 
 from index.build import build_index
-from index.evaluate.quality import evaluate, load_eval_set, subset
+from index.evaluate.quality import EvalSet, evaluate, load_eval_set, subset
 from index.retrieve.search import Searcher
+from index.text import fold
 from tests.conftest import SEED_QUERIES, SHARED, milvus_lite
 
 pytestmark = pytest.mark.model
@@ -43,6 +44,28 @@ FLOORS = {
 }
 
 
+_BUILT: dict[tuple[str, str], tuple[EvalSet, Searcher]] = {}
+
+
+def subset_searcher(name: str, backend: str, request, tmp_path_factory, encoder) -> tuple[EvalSet, Searcher]:
+    """The subset of `name` indexed on `backend`, built once for the whole module."""
+    if (name, backend) not in _BUILT:
+        source = SHARED / "eval" / name
+        if not source.is_dir():
+            pytest.skip(f"{source} is not here")
+        queries, distractors = SUBSETS[name]
+        work = tmp_path_factory.mktemp(name)
+        evalset = subset(load_eval_set(source), queries, distractors, work / "corpus")
+        if backend == "embedded":
+            location = work / "index"
+        else:
+            location, stop = milvus_lite(work / "milvus.db")
+            request.session.config.add_cleanup(stop)
+        build_index(evalset.corpus, location, encoder, progress=False)
+        _BUILT[name, backend] = evalset, Searcher.open(location, encoder=encoder)
+    return _BUILT[name, backend]
+
+
 @pytest.fixture(
     scope="module",
     params=[(name, backend) for name in sorted(SUBSETS) for backend in ("embedded", "milvus")],
@@ -50,19 +73,7 @@ FLOORS = {
 )
 def measured(request, tmp_path_factory, real_encoder):
     name, backend = request.param
-    source = SHARED / "eval" / name
-    if not source.is_dir():
-        pytest.skip(f"{source} is not here")
-    queries, distractors = SUBSETS[name]
-    work = tmp_path_factory.mktemp(name)
-    evalset = subset(load_eval_set(source), queries, distractors, work / "corpus")
-    if backend == "embedded":
-        location = work / "index"
-    else:
-        location, stop = milvus_lite(work / "milvus.db")
-        request.addfinalizer(stop)
-    build_index(evalset.corpus, location, real_encoder, progress=False)
-    searcher = Searcher.open(location, encoder=real_encoder)
+    evalset, searcher = subset_searcher(name, backend, request, tmp_path_factory, real_encoder)
     return name, {unaccented: evaluate(searcher, evalset, unaccented=unaccented) for unaccented in (False, True)}
 
 
@@ -91,3 +102,30 @@ def test_unaccented_queries_stay_close(measured):
 def test_seed_answers_through_eval(real_searcher):
     report = evaluate(real_searcher, load_eval_set(SEED_QUERIES), ["hybrid"])["hybrid"]
     assert report["Hit@5"] == 1.0 and report["Hit@1"] >= 12 / 15
+
+
+# "No answer" (the best result's confidence under ANSWERED_AT) on the subsets, with and without
+# diacritics: said of questions whose answer is in the other set's index (ViNewsQA's asked of
+# ViQuAD's and the other way round), and wrongly said of questions whose first result is right.
+# Measured (2026-12-02): unanswerable said .963 / .980, answerable-and-right said .072 / .081
+# (accented / unaccented); the floors are the goals of the issue that asked for it.
+NO_ANSWER_FLOOR = 0.80
+WRONG_NO_ANSWER_CEILING = 0.10
+
+
+def test_no_answer_is_said_of_questions_the_index_cannot_answer(request, tmp_path_factory, real_encoder):
+    built = {name: subset_searcher(name, "embedded", request, tmp_path_factory, real_encoder) for name in SUBSETS}
+    for unaccented in (False, True):
+        unanswerable, right_first = [], []
+        for name, (evalset, searcher) in built.items():
+            _, other = built[next(other for other in SUBSETS if other != name)]
+            for query in evalset.queries:
+                text = fold(query.text) if unaccented else query.text
+                unanswerable.append(not other.search(text, 1).answered)
+                results = searcher.search(text, 1)
+                if results and results[0].doc_id in query.relevant:
+                    right_first.append(not results.answered)
+        said, wrongly = sum(unanswerable) / len(unanswerable), sum(right_first) / len(right_first)
+        print(f"unaccented={unaccented}: no answer said of {said:.3f} unanswerable, {wrongly:.3f} answerable")
+        assert said >= NO_ANSWER_FLOOR, (unaccented, said)
+        assert wrongly <= WRONG_NO_ANSWER_CEILING, (unaccented, wrongly)

@@ -33,7 +33,7 @@ def test_unclean_requests_are_400(client, url, message):
 
 def test_bad_query_on_the_page_is_a_400_page(client):
     response = client.get("/?q=%ff%fe")
-    assert response.status_code == 400 and "Lỗi 400" in response.get_data(as_text=True)
+    assert response.status_code == 400 and "Máy chủ không hiểu yêu cầu này" in response.get_data(as_text=True)
 
 
 @pytest.mark.parametrize(

@@ -40,6 +40,26 @@ def test_english_question_reaches_vietnamese_text(ranks):
     assert ranks["d14"] is not None and ranks["d14"] <= 5
 
 
+def test_english_question_gets_the_answer_sentence_the_dense_evidence_picked(real_searcher):
+    """No word of an English question matches a Vietnamese passage, so the answer sentence is
+    the one closest to the question in meaning."""
+    results = real_searcher.search("How many party members does the Party Committee of the Bloc have?", 5)
+    found = next(r for r in results if "8.400 đảng viên" in r.text)
+    answer = found.text[slice(*found.answer)]
+    assert "8.400 đảng viên" in answer and len(answer) < len(found.text)
+
+
+def test_answers_are_told_from_questions_the_corpus_cannot_answer(real_searcher):
+    from index.retrieve.confidence import ANSWERED_AT
+
+    answered = real_searcher.search("Đảng bộ Khối có bao nhiêu đảng viên?", 5)
+    assert answered.answered and answered[0].confidence >= ANSWERED_AT
+    assert answered[0].text[slice(*answered[0].key)] == "8.400 đảng viên"
+    for question in ("giá vàng hôm nay", "gia vang hom nay", "What is the capital of Australia?"):
+        results = real_searcher.search(question, 5)
+        assert not results.answered and all(r.confidence < ANSWERED_AT for r in results), question
+
+
 def test_similar_passages_are_about_the_same_thing(real_searcher):
     source = real_searcher.search("Đường cách mệnh trong sinh hoạt chi bộ", 1)[0]
     similar = real_searcher.similar_to_passage(source.id, 5)

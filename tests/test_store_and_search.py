@@ -291,6 +291,23 @@ def test_a_hybrid_search_reads_the_query_coverage_once(fake_searcher, monkeypatc
     monkeypatch.setattr(accents, "coverage", lambda query: calls.append(query) or measure(query))
     assert fake_searcher.search("dang vien sinh hoat chi bo", 5)
     assert calls == ["dang vien sinh hoat chi bo"]
-    # dense mode has no passages to take capitals from: an accented query needs nothing restored
+    # dense mode has no passages to take capitals from: an accented query needs nothing restored,
+    # and the coverage is read once, for the results' confidence
     assert fake_searcher.search("đảng viên sinh hoạt chi bộ", 5, mode="dense")
-    assert calls == ["dang vien sinh hoat chi bo"]
+    assert calls == ["dang vien sinh hoat chi bo", "đảng viên sinh hoạt chi bộ"]
+
+
+def test_sentence_cosines_agree_with_scoring_each_candidate_alone():
+    from index.retrieve.fusion import sentence_cosines
+
+    rng = np.random.default_rng(0)
+    counts = np.array([1, 3, 2, 5, 1])
+    passages, sentences, query = rng.normal(size=(5, 8)), rng.normal(size=(counts.sum(), 8)), rng.normal(size=8)
+    sentences[4] = sentences[5]  # candidate 3's first two sentences tie: the first is taken
+    whole, best, which = sentence_cosines(query, passages, sentences, counts)
+    start = 0
+    for n, count in enumerate(counts):
+        own = [float(sentences[start + i] @ query) for i in range(count)]
+        assert np.isclose(whole[n], passages[n] @ query) and np.isclose(best[n], max(own))
+        assert which[n] == own.index(max(own))
+        start += count

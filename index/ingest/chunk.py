@@ -7,7 +7,7 @@ from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 
 from index.ingest.document import Document
-from index.text import split_sentences
+from index.text import sentence_spans, split_sentences
 
 TokenCounter = Callable[[str], int]
 
@@ -49,12 +49,21 @@ class Passage:
 
 
 def evidence_sentences(text: str) -> list[str]:
-    """A passage's sentences, at most MAX_SENTENCES of them."""
-    sentences = split_sentences(text) or [text]
-    if len(sentences) <= MAX_SENTENCES:
-        return sentences
-    bounds = [round(i * len(sentences) / MAX_SENTENCES) for i in range(MAX_SENTENCES + 1)]
-    return [" ".join(sentences[a:b]) for a, b in zip(bounds, bounds[1:])]
+    """A passage's sentences, at most MAX_SENTENCES of them (neighbours joined beyond that)."""
+    return [" ".join(text[a:b] for a, b in group) for group in _evidence_groups(text)]
+
+
+def evidence_spans(text: str) -> list[tuple[int, int]]:
+    """Where each of `evidence_sentences(text)` stands in `text`."""
+    return [(group[0][0], group[-1][1]) for group in _evidence_groups(text)]
+
+
+def _evidence_groups(text: str) -> list[list[tuple[int, int]]]:
+    spans = sentence_spans(text) or [(0, len(text))]
+    if len(spans) <= MAX_SENTENCES:
+        return [[span] for span in spans]
+    bounds = [round(i * len(spans) / MAX_SENTENCES) for i in range(MAX_SENTENCES + 1)]
+    return [spans[a:b] for a, b in zip(bounds, bounds[1:])]
 
 
 def embedding_text_of(context: str, text: str) -> str:

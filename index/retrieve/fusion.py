@@ -3,9 +3,11 @@
 from __future__ import annotations
 
 from collections.abc import Sequence
+from dataclasses import dataclass
 
 import numpy as np
 
+from index.encode.evidence import Evidence
 from index.store.base import Ranking
 
 
@@ -45,15 +47,40 @@ def _sorted(fused: dict[int, float]) -> Ranking:
     return scores[order].astype(np.float32), ids[order]
 
 
-def sentence_evidence(
-    query: np.ndarray, passages: np.ndarray, sentences: np.ndarray, counts: np.ndarray, passage_share: float
-) -> np.ndarray:
-    """Each candidate's dense score from its whole and its best sentence:
-    passage_share · q·p + (1 − passage_share) · max over its sentences s of q·s.
-    `sentences` holds every candidate's sentences in order, `counts[i]` of them candidate i's."""
+def sentence_cosines(
+    query: np.ndarray, passages: np.ndarray, sentences: np.ndarray, counts: np.ndarray
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Each candidate's cosine with the query as a whole, its best sentence's, and which of its
+    sentences that is (the first of equals)."""
     if not len(counts):
-        return np.zeros(0, np.float32)
+        return np.zeros(0, np.float32), np.zeros(0, np.float32), np.zeros(0, np.int64)
     # numpy's own loop on one thread: OpenBLAS, woken for products this small, left its threads
     # spinning through the rest of the search (1.5 ms of CPU per search more)
-    best = np.maximum.reduceat(np.einsum("sd,d->s", sentences, query), np.concatenate(([0], np.cumsum(counts)[:-1])))
-    return (passage_share * np.einsum("pd,d->p", passages, query) + (1 - passage_share) * best).astype(np.float32)
+    scores = np.einsum("sd,d->s", sentences, query)
+    starts = np.concatenate(([0], np.cumsum(counts)[:-1]))
+    best = np.maximum.reduceat(scores, starts)
+    owner = np.repeat(np.arange(len(counts)), counts)
+    local = np.arange(len(scores)) - starts[owner]
+    which = np.minimum.reduceat(np.where(scores == best[owner], local, len(scores)), starts)
+    return np.einsum("pd,d->p", passages, query), best, which
+
+
+@dataclass(frozen=True)
+class Cosines:
+    """A query's cosines with candidates: each one's whole passage, its best sentence, which of its
+    sentences that is, and how many it has."""
+
+    ids: np.ndarray
+    whole: np.ndarray
+    best: np.ndarray
+    which: np.ndarray
+    counts: np.ndarray
+
+    @classmethod
+    def of(cls, query: np.ndarray, evidence: Evidence) -> Cosines:
+        whole, best, which = sentence_cosines(query, evidence.passages, evidence.sentences, evidence.counts)
+        return cls(evidence.ids, whole, best, which, evidence.counts)
+
+    def dense(self, passage_share: float) -> np.ndarray:
+        """The dense leg's score of each: passage_share · whole + (1 − passage_share) · best."""
+        return (passage_share * self.whole + (1 - passage_share) * self.best).astype(np.float32)

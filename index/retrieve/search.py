@@ -2,21 +2,25 @@
 
 from __future__ import annotations
 
+import math
 import threading
 import time
-from dataclasses import dataclass
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass, replace
 from functools import lru_cache
 from typing import Protocol
 
 import numpy as np
 
 from index.encode.embed import TextEncoder, load_encoder
-from index.retrieve.answer import Annotator, Span, idf_weight
-from index.retrieve.fusion import normalized_score_fusion, reciprocal_rank_fusion, sentence_evidence
+from index.ingest.chunk import evidence_spans
+from index.retrieve.answer import Annotator, Span, answer_key, idf_weight
+from index.retrieve.confidence import ANSWERED_AT, DATE_SORT_FLOOR, Features, confidence
+from index.retrieve.fusion import Cosines, normalized_score_fusion, reciprocal_rank_fusion
 from index.store.base import IndexReader, IndexView, ModelMismatch, Ranking, StoredPassage
 from index.store.filters import NO_FILTERS, Filters
 from index.store.location import FollowedIndex, IndexLocation
-from index.text import normalize
+from index.text import normalize, vietnamese_share
 
 MAX_K = 100
 # Paging goes this deep: offset + k results at most.
@@ -32,6 +36,15 @@ MAX_K_TIMES_QUERY_CHARS = 20_000
 # budget, 256 tokens by default) is read, as a passage that long would have been split when indexed.
 MAX_SIMILAR_TEXT_CHARS = 20_000
 MODES = ("hybrid", "dense", "lexical")
+GROUPS = ("passage", "document")
+SORTS = ("relevance", "date")
+# Results grouped by document or sorted by date are taken from at least this many passages ranked
+# (what hybrid search ranks anyway); grouping ranks deeper, to MAX_DEPTH, while groups are short.
+POOL = 100
+# A query this little in the corpus's vocabulary (an English question of a Vietnamese index: at
+# most .40, where 99% of Vietnamese questions have .59 or more) shares few words with its answer,
+# so its answer sentence is the one the dense evidence picked.
+CROSS_LINGUAL_COVERAGE = 0.5
 # Candidates ranked beyond k: a passage deleted after the view a search ranks on was taken is
 # gone from the database by the time its text is read, and the next candidate takes its place.
 LATE_DELETES = 10
@@ -94,6 +107,10 @@ class SearchResult:
     path: str | None = None
     page: int | None = None
     row: int | None = None
+    confidence: float | None = None
+    key: Span | None = None  # within the answer sentence, the words that answer the question
+    more: int | None = None  # grouped by document: its other passages among those ranked
+    features: Features | None = None  # what the confidence was read from (bench/fit_confidence.py)
 
     def to_dict(self) -> dict:
         answer = None
@@ -102,6 +119,7 @@ class SearchResult:
                 "text": self.text[self.answer[0] : self.answer[1]],
                 "start": self.answer[0],
                 "end": self.answer[1],
+                "key": self._span(self.key),
             }
         return {
             "id": self.id,
@@ -118,7 +136,38 @@ class SearchResult:
             "row": self.row,
             "highlights": [list(span) for span in self.highlights],
             "answer": answer,
+            "confidence": None if self.confidence is None else round(self.confidence, 4),
+            "more": self.more,
         }
+
+    def _span(self, span: Span | None) -> dict | None:
+        return {"text": self.text[span[0] : span[1]], "start": span[0], "end": span[1]} if span else None
+
+    @property
+    def answers(self) -> bool:
+        """Whether it is likely enough to answer the question to be shown as its answer."""
+        return self.confidence is not None and self.confidence >= ANSWERED_AT
+
+
+class Results(list[SearchResult]):
+    """A page of results, and whether the best of all the results answers the question (False
+    when none is likely enough to; None for searches without a question)."""
+
+    def __init__(self, results: Iterable[SearchResult] = (), answered: bool | None = None):
+        super().__init__(results)
+        self.answered = answered
+
+
+@dataclass(frozen=True)
+class Ranked:
+    """A ranking, and what its legs read on the way, which a result's confidence reads again."""
+
+    scores: np.ndarray
+    ids: np.ndarray
+    vector: np.ndarray | None = None  # the query's embedding, when the dense leg ran
+    lexical: Ranking | None = None  # the lexical leg's ranking, when it ran
+    coverage: float | None = None
+    cosines: Cosines | None = None  # the dense leg's, of every candidate it scored
 
 
 def check_k(k: object) -> int:
@@ -193,24 +242,55 @@ class Searcher:
         return self.index.view.passages
 
     def search(
-        self, query: object, k: object = 10, mode: object = "hybrid", filters: Filters = NO_FILTERS, offset: object = 0
-    ) -> list[SearchResult]:
+        self,
+        query: object,
+        k: object = 10,
+        mode: object = "hybrid",
+        filters: Filters = NO_FILTERS,
+        offset: object = 0,
+        group: object = "passage",
+        sort: object = "relevance",
+    ) -> Results:
+        """A page of the passages answering `query`, best first, each with its confidence;
+        `group="document"` keeps each document's best passage (paging counts documents) and
+        `sort="date"` puts the newest first among those at least DATE_SORT_FLOOR likely to answer."""
         query = check_text(query, "query", MAX_QUERY_CHARS)
         k = check_k(k)
         offset, k = check_page(offset, k)
-        if mode not in MODES:
-            raise InvalidRequest(f"mode must be one of {', '.join(MODES)}")
+        for value, allowed, name in ((mode, MODES, "mode"), (group, GROUPS, "group"), (sort, SORTS, "sort")):
+            if value not in allowed:
+                raise InvalidRequest(f"{name} must be one of {', '.join(allowed)}")
         index = self.index
         view = index.view
-        scores, ids = self._rank(index, view, query, offset + k + LATE_DELETES, mode, filters)
-        return self._results(index, (scores[offset:], ids[offset:]), k, query)
+        wanted = offset + k + LATE_DELETES
+        depth = wanted if group == "passage" and sort == "relevance" else max(wanted, POOL)
+        while True:
+            ranked = self._rank(index, view, query, depth, str(mode), filters)
+            positions, more = list(range(len(ranked.ids))), dict[int, int]()
+            if group == "document":
+                positions, more = self._grouped(index, ranked.ids)
+                if len(positions) < offset + k and len(ranked.ids) == depth and depth < MAX_DEPTH:
+                    depth = min(depth * 4, MAX_DEPTH)
+                    continue
+            break
+        if sort == "date":
+            pool = self._results(index, view, ranked, positions, len(positions), query, filters, more)
+            likely = [r for r in pool if r.confidence is not None and r.confidence >= DATE_SORT_FLOOR]
+            unlikely = [r for r in pool if not (r.confidence is not None and r.confidence >= DATE_SORT_FLOOR)]
+            likely.sort(key=lambda r: r.date or "", reverse=True)  # stable: relevance orders a day's
+            return Results((likely + unlikely)[offset : offset + k], _answered(pool[:1]))
+        page = self._results(index, view, ranked, positions[offset:], k, query, filters, more)
+        # whether the question is answered is the best result's to say, whichever page this is
+        best = page[:1] if offset == 0 else self._results(index, view, ranked, [0], 1, query, filters)
+        return Results(page, _answered(best))
 
     def rank(
         self, query: str, k: int, mode: str, fusion: FusionSettings = FUSION, filters: Filters = NO_FILTERS
     ) -> Ranking:
         """(scores, int ids) of the best `k` passages for a checked query."""
         index = self.index
-        return self._rank(index, index.view, query, k, mode, filters, fusion)
+        ranked = self._rank(index, index.view, query, k, mode, filters, fusion)
+        return ranked.scores, ranked.ids
 
     def _rank(
         self,
@@ -221,27 +301,49 @@ class Searcher:
         mode: str,
         filters: Filters,
         fusion: FusionSettings = FUSION,
-    ) -> Ranking:
+    ) -> Ranked:
         if mode == "lexical":
-            return index.lexical_search(query, k, filters, view)
+            scores, ids = index.lexical_search(query, k, filters, view)
+            return Ranked(scores, ids, lexical=(scores, ids))
         depth = max(k, fusion.depth)
         if mode == "dense":
             vector = self._observed_query_vector(index.accents.restore(query))
-            scores, ids = self._by_sentences(index, vector, index.dense(vector, depth, filters, view)[1], depth, fusion)
-            return scores[:k], ids[:k]
+            (scores, ids), cosines = self._by_sentences(
+                index, vector, index.dense(vector, depth, filters, view)[1], depth, fusion
+            )
+            return Ranked(scores[:k], ids[:k], vector, cosines=cosines)
         # read once: restoration and the lexical weight both need it (a round trip each on Milvus)
         coverage = index.accents.coverage(query)
         lexical = index.lexical_search(query, depth, filters, view)
         vector = self._observed_query_vector(self.restored(index, query, coverage, lexical))
         dense = index.dense(vector, depth, filters, view)
-        legs = (self._by_sentences(index, vector, np.concatenate([dense[1], lexical[1]]), depth, fusion), lexical)
+        by_sentences, cosines = self._by_sentences(index, vector, np.concatenate([dense[1], lexical[1]]), depth, fusion)
+        legs = (by_sentences, lexical)
         # a query the corpus vocabulary does not cover (English, say) matches lexically by accident
         weights = (fusion.dense_weight, fusion.lexical_weight * coverage)
         if fusion.method == "rrf":
             scores, ids = reciprocal_rank_fusion(legs, weights, fusion.rrf_k)
         else:
             scores, ids = normalized_score_fusion(legs, weights, fusion.scale)
-        return scores[:k], ids[:k]
+        return Ranked(scores[:k], ids[:k], vector, lexical, coverage, cosines)
+
+    @staticmethod
+    def _grouped(index: IndexReader, ids: np.ndarray) -> tuple[list[int], dict[int, int]]:
+        """The position of each document's best passage in the ranking, in order, and how many
+        more of its passages are ranked, by position."""
+        doc_of = index.passages.doc_ids_of([int(i) for i in ids])
+        best: dict[str, int] = {}
+        more: dict[int, int] = {}
+        for position, int_id in enumerate(ids.tolist()):
+            doc = doc_of.get(int_id)
+            if doc is None:  # deleted since it was ranked
+                continue
+            if doc in best:
+                more[best[doc]] += 1
+            else:
+                best[doc] = position
+                more[position] = 0
+        return list(best.values()), more
 
     @staticmethod
     def restored(index: IndexReader, query: str, coverage: float, lexical: Ranking) -> str:
@@ -257,14 +359,14 @@ class Searcher:
     @staticmethod
     def _by_sentences(
         index: IndexReader, vector: np.ndarray, candidates: np.ndarray, depth: int, fusion: FusionSettings
-    ) -> Ranking:
+    ) -> tuple[Ranking, Cosines]:
         """The dense leg: `candidates` (of either leg) scored by their whole and their best
-        sentence, the best `depth` of them."""
+        sentence, the best `depth` of them; and the cosines they were scored from."""
         # a passage deleted since a leg ranked it is not found
-        evidence = index.evidence(list(dict.fromkeys(candidates.tolist())))
-        scores = sentence_evidence(vector, evidence.passages, evidence.sentences, evidence.counts, fusion.passage_share)
-        order = np.lexsort((evidence.ids, -scores))[:depth]
-        return scores[order], evidence.ids[order]
+        cosines = Cosines.of(vector, index.evidence(list(dict.fromkeys(candidates.tolist()))))
+        scores = cosines.dense(fusion.passage_share)
+        order = np.lexsort((cosines.ids, -scores))[:depth]
+        return (scores[order], cosines.ids[order]), cosines
 
     def _observed_query_vector(self, query: str) -> np.ndarray:
         self._encoding.seconds = None
@@ -327,7 +429,8 @@ class Searcher:
     def _nearest(
         self, index: IndexReader, view: IndexView, vector: np.ndarray, k: int, filters: Filters
     ) -> list[SearchResult]:
-        return self._results(index, index.dense(vector, k + LATE_DELETES, filters, view), k)
+        scores, ids = index.dense(vector, k + LATE_DELETES, filters, view)
+        return self._results(index, view, Ranked(scores, ids), list(range(len(ids))), k)
 
     def document(self, doc_id: str) -> dict | None:
         """A document's metadata and its passages' ids."""
@@ -337,25 +440,31 @@ class Searcher:
         """The sources filters can name."""
         return self.index.passages.sources()
 
-    def _results(self, index: IndexReader, ranking: Ranking, k: int, query: str | None = None) -> list[SearchResult]:
-        """Stored passages for the ranked ids; with a query, also its highlights and answer sentence."""
-        hits = [(int(i), float(s)) for s, i in zip(*ranking) if i >= 0]
-        stored = index.passages.by_int_ids([i for i, _ in hits])
-        annotate = Annotator(query, idf_weight(index.accents.frequency, index.accents.total)) if query else None
-        annotated = MAX_K_TIMES_QUERY_CHARS // len(query) if query else 0
-        results: list[SearchResult] = []
-        for int_id, score in hits:
-            if len(results) == k:
-                break
-            if int_id not in stored:
-                continue
-            p = stored[int_id]
-            explain = len(results) < annotated
-            marks, answer = annotate(p.text) if explain and annotate else ((), None)
+    def _results(
+        self,
+        index: IndexReader,
+        view: IndexView,
+        ranked: Ranked,
+        positions: list[int],
+        k: int,
+        query: str | None = None,
+        filters: Filters = NO_FILTERS,
+        more: dict[int, int] | None = None,
+    ) -> list[SearchResult]:
+        """The first `k` still stored of the passages at `positions` of the ranking; with a query,
+        also their highlights, answer sentence and confidence."""
+        ids = ranked.ids.tolist()
+        chosen = [p for p in positions[: k + LATE_DELETES] if ids[p] >= 0]
+        stored = index.passages.by_int_ids([ids[p] for p in chosen])
+        chosen = [p for p in chosen if ids[p] in stored][:k]
+        explain = self._explainer(index, view, ranked, chosen, query, filters) if query else None
+        results = []
+        for n, position in enumerate(chosen):
+            p = stored[ids[position]]
             results.append(
                 SearchResult(
                     p.id,
-                    score,
+                    float(ranked.scores[position]),
                     p.text,
                     p.doc_id,
                     p.title,
@@ -363,11 +472,76 @@ class Searcher:
                     p.source,
                     p.position,
                     p.heading,
-                    tuple(marks),
-                    answer,
-                    p.path,
-                    p.page,
-                    p.row,
+                    path=p.path,
+                    page=p.page,
+                    row=p.row,
+                    more=more.get(position) if more is not None else None,
                 )
             )
+            if explain and n < MAX_K_TIMES_QUERY_CHARS // len(query or " "):
+                results[-1] = explain(results[-1], position)
         return results
+
+    def _explainer(
+        self,
+        index: IndexReader,
+        view: IndexView,
+        ranked: Ranked,
+        positions: list[int],
+        query: str,
+        filters: Filters,
+    ) -> Callable[[SearchResult, int], SearchResult]:
+        """What explains the results at `positions`: each one's highlights, answer sentence, the
+        words answering in it, and its confidence. Reads what the ranking's legs did not: the
+        query's embedding in lexical mode, the lexical leg in dense mode."""
+        ids = ranked.ids.tolist()
+        vector = ranked.vector
+        if vector is None:
+            vector = self._observed_query_vector(index.accents.restore(query))
+        lexical = ranked.lexical or index.lexical_search(query, FUSION.depth, filters, view)
+        lexical_rank = {int(i): rank for rank, i in enumerate(lexical[1].tolist())}
+        coverage = index.accents.coverage(query) if ranked.coverage is None else ranked.coverage
+        # the passage after each, for its gap to the next
+        wanted = list(dict.fromkeys(ids[q] for p in positions for q in (p, p + 1) if q < len(ids)))
+        cosines = ranked.cosines
+        if cosines is None:  # lexical mode: no dense leg scored them
+            cosines = Cosines.of(vector, index.evidence(wanted))
+        at = {int(i): n for n, i in enumerate(cosines.ids.tolist())}
+        dense = cosines.dense(FUSION.passage_share)
+        annotate = Annotator(query, idf_weight(index.accents.frequency, index.accents.total))
+        query_language = vietnamese_share(query)
+
+        def explain(result: SearchResult, position: int) -> SearchResult:
+            annotation = annotate(result.text)
+            answer = annotation.answer
+            n = at.get(ids[position])
+            if n is not None and (answer is None or coverage < CROSS_LINGUAL_COVERAGE):
+                spans = evidence_spans(result.text)
+                answer = spans[int(cosines.which[n]) % len(spans)] if cosines.counts[n] % len(spans) == 0 else answer
+            if n is None:
+                return replace(result, highlights=tuple(annotation.marks), answer=answer)
+            following = at.get(ids[position + 1]) if position + 1 < len(ids) else None
+            features = Features(
+                sentence=float(cosines.best[n]),
+                passage=float(cosines.whole[n]),
+                matched=annotation.matched,
+                coverage=coverage,
+                language_gap=abs(query_language - vietnamese_share(result.text)),
+                lexical=1.0 / (1 + lexical_rank[ids[position]]) if ids[position] in lexical_rank else 0.0,
+                gap=float(dense[n] - dense[following]) if following is not None else 0.0,
+                rank=math.log1p(position),
+            )
+            return replace(
+                result,
+                highlights=tuple(annotation.marks),
+                answer=answer,
+                key=answer_key(query, result.text, answer) if answer else None,
+                confidence=confidence(features),
+                features=features,
+            )
+
+        return explain
+
+
+def _answered(best: list[SearchResult]) -> bool:
+    return bool(best) and best[0].answers
