@@ -280,6 +280,15 @@ def test_sorted_by_date_newest_first_among_likely_results(client, monkeypatch):
     assert len({r["doc_id"] for r in both}) == len(both)
 
 
+def test_a_later_page_of_a_search_matching_nothing_is_empty(client):
+    """Whether such a search is answered is asked of a first result there is none of."""
+    for asked in ({}, {"group": "document"}, {"sort": "date"}):
+        body = _search(client, k=1, offset=998, date_from="1000-01-01", date_to="1000-01-01", **asked)
+        assert body["results"] == [] and body["answered"] is False
+    page = client.get("/", query_string={"q": "x", "offset": 998, "k": 1, "date_to": "1000-01-01"})
+    assert page.status_code == 200 and "Không còn kết quả nào ở trang này" in page.get_data(as_text=True)
+
+
 @pytest.mark.parametrize("name, value", [("group", "site"), ("sort", "score")])
 def test_unknown_group_or_sort_is_400(client, name, value):
     response = client.get("/api/search", query_string={"q": "x", name: value})
@@ -719,6 +728,17 @@ def test_file_uploads_need_a_key_and_multipart(writable):
     )
     assert nothing.status_code == 422
     assert nothing.get_json()["error"] == {"code": "unreadable", "message": "a.bin: unsupported type (.bin)"}
+
+
+def test_files_their_name_and_first_bytes_refuse_start_no_reader(writable, monkeypatch):
+    """A child costs half a second: twenty images took ten, past a client's patience."""
+    from index.ingest import sandbox
+
+    monkeypatch.setattr(sandbox.subprocess, "run", lambda *a, **k: pytest.fail("a child was started"))
+    files = [(io.BytesIO(b"\x89PNG\r\n\x1a\n"), f"{n}.png") for n in range(19)]
+    files.append((io.BytesIO(b"plain text"), "fake.pdf"))
+    answer = writable.post("/api/files", data={"files": files}, headers=AUTH, content_type="multipart/form-data")
+    assert answer.status_code == 422, answer.get_json()
 
 
 def test_one_upload_is_read_at_a_time_per_process(writable):

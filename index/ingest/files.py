@@ -203,6 +203,19 @@ def file_format(file: InputFile) -> str:
     return named
 
 
+def refused_unread(file: InputFile) -> str | None:
+    """Why `file` will not be read, when its first bytes and its name tell already (nothing is
+    parsed: a ZIP archive's members are left to its reader); None when it may be read."""
+    with open(file.path, "rb") as f:
+        if f.read(4) == b"PK\x03\x04":
+            return None
+    try:
+        file_format(file)
+    except IngestError as exc:
+        return str(exc)
+    return None
+
+
 def _zip_format(path: Path, suffix: str) -> str:
     try:
         with zipfile.ZipFile(path) as archive:

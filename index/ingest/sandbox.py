@@ -15,7 +15,7 @@ from pathlib import Path
 
 from index.ingest.clean import Block
 from index.ingest.document import Document
-from index.ingest.files import InputFile, Limits, Reading, read_documents
+from index.ingest.files import InputFile, Limits, Reading, read_documents, refused_unread
 
 
 @dataclass(frozen=True)
@@ -31,6 +31,10 @@ def read_untrusted(files: list[InputFile], limits: SandboxLimits, reading: Readi
     or broke a limit, in `reading`."""
     documents: list[Document] = []
     for file in files:
+        refused = refused_unread(file)
+        if refused:  # a child costs half a second: not for a file its name and first bytes refuse
+            reading.skip_file(file.name, refused)
+            continue
         request = {"path": str(file.path), "name": file.name, "limits": dataclasses.asdict(limits)}
         try:
             child = subprocess.run(

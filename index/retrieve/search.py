@@ -454,7 +454,7 @@ class Searcher:
         """The first `k` still stored of the passages at `positions` of the ranking; with a query,
         also their highlights, answer sentence and confidence."""
         ids = ranked.ids.tolist()
-        chosen = [p for p in positions[: k + LATE_DELETES] if ids[p] >= 0]
+        chosen = [p for p in positions[: k + LATE_DELETES] if p < len(ids) and ids[p] >= 0]
         stored = index.passages.by_int_ids([ids[p] for p in chosen])
         chosen = [p for p in chosen if ids[p] in stored][:k]
         explain = self._explainer(index, view, ranked, chosen, query, filters) if query else None
