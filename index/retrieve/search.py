@@ -275,10 +275,10 @@ class Searcher:
             break
         if sort == "date":
             pool = self._results(index, view, ranked, positions, len(positions), query, filters, more)
-            likely = [r for r in pool if r.confidence is not None and r.confidence >= DATE_SORT_FLOOR]
-            unlikely = [r for r in pool if not (r.confidence is not None and r.confidence >= DATE_SORT_FLOOR)]
-            likely.sort(key=lambda r: r.date or "", reverse=True)  # stable: relevance orders a day's
-            return Results((likely + unlikely)[offset : offset + k], _answered(pool[:1]))
+            likely = {r.id for r in pool if r.confidence is not None and r.confidence >= DATE_SORT_FLOOR}
+            # stable: relevance orders the likely of one day, and the unlikely after them
+            ordered = sorted(pool, key=lambda r: (r.id in likely, r.date or "" if r.id in likely else ""), reverse=True)
+            return Results(ordered[offset : offset + k], _answered(pool[:1]))
         page = self._results(index, view, ranked, positions[offset:], k, query, filters, more)
         # whether the question is answered is the best result's to say, whichever page this is
         best = page[:1] if offset == 0 else self._results(index, view, ranked, [0], 1, query, filters)
@@ -501,11 +501,10 @@ class Searcher:
         lexical = ranked.lexical or index.lexical_search(query, FUSION.depth, filters, view)
         lexical_rank = {int(i): rank for rank, i in enumerate(lexical[1].tolist())}
         coverage = index.accents.coverage(query) if ranked.coverage is None else ranked.coverage
-        # the passage after each, for its gap to the next
-        wanted = list(dict.fromkeys(ids[q] for p in positions for q in (p, p + 1) if q < len(ids)))
         cosines = ranked.cosines
-        if cosines is None:  # lexical mode: no dense leg scored them
-            cosines = Cosines.of(vector, index.evidence(wanted))
+        if cosines is None:  # lexical mode: no dense leg scored them; the next of each, for its gap
+            wanted = dict.fromkeys(ids[q] for p in positions for q in (p, p + 1) if q < len(ids))
+            cosines = Cosines.of(vector, index.evidence(list(wanted)))
         at = {int(i): n for n, i in enumerate(cosines.ids.tolist())}
         dense = cosines.dense(FUSION.passage_share)
         annotate = Annotator(query, idf_weight(index.accents.frequency, index.accents.total))
