@@ -89,7 +89,7 @@ def candidates(searcher: Searcher, label: str, mode: str) -> list[Candidates]:
                 vector = searcher._query_vector(searcher.restored(index, text, coverage, lexical))
             else:  # no lexical leg to weigh, and restore reads the coverage when it needs it
                 coverage, lexical = 0.0, (np.zeros(0, np.float32), np.zeros(0, np.int64))
-                vector = searcher._query_vector(index.accents.restore(text))
+                vector = searcher._query_vector(searcher.restored(index, text))
             dense = index.dense(vector, DEPTH)
             evidence = index.evidence(list(dict.fromkeys(np.concatenate([dense[1], lexical[1]]).tolist())))
             best = Cosines.of(vector, evidence).best

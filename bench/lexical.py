@@ -85,7 +85,10 @@ def main() -> None:
         started = time.perf_counter()
         LexicalIndex.create(directory)
         LexicalIndex.apply(
-            directory, (), [LexicalEntry(n, text, f"s{n}", None, None) for n, text in enumerate(texts)], progress=True
+            directory,
+            (),
+            [LexicalEntry(n, n, text, "vi", f"s{n}", None, None) for n, text in enumerate(texts)],
+            progress=True,
         )
         built = time.perf_counter() - started
         size = sum(p.stat().st_size for p in (directory / "lexical").rglob("*") if p.is_file())

@@ -87,7 +87,7 @@ def main() -> None:
         LexicalIndex.apply(
             directory,
             (),
-            [LexicalEntry(n, unique[n % len(unique)], f"s{n}", None, None) for n in range(args.passages)],
+            [LexicalEntry(n, n, unique[n % len(unique)], "vi", f"s{n}", None, None) for n in range(args.passages)],
             progress=True,
         )
         synthetic = LexicalIndex.load(directory)

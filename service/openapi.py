@@ -202,6 +202,12 @@ class Answer(Span):
     )
 
 
+LANGUAGE = (
+    "the language it is written in (ISO 639-1, identified when indexed), which decides how its words "
+    "are matched; null where the index does not record it (Milvus)"
+)
+
+
 class Result(BaseModel):
     id: str = Field(pattern=PASSAGE_ID)
     score: float
@@ -215,6 +221,7 @@ class Result(BaseModel):
     path: str | None = Field(None, description="the file it was read from, relative to the folder indexed")
     page: int | None = Field(None, description="the page of its file it starts on (PDF)")
     row: int | None = Field(None, description="its document's row in its file (CSV, TSV, JSON, JSON Lines)")
+    language: str | None = Field(None, description=LANGUAGE)
     highlights: list[Annotated[list[int], Field(min_length=2, max_length=2)]] = Field(
         description="[start, end) character spans of the query's words in text"
     )
@@ -264,6 +271,7 @@ class Passage(BaseModel):
     path: str | None = Field(None, description="the file it was read from, relative to the folder indexed")
     page: int | None = Field(None, description="the page of its file it starts on (PDF)")
     row: int | None = Field(None, description="its document's row in its file (CSV, TSV, JSON, JSON Lines)")
+    language: str | None = Field(None, description=LANGUAGE)
 
 
 class Health(BaseModel):

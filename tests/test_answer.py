@@ -216,7 +216,9 @@ def test_lexical_prefers_exact_accents_and_finds_unaccented_queries(tmp_path):
 
     texts = ["Các đảng viên họp chi bộ.", "Các đang viên họp chi bộ.", "Thời tiết hôm nay đẹp."]
     LexicalIndex.create(tmp_path)
-    LexicalIndex.apply(tmp_path, (), [LexicalEntry(i, t, "d", None, None) for i, t in zip([10, 20, 30], texts)])
+    LexicalIndex.apply(
+        tmp_path, (), [LexicalEntry(i, i, t, "vi", "d", None, None) for i, t in zip([10, 20, 30], texts)]
+    )
     lexical = LexicalIndex.load(tmp_path)
     assert lexical.search("đảng viên", 3)[1].tolist() == [10, 20]
     assert lexical.search("đang viên", 3)[1].tolist() == [20, 10]

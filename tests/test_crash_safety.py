@@ -74,7 +74,8 @@ _DYING_WRITER = textwrap.dedent("""
         lexical.LexicalIndex.apply = classmethod(die)
     elif point in ("before-tantivy-commit", "after-tantivy-commit"):
         opened = lexical.LexicalIndex._open.__func__
-        lexical.LexicalIndex._open = classmethod(lambda cls, *a, **k: DyingTantivy(opened(cls, *a, **k)))
+        # the passages' index is committed first: "after" leaves the documents' behind it
+        lexical.LexicalIndex._open = classmethod(lambda cls, *a, **k: tuple(map(DyingTantivy, opened(cls, *a, **k))))
     elif point == "before-checksums":  # tantivy committed and merged, its files not yet recorded
         live.inventory = die
     elif point == "checkpoint-staged":  # the new checkpoint written, not yet renamed into place

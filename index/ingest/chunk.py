@@ -3,11 +3,12 @@
 from __future__ import annotations
 
 import hashlib
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
+from functools import cached_property
 
 from index.ingest.document import Document
-from index.text import sentence_spans, split_sentences
+from index.text import language_of, sentence_spans, split_sentences
 
 TokenCounter = Callable[[str], int]
 
@@ -36,6 +37,11 @@ class Passage:
     @property
     def embedding_text(self) -> str:
         return embedding_text_of(self.context, self.text)
+
+    @cached_property
+    def language(self) -> str:
+        """The language it is written in (ISO 639-1), which decides how its words are analysed."""
+        return language_of(self.embedding_text)
 
     @property
     def sentences(self) -> list[str]:
@@ -69,6 +75,12 @@ def _evidence_groups(text: str) -> list[list[tuple[int, int]]]:
 def embedding_text_of(context: str, text: str) -> str:
     """What the model embeds and the lexical leg analyses: a passage with its context above it."""
     return f"{context}\n{text}" if context else text
+
+
+def document_text_of(passages: Sequence[tuple[str, str]]) -> str:
+    """What the lexical leg analyses of a whole document, from its (context, text) passages in
+    order: the first one's context, then every passage's text."""
+    return embedding_text_of(passages[0][0], "\n".join(text for _, text in passages)) if passages else ""
 
 
 def passage_context(title: str, heading: str | None) -> str:

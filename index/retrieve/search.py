@@ -17,6 +17,7 @@ from index.ingest.chunk import evidence_spans
 from index.retrieve.answer import Annotator, Span, answer_key, idf_weight
 from index.retrieve.confidence import ANSWERED_AT, DATE_SORT_FLOOR, Features, confidence
 from index.retrieve.fusion import Cosines, normalized_score_fusion, reciprocal_rank_fusion
+from index.store.analysis import in_stemmed_language
 from index.store.base import IndexReader, IndexView, ModelMismatch, Ranking, StoredPassage
 from index.store.filters import NO_FILTERS, Filters
 from index.store.location import FollowedIndex, IndexLocation
@@ -107,6 +108,7 @@ class SearchResult:
     path: str | None = None
     page: int | None = None
     row: int | None = None
+    language: str | None = None
     confidence: float | None = None
     key: Span | None = None  # within the answer sentence, the words that answer the question
     more: int | None = None  # grouped by document: its other passages among those ranked
@@ -134,6 +136,7 @@ class SearchResult:
             "path": self.path,
             "page": self.page,
             "row": self.row,
+            "language": self.language,
             "highlights": [list(span) for span in self.highlights],
             "answer": answer,
             "confidence": None if self.confidence is None else round(self.confidence, 4),
@@ -307,7 +310,7 @@ class Searcher:
             return Ranked(scores, ids, lexical=(scores, ids))
         depth = max(k, fusion.depth)
         if mode == "dense":
-            vector = self._observed_query_vector(index.accents.restore(query))
+            vector = self._observed_query_vector(self.restored(index, query))
             (scores, ids), cosines = self._by_sentences(
                 index, vector, index.dense(vector, depth, filters, view)[1], depth, fusion
             )
@@ -319,8 +322,10 @@ class Searcher:
         dense = index.dense(vector, depth, filters, view)
         by_sentences, cosines = self._by_sentences(index, vector, np.concatenate([dense[1], lexical[1]]), depth, fusion)
         legs = (by_sentences, lexical)
-        # a query the corpus vocabulary does not cover (English, say) matches lexically by accident
-        weights = (fusion.dense_weight, fusion.lexical_weight * coverage)
+        # a query the corpus vocabulary does not cover (English of a Vietnamese corpus, say) matches
+        # lexically by accident; one read in a language of the corpus's own does not
+        own_language = in_stemmed_language(query, index.languages)
+        weights = (fusion.dense_weight, fusion.lexical_weight * (1.0 if own_language else coverage))
         if fusion.method == "rrf":
             scores, ids = reciprocal_rank_fusion(legs, weights, fusion.rrf_k)
         else:
@@ -346,15 +351,20 @@ class Searcher:
         return list(best.values()), more
 
     @staticmethod
-    def restored(index: IndexReader, query: str, coverage: float, lexical: Ranking) -> str:
+    def restored(index: IndexReader, query: str, coverage: float | None = None, lexical: Ranking | None = None) -> str:
         """The query the dense leg embeds: the model reads Vietnamese with its diacritics and
-        capitals far better than without, and the passages the query matches lexically show how
-        its words are written."""
+        capitals far better than without, and the passages the query matches lexically (when
+        the lexical leg ran) show how its words are written. A query in another of the index's
+        languages is embedded as typed."""
+        if in_stemmed_language(query, index.languages):
+            return query
 
-        def nearby() -> list[str]:
-            return [p.text for p in index.passages.by_int_ids(lexical[1][:NEARBY_PASSAGES].tolist()).values()]
-
-        return index.accents.restore(query, coverage, nearby)
+        if lexical is None:
+            return index.accents.restore(query, coverage)
+        matched = lexical[1][:NEARBY_PASSAGES].tolist()
+        return index.accents.restore(
+            query, coverage, lambda: [p.text for p in index.passages.by_int_ids(matched).values()]
+        )
 
     @staticmethod
     def _by_sentences(
@@ -475,6 +485,7 @@ class Searcher:
                     path=p.path,
                     page=p.page,
                     row=p.row,
+                    language=p.language,
                     more=more.get(position) if more is not None else None,
                 )
             )
@@ -497,7 +508,7 @@ class Searcher:
         ids = ranked.ids.tolist()
         vector = ranked.vector
         if vector is None:
-            vector = self._observed_query_vector(index.accents.restore(query))
+            vector = self._observed_query_vector(self.restored(index, query))
         lexical = ranked.lexical or index.lexical_search(query, FUSION.depth, filters, view)
         lexical_rank = {int(i): rank for rank, i in enumerate(lexical[1].tolist())}
         coverage = index.accents.coverage(query) if ranked.coverage is None else ranked.coverage

@@ -1,5 +1,7 @@
 """Text -> the terms both backends' BM25 legs index and query (tantivy here, Milvus's BM25 function
-there). The analyser turns text into three kinds of terms:
+there), by the passage's language (`index.text.language_of`, recorded on every passage).
+
+Vietnamese text gives three kinds of terms:
 - syllables as written (lower-cased NFC): "đảng", "viên";
 - the same syllables without diacritics, marked "~": "~dang", "~vien", so a query typed without
   accents finds accented text, while a query with accents matches both and prefers exact accents;
@@ -7,19 +9,162 @@ there). The analyser turns text into three kinds of terms:
   pairs carry the compound words a bag of syllables loses.
 On ViQuAD dev (title + text, k1 1.2, b 0.75) this moved BM25 MRR@10 from .732 to .778 for accented
 queries and from .262 to .768 for unaccented ones; accented bigrams on top lowered it (.757).
+
+A language with a Snowball stemmer (PyStemmer: English, French, German, Russian, ... 30 of them)
+gives its words' stems, less its stop words (bm25s's lists, where it has one), marked with the
+language: "en:protein". Any other language gives its lower-cased words as written, as the
+Vietnamese analysis of a query writes them. Terms of different analysers never meet, so adding
+English passages to a Vietnamese index leaves the Vietnamese terms' postings as they were.
+
+A query is analysed for every language of the index it could be written in: a query whose words
+are Vietnamese syllables (`QUERY_VIETNAMESE_SHARE`) for Vietnamese, any other for all of the
+index's languages (an English question of a Vietnamese index keeps matching names and numbers).
 """
 
 from __future__ import annotations
 
-from index.text import fold, syllables
+from collections.abc import Iterable, Mapping, Sequence
+from functools import cache
+
+import numpy as np
+
+from index.text import VIETNAMESE, fold, syllables, vietnamese_share
 
 K1, B = 1.2, 0.75  # BM25's, as Lucene sets them
+# The analyser's version, recorded with the terms an index holds: an index analysed otherwise has
+# its lexical part rebuilt from its passages when opened (index/store/embedded/live.py).
+ANALYZER = "2: per language (vi syllables; Snowball stems; plain words), passages and documents"
+
+# ISO 639-1 codes (py3langid's) of the languages PyStemmer stems
+SNOWBALL = {
+    "ar": "arabic",
+    "ca": "catalan",
+    "cs": "czech",
+    "da": "danish",
+    "de": "german",
+    "el": "greek",
+    "en": "english",
+    "eo": "esperanto",
+    "es": "spanish",
+    "et": "estonian",
+    "eu": "basque",
+    "fa": "persian",
+    "fi": "finnish",
+    "fr": "french",
+    "ga": "irish",
+    "hi": "hindi",
+    "hu": "hungarian",
+    "hy": "armenian",
+    "id": "indonesian",
+    "it": "italian",
+    "lt": "lithuanian",
+    "ne": "nepali",
+    "nl": "dutch",
+    "no": "norwegian",
+    "nb": "norwegian",
+    "pl": "polish",
+    "pt": "portuguese",
+    "ro": "romanian",
+    "ru": "russian",
+    "sr": "serbian",
+    "sv": "swedish",
+    "ta": "tamil",
+    "tr": "turkish",
+}
+# bm25s's stop word lists, by the same codes (the lists of the stemmed BM25 baseline, bench/baselines.py)
+_STOPWORD_LISTS = {
+    "da": "STOPWORDS_DANISH",
+    "de": "STOPWORDS_GERMAN",
+    "en": "STOPWORDS_EN",
+    "es": "STOPWORDS_SPANISH",
+    "fr": "STOPWORDS_FRENCH",
+    "it": "STOPWORDS_ITALIAN",
+    "nl": "STOPWORDS_DUTCH",
+    "no": "STOPWORDS_NORWEGIAN",
+    "nb": "STOPWORDS_NORWEGIAN",
+    "pt": "STOPWORDS_PORTUGUESE",
+    "ru": "STOPWORDS_RUSSIAN",
+    "sv": "STOPWORDS_SWEDISH",
+    "tr": "STOPWORDS_TURKISH",
+}
+# Passages ranked by their own BM25 before their documents' is added: a search for fewer ranks
+# these all the same, so a page's order does not depend on its size or on the filters.
+CANDIDATES = 100
+# A query whose words are at least this share Vietnamese syllables is Vietnamese (with or without
+# its diacritics): 99% of ViQuAD's and ViNewsQA's dev questions have .67 or more, SciFact's
+# claims and the project's English questions at most .45.
+QUERY_VIETNAMESE_SHARE = 0.5
 
 
-def analyze(text: str) -> list[str]:
-    written = syllables(text)
-    folded = [fold(s) for s in written]
-    return written + ["~" + f for f in folded] + [f"~{a}_{b}" for a, b in zip(folded, folded[1:])]
+def analyze(text: str, language: str | None = VIETNAMESE) -> list[str]:
+    """The terms of `text` written in `language` (Vietnamese when not known)."""
+    if language in (VIETNAMESE, None):
+        written = syllables(text)
+        folded = [fold(s) for s in written]
+        return written + ["~" + f for f in folded] + [f"~{a}_{b}" for a, b in zip(folded, folded[1:])]
+    if language in SNOWBALL:
+        stems = _stemmer(language).stemWords([w for w in syllables(text) if w not in _stopwords(language)])
+        return [f"{language}:{stem}" for stem in stems]
+    return syllables(text)
+
+
+def analyzer_of(language: str | None) -> str:
+    """Which analysis of a query matches `language`'s passages: its own for a Snowball language,
+    the Vietnamese one for Vietnamese and for the plain words of any other language (they are
+    the written syllables of the Vietnamese analysis)."""
+    if language in (VIETNAMESE, None):
+        return VIETNAMESE
+    return language if language in SNOWBALL else VIETNAMESE
+
+
+def query_analysers(query: str, languages: Iterable[str]) -> list[str]:
+    """The analysers of the index's `languages` that `query` could be written for, Vietnamese first."""
+    analysers = {analyzer_of(language) for language in languages} or {VIETNAMESE}
+    if VIETNAMESE in analysers and vietnamese_share(query) >= QUERY_VIETNAMESE_SHARE:
+        return [VIETNAMESE]
+    return sorted(analysers, key=lambda a: (a != VIETNAMESE, a))
+
+
+def query_terms(query: str, languages: Iterable[str]) -> list[str]:
+    """The terms of `query` in each analysis of the index's `languages` it could be written in
+    (Vietnamese alone, terms and repeats, for a Vietnamese question as before)."""
+    return [term for analyser in query_analysers(query, languages) for term in analyze(query, analyser)]
+
+
+def in_stemmed_language(query: str, languages: Iterable[str]) -> bool:
+    """Whether `query` is read in one of the index's languages that have a stemmer (English, ...):
+    it is then in a language of the corpus, which the share of its words the corpus knows (the
+    test for an English question of a Vietnamese corpus) need not tell, and it has no diacritics
+    to restore."""
+    return query_analysers(query, languages) != [VIETNAMESE]
+
+
+def with_documents(
+    scores: Sequence[float], ids: Sequence[int], documents: Sequence, of_document: Mapping, k: int
+) -> tuple[np.ndarray, np.ndarray]:
+    """The k best passages by their own BM25 (`scores`) plus their document's (`of_document`, by
+    the passage's entry in `documents`): a document split into passages keeps the evidence
+    spread over them. Ties go to the lower id, so both backends order alike."""
+    combined = np.array([s + of_document.get(d, 0.0) for s, d in zip(scores, documents)], np.float32)
+    ids = np.asarray(ids, np.int64)
+    order = np.lexsort((ids, -combined))[:k]
+    return combined[order], ids[order]
+
+
+@cache
+def _stemmer(language: str):
+    import Stemmer
+
+    return Stemmer.Stemmer(SNOWBALL[language])
+
+
+@cache
+def _stopwords(language: str) -> frozenset[str]:
+    if language not in _STOPWORD_LISTS:
+        return frozenset()
+    import bm25s.stopwords
+
+    return frozenset(getattr(bm25s.stopwords, _STOPWORD_LISTS[language]))
 
 
 def describe() -> dict:

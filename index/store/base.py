@@ -116,6 +116,7 @@ class StoredPassage:
     page: int | None = None  # where in its file: the page of a PDF, the row of a table file
     path: str | None = None
     row: int | None = None
+    language: str | None = None  # ISO 639-1; None in indexes written before it was recorded
 
     @property
     def embedding_text(self) -> str:
@@ -135,6 +136,7 @@ class StoredPassage:
             "path": self.path,
             "page": self.page,
             "row": self.row,
+            "language": self.language,
         }
 
 
@@ -208,6 +210,11 @@ class IndexReader(Protocol[View]):
 
     @property
     def view(self) -> View: ...
+
+    @property
+    def languages(self) -> frozenset[str]:
+        """The languages its passages are written in: what queries are analysed for."""
+        ...
 
     @property
     def name(self) -> str: ...

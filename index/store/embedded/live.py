@@ -38,6 +38,7 @@ from index.encode.evidence import Evidence
 from index.ingest.chunk import Passage
 from index.prepare import PreparedDocument
 from index.store.accents import AccentVocabulary
+from index.store.analysis import ANALYZER
 from index.store.base import IndexCorrupt, IndexNotFound, Manifest, NotAnIndex, WriteResult
 from index.store.embedded.catalog import Catalog
 from index.store.embedded.integrity import (
@@ -54,6 +55,7 @@ from index.store.embedded.lexical import LexicalEntry, LexicalIndex
 from index.store.embedded.passages import IndexRows, PassageStore
 from index.store.embedded.vectors import FaissBackend, IndexPlan, VectorDelta, merge_top
 from index.store.filters import NO_FILTERS, Filters
+from index.text import language_of
 
 log = logging.getLogger("semsearch")
 
@@ -128,6 +130,10 @@ class LiveIndex:
                 raise DerivedDamaged({"lexical": f"{LEXICAL}: {exc}"}) from exc
         self.accents = AccentVocabulary(store)
 
+    @property
+    def languages(self) -> frozenset[str]:
+        return self.lexical.languages
+
     # -- following writes --------------------------------------------------------------------------
 
     def _open_view(self, checked: CheckedFiles | None = None) -> View:
@@ -147,6 +153,8 @@ class LiveIndex:
                     check_files(where, files, checked)
                 except DamagedFiles as exc:
                     problems[part] = f"{where.name}: {exc}"
+            if state.get("lexical_analyzer") != ANALYZER:
+                problems["lexical"] = f"{LEXICAL}: analysed by an earlier version (this one analyses by language)"
             if problems:
                 raise DerivedDamaged(problems)
             last = checkpoint["last_int_id"]
@@ -360,10 +368,15 @@ class LiveWriter:
         if not changes:
             return
         added = self.store.rows(self.dim, int_ids=sorted({c.int_id for c in changes if c.added}), texts=True)
-        entries = lexical_entries(added)
+        passages, documents = lexical_entries(added, self.store)
         with files_lock(self.directory, exclusive=True):
             LexicalIndex.apply(
-                self.directory, {c.int_id for c in changes if not c.added}, entries, self.progress, self.threads
+                self.directory,
+                {c.int_id for c in changes if not c.added},
+                passages,
+                documents,
+                self.progress,
+                self.threads,
             )
             recorded = state["lexical_files"]
             self.store.set_state(
@@ -386,7 +399,12 @@ class LiveWriter:
         state = self.store.state()
         LexicalIndex.create(self.directory, name=rebuilt)
         for rows in self.store.all_rows(self.dim, texts=True):
-            LexicalIndex.apply(self.directory, (), lexical_entries(rows), self.progress, self.threads, name=rebuilt)
+            passages, documents = lexical_entries(rows, self.store)
+            LexicalIndex.apply(self.directory, (), passages, documents, self.progress, self.threads, name=rebuilt)
+            # passages written before languages were recorded have theirs now
+            self.store.set_languages(
+                [(e.language, e.int_id) for e, recorded in zip(passages, rows.languages) if recorded is None]
+            )
         fsync_tree(self.directory / rebuilt)
         with files_lock(self.directory, exclusive=True):
             if (self.directory / LEXICAL).exists():
@@ -396,6 +414,7 @@ class LiveWriter:
             self.store.set_state(
                 lexical_version=state["version"],
                 lexical_files=inventory(self.directory / LEXICAL, skip_suffixes=(".lock",)),
+                lexical_analyzer=ANALYZER,
             )
         shutil.rmtree(old, ignore_errors=True)
 
@@ -476,11 +495,16 @@ class LiveWriter:
         return True
 
 
-def lexical_entries(rows: IndexRows) -> list[LexicalEntry]:
-    """What tantivy holds of passages read with their texts."""
-    return [
-        LexicalEntry(row.int_id, text, row.doc_id, row.source, row.day) for row, text in zip(rows.catalog, rows.texts)
+def lexical_entries(rows: IndexRows, store: PassageStore) -> tuple[list[LexicalEntry], list[LexicalEntry]]:
+    """What tantivy holds of passages read with their texts, and of the documents they begin."""
+    passages = [
+        LexicalEntry(row.int_id, key, text, language or language_of(text), row.doc_id, row.source, row.day)
+        for row, text, language, key in zip(rows.catalog, rows.texts, rows.languages, rows.document_keys)
     ]
+    first = [entry for entry in passages if entry.int_id == entry.document_key]
+    texts = store.document_texts([entry.doc_id for entry in first])
+    documents = [dataclasses.replace(entry, text=texts[entry.doc_id]) for entry in first if entry.doc_id in texts]
+    return passages, documents
 
 
 def vector_arrays(stored: Mapping[str, tuple[bytes, bytes]]) -> dict[str, tuple[np.ndarray, bytes]]:
@@ -493,7 +517,7 @@ def create_generation(directory: Path, manifest: Manifest, version: int = 0) -> 
     """A new, empty generation in `directory`, at `version` (a LiveWriter's first compaction
     gives it its checkpoint)."""
     store = PassageStore(directory, create=True)
-    store.set_state(version=version, lexical_version=version)
+    store.set_state(version=version, lexical_version=version, lexical_analyzer=ANALYZER)
     store.close()
     LexicalIndex.create(directory)
     (Path(directory) / MANIFEST).write_text(json.dumps(manifest.record(), indent=2, ensure_ascii=False))

@@ -21,7 +21,7 @@ from pathlib import Path
 import numpy as np
 
 from index.encode.evidence import Evidence
-from index.ingest.chunk import Passage, embedding_text_of
+from index.ingest.chunk import Passage, document_text_of, embedding_text_of
 from index.ingest.document import Document
 from index.store.accents import QUESTION_PHRASES, form_counts
 from index.store.base import Commit, StoredPassage
@@ -41,7 +41,8 @@ CREATE TABLE passages (
     doc_id TEXT NOT NULL REFERENCES documents(doc_id), position INTEGER NOT NULL, heading TEXT,
     context TEXT NOT NULL, text TEXT NOT NULL, vector BLOB NOT NULL,
     sentences BLOB NOT NULL,  -- the sentences' vectors (evidence.pack_vectors)
-    page INTEGER
+    page INTEGER,
+    language TEXT  -- ISO 639-1, index.text.language_of (NULL in rows written before it was recorded)
 );
 CREATE INDEX passages_by_document ON passages (doc_id, position);
 CREATE TABLE changes (version INTEGER NOT NULL, int_id INTEGER NOT NULL, added INTEGER NOT NULL);
@@ -55,7 +56,7 @@ INSERT INTO state VALUES ('version', '0'), ('lexical_version', '0'), ('lexical_f
 """
 _SELECT = """
 SELECT p.int_id, p.id, p.doc_id, p.position, p.heading, p.text, d.title, d.date, d.source, d.byline, p.context,
-    p.page, d.path, d.row
+    p.page, d.path, d.row, p.language
 FROM passages p JOIN documents d ON d.doc_id = p.doc_id
 """
 
@@ -84,6 +85,8 @@ class IndexRows:
     catalog: list[CatalogRow]
     vectors: np.ndarray
     texts: list[str]  # embedding texts, when asked for
+    languages: list[str | None]  # with the texts: each passage's language, when recorded
+    document_keys: list[int]  # with the texts: the int_id of each one's document's first passage
 
     @property
     def ids(self) -> np.ndarray:
@@ -114,6 +117,7 @@ _ADDED_COLUMNS = [
     ("documents", "encoding", "TEXT"),
     ("documents", "fingerprint", "TEXT"),
     ("passages", "page", "INTEGER"),
+    ("passages", "language", "TEXT"),
 ]
 
 
@@ -279,6 +283,19 @@ class PassageStore:
                 vectors[id_] = (vector, sentences)
             yield [(doc, passages[doc_id]) for doc_id, doc in documents.items()], vectors
 
+    def document_texts(self, doc_ids: Sequence[str]) -> dict[str, str]:
+        """The whole text of each document, as its passages give it (chunk.document_text_of)."""
+        passages: dict[str, list[tuple[str, str]]] = {}
+        for start in range(0, len(doc_ids), 30_000):  # under SQLite's limit on bound parameters
+            part = list(doc_ids[start : start + 30_000])
+            for doc_id, context, text in self._query(
+                f"SELECT doc_id, context, text FROM passages WHERE doc_id IN ({','.join('?' * len(part))})"
+                " ORDER BY doc_id, position",
+                part,
+            ):
+                passages.setdefault(doc_id, []).append((context, text))
+        return {doc_id: document_text_of(parts) for doc_id, parts in passages.items()}
+
     def vector(self, int_id: int, dim: int) -> np.ndarray:
         rows = self._query("SELECT vector FROM passages WHERE int_id = ?", (int(int_id),))
         if not rows:
@@ -307,8 +324,13 @@ class PassageStore:
         still exist), or of those with an int_id above `after`, in id order. Texts only when
         asked for: readers and compaction need vectors alone, and texts are as large again."""
         sql = (
-            f"SELECT p.int_id, p.doc_id, d.source, d.day, p.vector{', p.context, p.text' if texts else ''}"
-            " FROM passages p JOIN documents d ON d.doc_id = p.doc_id "
+            "SELECT p.int_id, p.doc_id, d.source, d.day, p.vector"
+            + (
+                ", p.context, p.text, p.language, (SELECT MIN(q.int_id) FROM passages q WHERE q.doc_id = p.doc_id)"
+                if texts
+                else ""
+            )
+            + " FROM passages p JOIN documents d ON d.doc_id = p.doc_id "
         )
         if int_ids is None:
             found = self._query(sql + "WHERE p.int_id > ? ORDER BY p.int_id LIMIT ?", (after, limit))
@@ -322,6 +344,8 @@ class PassageStore:
             [CatalogRow(*row[:4]) for row in found],
             vectors,
             [embedding_text_of(row[5], row[6]) for row in found] if texts else [],
+            [row[7] for row in found] if texts else [],
+            [row[8] for row in found] if texts else [],
         )
 
     def all_rows(self, dim: int, batch: int = 50_000, texts: bool = False) -> Iterator[IndexRows]:
@@ -491,8 +515,8 @@ class PassageStore:
                     for passage, vector, packed in zip(passages, vectors, sentences):
                         cursor = c.execute(
                             "INSERT INTO passages"
-                            " (id, doc_id, position, heading, context, text, vector, sentences, page)"
-                            " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                            " (id, doc_id, position, heading, context, text, vector, sentences, page, language)"
+                            " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
                             (
                                 passage.id,
                                 passage.doc_id,
@@ -503,6 +527,7 @@ class PassageStore:
                                 np.ascontiguousarray(vector, dtype=np.float32).tobytes(),
                                 packed,
                                 passage.page,
+                                passage.language,
                             ),
                         )
                         c.execute("INSERT INTO changes VALUES (?, ?, 1)", (version, cursor.lastrowid))
@@ -520,17 +545,28 @@ class PassageStore:
                 raise
         return Commit(version, added, removed, tuple(gone))
 
-    def set_state(self, **values) -> None:
+    @contextmanager
+    def _transaction(self) -> Iterator[sqlite3.Connection]:
+        """The connection inside one write transaction, committed when the block ends."""
         with self._lock:
             self._connection.execute("BEGIN IMMEDIATE")
             try:
-                for key, value in values.items():
-                    self._connection.execute("INSERT OR REPLACE INTO state VALUES (?, ?)", (key, json.dumps(value)))
+                yield self._connection
                 self._connection.execute("COMMIT")
             except BaseException:
-                if self._connection.in_transaction:
+                if self._connection.in_transaction:  # SQLite rolls back by itself on some errors
                     self._connection.execute("ROLLBACK")
                 raise
+
+    def set_state(self, **values) -> None:
+        with self._transaction() as c:
+            for key, value in values.items():
+                c.execute("INSERT OR REPLACE INTO state VALUES (?, ?)", (key, json.dumps(value)))
+
+    def set_languages(self, languages: Sequence[tuple[str, int]]) -> None:
+        """Record (language, int_id) of passages stored without one."""
+        with self._transaction() as c:
+            c.executemany("UPDATE passages SET language = ? WHERE int_id = ?", languages)
 
     def forget_changes_until(self, version: int) -> None:
         """The log before a checkpoint that every reader has moved past is no longer read."""

@@ -41,11 +41,11 @@ from tqdm import tqdm
 
 from index.encode.embed import TextEncoder
 from index.encode.evidence import Evidence
-from index.ingest.chunk import Passage, embedding_text_of
+from index.ingest.chunk import Passage, document_text_of, embedding_text_of
 from index.ingest.document import Document, stable_hash
 from index.prepare import PreparedDocument
 from index.store.accents import QUESTION_PHRASES, AccentVocabulary, form_counts
-from index.store.analysis import K1, B, analyze
+from index.store.analysis import CANDIDATES, K1, B, analyze, query_terms, with_documents
 from index.store.base import (
     FORMAT_VERSION,
     BuildEnd,
@@ -57,6 +57,7 @@ from index.store.base import (
     WriteResult,
 )
 from index.store.filters import NO_FILTERS, Filters, day_number
+from index.text import VIETNAMESE
 
 log = logging.getLogger("semsearch")
 
@@ -108,14 +109,14 @@ class MilvusIndexProblem(IndexProblem):
 
 def milvus_term(term: str) -> str:
     """One of lexical.analyze's terms spelled as one `\\w+` token: "~dang" -> "ǂdang",
-    "~dang_vien" -> "ǂdangǂvien"; written syllables stay as they are."""
+    "~dang_vien" -> "ǂdangǂvien", "en:protein" -> "enǂprotein"; written syllables stay as they are."""
     if term.startswith("~"):
         return _FOLDED + term[1:].replace("_", _FOLDED)
-    return term
+    return term.replace(":", _FOLDED)
 
 
-def milvus_terms(text: str) -> str:
-    return " ".join(milvus_term(t) for t in analyze(text))
+def milvus_terms(terms: list[str]) -> str:
+    return " ".join(milvus_term(t) for t in terms)
 
 
 def literal(value: str) -> str:
@@ -191,6 +192,7 @@ class MilvusStore:
         self.passages_name, self.documents_name = target.name("passages"), target.name("documents")
         self.accents_name, self.meta_name = target.name("accents"), target.name("meta")
         self._located: bool | None = None
+        self._documents_weighed: bool | None = None
 
     @property
     def located(self) -> bool:
@@ -199,6 +201,14 @@ class MilvusStore:
             fields = self.client.describe_collection(self.passages_name)["fields"]
             self._located = any(field["name"] == "page" for field in fields)
         return self._located
+
+    @property
+    def documents_weighed(self) -> bool:
+        """Whether documents have their own BM25 terms (collections made since they were added)."""
+        if self._documents_weighed is None:
+            fields = self.client.describe_collection(self.documents_name)["fields"]
+            self._documents_weighed = any(field["name"] == "lexical" for field in fields)
+        return self._documents_weighed
 
     @property
     def passage_fields(self) -> list[str]:
@@ -318,6 +328,13 @@ class MilvusStore:
     def sources(self) -> list[str]:
         return sorted({s for sources in self.meta_like("sources:").values() for s in sources})
 
+    def languages(self) -> frozenset[str]:
+        """The languages of the passages written (Vietnamese in collections written before they
+        were recorded: every passage was analysed as Vietnamese then)."""
+        return frozenset(language for found in self.meta_like("languages:").values() for language in found) or {
+            VIETNAMESE
+        }
+
     def first_int_id(self) -> int | None:
         rows = self._query(self.passages_name, "", ["int_id"], limit=1)
         return rows[0]["int_id"] if rows else None
@@ -396,6 +413,7 @@ class MilvusIndex:
         self.view = self._read_view()
 
     def _read_view(self) -> MilvusView:
+        self.languages = self.passages.languages()
         return MilvusView(self.passages.version(), self.passages.count(self.passages.passages_name))
 
     def refresh(self) -> bool:
@@ -428,24 +446,35 @@ class MilvusIndex:
     def lexical_search(
         self, query: str, k: int, filters: Filters = NO_FILTERS, view: MilvusView | None = None
     ) -> tuple[np.ndarray, np.ndarray]:
-        terms = milvus_terms(query)
+        terms = milvus_terms(query_terms(query, self.languages))
         if not terms:
             return np.zeros(0, np.float32), np.zeros(0, np.int64)
-        hits = self.passages.client.search(
-            self.passages.passages_name,
+        store = self.passages
+        hits = self._bm25(store.passages_name, terms, max(k, CANDIDATES), expression(filters, store.located), "int_id")
+        documents = [h["doc_id"] for h in hits]
+        of_document = {}
+        if documents and store.documents_weighed:
+            found = tuple(sorted(set(documents)))
+            where = expression(Filters(doc_ids=found))
+            of_document = {
+                h["doc_id"]: abs(h["distance"]) for h in self._bm25(store.documents_name, terms, len(found), where)
+            }
+        # BM25 scores are positive; milvus-lite reports them negated, as distances
+        return with_documents(
+            [abs(h["distance"]) for h in hits], [h["int_id"] for h in hits], documents, of_document, k
+        )
+
+    def _bm25(self, collection: str, terms: str, k: int, where: str, *fields: str) -> list[dict]:
+        return self.passages.client.search(
+            collection,
             data=[terms],
             anns_field="lexical",
             limit=k,
-            filter=expression(filters, self.passages.located),
-            output_fields=["int_id"],
+            filter=where,
+            output_fields=[*fields, "doc_id"],
             consistency_level=CONSISTENCY,
             search_params={"metric_type": "BM25"},
         )[0]
-        # BM25 scores are positive; milvus-lite reports them negated, as distances
-        return (
-            np.array([abs(h["distance"]) for h in hits], np.float32),
-            np.array([h["int_id"] for h in hits], np.int64),
-        )
 
     def vector(self, int_id: int) -> np.ndarray:
         return self.passages.vector(int_id, self.dim)
@@ -476,6 +505,14 @@ class MilvusIndex:
 
 
 # -- writing ------------------------------------------------------------------------------------------
+
+
+_BM25_INDEX = {
+    "field_name": "lexical",
+    "index_type": "SPARSE_INVERTED_INDEX",
+    "metric_type": "BM25",
+    "params": {"bm25_k1": K1, "bm25_b": B},
+}
 
 
 def _schemas(client, dim: int) -> dict[str, tuple]:
@@ -513,12 +550,7 @@ def _schemas(client, dim: int) -> dict[str, tuple]:
     )
     passage_index = client.prepare_index_params()
     passage_index.add_index(field_name="vector", index_type="HNSW", metric_type="IP", params=HNSW_BUILD)
-    passage_index.add_index(
-        field_name="lexical",
-        index_type="SPARSE_INVERTED_INDEX",
-        metric_type="BM25",
-        params={"bm25_k1": K1, "bm25_b": B},
-    )
+    passage_index.add_index(**_BM25_INDEX)
     for name in ("doc_id", "source", "day", "path"):
         passage_index.add_index(field_name=name, index_type="INVERTED")
 
@@ -535,6 +567,15 @@ def _schemas(client, dim: int) -> dict[str, tuple]:
     documents.add_field("row", DataType.INT64, nullable=True)
     documents.add_field("encoding", DataType.VARCHAR, max_length=64, nullable=True)
     documents.add_field("shard", DataType.INT64)
+    documents.add_field(
+        "terms", DataType.VARCHAR, max_length=_TEXT, enable_analyzer=True, analyzer_params={"tokenizer": "standard"}
+    )
+    documents.add_field("lexical", DataType.SPARSE_FLOAT_VECTOR)
+    documents.add_function(
+        Function(
+            name="bm25", function_type=FunctionType.BM25, input_field_names=["terms"], output_field_names=["lexical"]
+        )
+    )
     spare(documents)
 
     accents = client.create_schema(auto_id=False)
@@ -556,9 +597,11 @@ def _schemas(client, dim: int) -> dict[str, tuple]:
             params.add_index(field_name=name, index_type="INVERTED")
         return params
 
+    document_index = spare_index()
+    document_index.add_index(**_BM25_INDEX)
     return {
         "passages": (passages, passage_index),
-        "documents": (documents, spare_index()),
+        "documents": (documents, document_index),
         "accents": (accents, spare_index()),
         "meta": (meta, spare_index()),
     }
@@ -689,6 +732,8 @@ class MilvusWriter:
                 for prepared in documents
                 for passage, vector, sentences in zip(prepared.passages, prepared.vectors, prepared.sentences)
             ]
+            # recorded first: readers analyse queries for every language passages may be written in
+            self._add_to_meta("languages", {p.language for prepared in documents for p in prepared.passages})
             for part in _batches(rows):
                 self.client.upsert(self.passages_name, list(part))
             added = [p.embedding_text for prepared in documents for p in prepared.passages]
@@ -697,8 +742,8 @@ class MilvusWriter:
             removed_documents = [d for d in delete if d not in {doc.doc_id for doc in docs}]
             self.store.delete(self.documents_name, removed_documents)
             if docs:
-                self.client.upsert(self.documents_name, [self._document_row(doc) for doc in docs])
-                self._add_sources({doc.source for doc in docs if doc.source})
+                self.client.upsert(self.documents_name, [self._document_row(p.document, p.passages) for p in documents])
+                self._add_to_meta("sources", {doc.source for doc in docs if doc.source})
             version = (self.store.meta(f"version:{self.writer}") or 0) + 1
             self.store.set_meta(f"version:{self.writer}", version)
             commit = Commit(self.store.version(), len(rows), len(old), tuple(gone))
@@ -724,7 +769,7 @@ class MilvusWriter:
         return self.store.documents_name
 
     def _passage_row(self, doc: Document, passage: Passage, vector: np.ndarray, sentences: bytes) -> dict:
-        terms = milvus_terms(passage.embedding_text)
+        terms = milvus_terms(analyze(passage.embedding_text, passage.language))
         for name, value in (("text", passage.text), ("terms", terms)):
             if len(value.encode()) > _TEXT:
                 raise ValueError(f"passage {passage.id} of {doc.doc_id!r}: its {name} is over Milvus's {_TEXT} bytes")
@@ -747,8 +792,16 @@ class MilvusWriter:
             **({"path": doc.path, "page": passage.page, "row": doc.row} if self.store.located else {}),
         }
 
-    def _document_row(self, doc: Document) -> dict:
+    def _document_row(self, doc: Document, passages: Sequence[Passage]) -> dict:
+        weighed = {}
+        if self.store.documents_weighed:
+            text = document_text_of([(p.context, p.text) for p in passages])
+            terms = milvus_terms(analyze(text, passages[0].language if passages else None))
+            if len(terms.encode()) > _TEXT:  # what Milvus holds of a field: a longer document is weighed by its start
+                terms = terms.encode()[:_TEXT].decode(errors="ignore").rsplit(" ", 1)[0]
+            weighed["terms"] = terms
         return {
+            **weighed,
             "doc_id": doc.doc_id,
             "title": doc.title,
             "byline": doc.byline,
@@ -776,10 +829,11 @@ class MilvusWriter:
         total = (self.store.meta(f"accent_total:{self.writer}") or 0) + _syllables(changes)
         _set_accents(self.store, self.writer, current, total)
 
-    def _add_sources(self, sources: set[str]) -> None:
-        known = set(self.store.meta(f"sources:{self.writer}") or [])
-        if not sources <= known:
-            self.store.set_meta(f"sources:{self.writer}", sorted(known | sources))
+    def _add_to_meta(self, kind: str, values: set[str]) -> None:
+        """This writer's record of the `kind` of its passages, with `values` added."""
+        known = set(self.store.meta(f"{kind}:{self.writer}") or [])
+        if not values <= known:
+            self.store.set_meta(f"{kind}:{self.writer}", sorted(known | values))
 
     # -- builds ---------------------------------------------------------------------------------------
 

@@ -1,0 +1,84 @@
+"""A mixed-language index against single-language ones: ViQuAD (Vietnamese Wikipedia) and SciFact
+(English science abstracts) in one index, each set's questions asked of it and of its own index,
+every mode, at document level (`index.evaluate.quality.evaluate`).
+
+    python bench/mixed_index.py
+
+The single-language indexes are those of `make eval` and bench/baselines.py (var/eval/viquad,
+var/eval/scifact, built first if absent); the mixed one (var/eval/mixed) is written from their
+passages and vectors, so nothing is embedded twice, and rebuilt when either changes.
+"""
+
+from __future__ import annotations
+
+import json
+import sqlite3
+import sys
+from pathlib import Path
+
+import numpy as np
+
+from index.build import build_index, is_current, new_manifest
+from index.encode.embed import load_encoder
+from index.evaluate.quality import evaluate, format_table, load_eval_set
+from index.ingest.chunk import Passage
+from index.ingest.document import Document
+from index.prepare import prepare_chunked
+from index.retrieve.search import MODES, Searcher
+from index.store.location import building_at, manifest_at
+
+ROOT = Path(__file__).resolve().parent.parent
+SHARED_EVAL = ROOT.parent / "shared" / "eval"
+SETS = {"ViQuAD": "viquad", "SciFact": "scifact"}
+MIXED = ROOT / "var" / "eval" / "mixed"
+GROUP = 500
+
+
+def stored_documents(index: Path):
+    """Every document of an embedded index with its passages and their stored vectors, GROUP at a time."""
+    database = sqlite3.connect(index / "passages.sqlite")
+    rows = database.execute("SELECT doc_id, title, date, byline, source FROM documents ORDER BY doc_id").fetchall()
+    for start in range(0, len(rows), GROUP):
+        documents = {row[0]: Document(row[0], row[1], [], *row[2:]) for row in rows[start : start + GROUP]}
+        passages: dict[str, list[Passage]] = {doc_id: [] for doc_id in documents}
+        vectors = {}
+        for id_, doc_id, position, heading, context, text, vector, sentences, page in database.execute(
+            "SELECT id, doc_id, position, heading, context, text, vector, sentences, page FROM passages"
+            f" WHERE doc_id IN ({','.join('?' * len(documents))}) ORDER BY doc_id, position",
+            list(documents),
+        ):
+            passages[doc_id].append(Passage(id_, doc_id, position, heading, text, context, page))
+            vectors[id_] = (np.frombuffer(vector, np.float32), sentences)
+        yield [(doc, passages[doc_id]) for doc_id, doc in documents.items()], vectors
+    database.close()
+
+
+def main() -> int:
+    encoder = load_encoder()
+    evalsets = {label: load_eval_set(SHARED_EVAL / name) for label, name in SETS.items()}
+    own = {label: ROOT / "var" / "eval" / name for label, name in SETS.items()}
+    for label, evalset in evalsets.items():
+        if not is_current(evalset.corpus, own[label], encoder.model_id, encoder.precision):
+            build_index(evalset.corpus, own[label], encoder)
+    sources = {str(getattr(manifest_at(index), "corpus_fingerprint", "")) for index in own.values()}
+    fingerprint = "mixed:" + ",".join(sorted(sources))
+    mixed_manifest = manifest_at(MIXED)
+    if mixed_manifest is None or mixed_manifest.corpus_fingerprint != fingerprint:
+        with building_at(MIXED, new_manifest(encoder, fingerprint), progress=True) as build:
+            for index in own.values():
+                for chunked, vectors in stored_documents(index.resolve()):
+                    build.write(prepare_chunked(chunked, encoder, lambda _p, v=vectors: v), compact=False)
+            build.finish(set(), False, encoder)
+    mixed = Searcher.open(MIXED, encoder=encoder)
+    report = {}
+    for label, evalset in evalsets.items():
+        alone = Searcher.open(own[label], encoder=encoder)
+        report[f"{label}, own index ({alone.size} passages)"] = evaluate(alone, evalset, MODES)
+        report[f"{label}, mixed index ({mixed.size} passages)"] = evaluate(mixed, evalset, MODES)
+    print(format_table(report))
+    print(json.dumps(report))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
