@@ -60,8 +60,8 @@ def main() -> int:
     for label, evalset in evalsets.items():
         if not is_current(evalset.corpus, own[label], encoder.model_id, encoder.precision):
             build_index(evalset.corpus, own[label], encoder)
-    sources = {str(getattr(manifest_at(index), "corpus_fingerprint", "")) for index in own.values()}
-    fingerprint = "mixed:" + ",".join(sorted(sources))
+    sources = sorted(manifest.corpus_fingerprint for manifest in map(manifest_at, own.values()) if manifest)
+    fingerprint = "mixed:" + ",".join(sources)
     mixed_manifest = manifest_at(MIXED)
     if mixed_manifest is None or mixed_manifest.corpus_fingerprint != fingerprint:
         with building_at(MIXED, new_manifest(encoder, fingerprint), progress=True) as build:

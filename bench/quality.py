@@ -35,7 +35,10 @@ SETS = {
         SHARED_EVAL / "viquad" / "corpus.jsonl",
         "viquad",
     ),
+    "SciFact": (SHARED_EVAL / "scifact", None, "scifact"),
 }
+# English has no diacritics to strip
+ENGLISH = {"English seed", "English ViQuAD", "SciFact"}
 START, END = "<!-- quality:start -->", "<!-- quality:end -->"
 
 
@@ -45,8 +48,7 @@ def run(evalset: EvalSet, encoder, label: str, index_name: str) -> dict:
         build_index(evalset.corpus, out, encoder)
     searcher = Searcher.open(out, encoder=encoder)
     rows = {}
-    # English has no diacritics to strip
-    for unaccented in (False,) if label.startswith("English") else (False, True):
+    for unaccented in (False,) if label in ENGLISH else (False, True):
         started = time.perf_counter()
         rows[f"{label}{' unaccented' if unaccented else ''}"] = evaluate(
             searcher, evalset, MODES, unaccented=unaccented

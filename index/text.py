@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import re
 import unicodedata
+from collections.abc import Iterable
 from functools import lru_cache
 
 VIETNAMESE = "vi"
@@ -130,3 +131,12 @@ def language_of(text: str) -> str:
     import py3langid
 
     return py3langid.classify(text[:LANGUAGE_SAMPLE_CHARS])[0]
+
+
+def likeliest_language(text: str, among: Iterable[str]) -> str | None:
+    """Of the languages `among`, the one py3langid finds `text` likeliest written in (a tenth of a
+    millisecond for a question), or None when it ranks none of them."""
+    import py3langid
+
+    wanted = set(among)
+    return next((language for language, _ in py3langid.rank(text[:LANGUAGE_SAMPLE_CHARS]) if language in wanted), None)

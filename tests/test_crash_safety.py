@@ -75,7 +75,7 @@ _DYING_WRITER = textwrap.dedent("""
     elif point in ("before-tantivy-commit", "after-tantivy-commit"):
         opened = lexical.LexicalIndex._open.__func__
         # the passages' index is committed first: "after" leaves the documents' behind it
-        lexical.LexicalIndex._open = classmethod(lambda cls, *a, **k: tuple(map(DyingTantivy, opened(cls, *a, **k))))
+        lexical.LexicalIndex._open = classmethod(lambda cls, *a, **k: DyingTantivy(opened(cls, *a, **k)))
     elif point == "before-checksums":  # tantivy committed and merged, its files not yet recorded
         live.inventory = die
     elif point == "checkpoint-staged":  # the new checkpoint written, not yet renamed into place
@@ -188,9 +188,9 @@ def test_damaged_derived_files_are_rebuilt_from_the_database(built, tmp_path, da
     checkpoint = expected.index.view.checkpoint_name
     expected.index.close()
     if damage == "garble-postings":
-        garble(next((generation / "lexical").glob("*.idx")), at=16)
+        garble(next((generation / "lexical" / "vi").glob("*.idx")), at=16)
     elif damage == "drop-lexical-meta":
-        (generation / "lexical" / "meta.json").unlink()
+        (generation / "lexical" / "vi" / "meta.json").unlink()
     elif damage == "drop-lexical":
         import shutil
 
@@ -210,7 +210,7 @@ def test_damaged_derived_files_are_rebuilt_from_the_database(built, tmp_path, da
 def test_a_lexical_index_behind_the_log_and_damaged_is_rebuilt(built, tmp_path):
     out = copy_index(built, tmp_path / "copy")
     run_dying_writer(out, "after-commit")
-    (out.resolve() / "lexical" / "meta.json").unlink()
+    (out.resolve() / "lexical" / "vi" / "meta.json").unlink()
     searcher = Searcher.open(out, encoder=FakeEncoder())
     assert searcher.index.view.lexical_version == searcher.index.view.version
     assert len({r.doc_id for r in searcher.search("Zyxwv đoạn", 50, mode="lexical")}) == 50

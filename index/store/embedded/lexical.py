@@ -1,5 +1,5 @@
-"""Passages -> a BM25 index in tantivy over the analyser's terms, by each passage's language
-(index/store/analysis.py); queries -> lexical matches."""
+"""Passages -> BM25 indexes in tantivy over the analyser's terms, one per analysis of the
+passages' languages (index/store/analysis.py); queries -> lexical matches."""
 
 from __future__ import annotations
 
@@ -9,12 +9,12 @@ from pathlib import Path
 
 import numpy as np
 
-from index.store.analysis import CANDIDATES, analyze, query_terms, with_documents
+from index.store.analysis import CANDIDATES, analyze, analyzer_of, query_analysers, with_documents
 from index.store.filters import Filters
 
 DIRECTORY = "lexical"
-# the documents' index, inside the passages' (so the lexical files are checked, rebuilt and
-# backed up as one part)
+# the documents' index, inside each analysis's passages' index (so the lexical files are
+# checked, rebuilt and backed up as one part)
 DOCUMENTS = "documents"
 
 
@@ -43,10 +43,14 @@ class LexicalIndex:
     MRR@10 of bm25s, with 97% of the top ten alike (its scores are bm25s's times k1 + 1, a
     scale the fusion does not see: it divides each leg by its own spread).
 
-    A passage scores its own BM25 plus its whole document's (a second index, of documents): a
-    document split into passages keeps the evidence spread over them. On the dev sets' lexical
-    MRR@10 this moved SciFact (abstracts in 2-3 passages) from .828 to .837, ViNewsQA (articles
-    of 2.6) from .784 to .790 and ViQuAD (1.3) from .773 to .776 (docs/quality.md).
+    Each analysis (Vietnamese, English, ...) has an index of its own, `lexical/<analysis>/`, so
+    its BM25 counts only its own passages: in one index, ViQuAD's questions lost .018 lexical
+    MRR@10 when SciFact's English abstracts were added beside ViQuAD's passages (their lengths
+    and numbers moved every term's weight). A query is read in one analysis and searched there.
+
+    A passage scores its own BM25 plus its whole document's (an index of documents beside each,
+    `documents/`): a document split into passages keeps the evidence spread over them
+    (docs/quality.md).
 
     One process writes (`apply`, under the index's writer lock); readers `reload` to see its
     commits."""
@@ -56,21 +60,21 @@ class LexicalIndex:
     TOKENIZER = "semsearch_terms"
     WRITER_HEAP = 256 * 1024 * 1024
 
-    def __init__(self, passages, documents):
-        # readers reload when the change log says so, not from a file watcher thread of their own
-        for index in (passages, documents):
-            index.config_reader(reload_policy="Manual")
-        self.index = passages
-        self.documents = documents
-        self.schema = passages.schema
-        self._read_searchers()
+    def __init__(self, root: Path):
+        self.root = Path(root)
+        self.parts: dict[str, _Analysis] = {}
+        self.reload()
 
-    def _read_searchers(self) -> None:
-        self.searcher = self.index.searcher()
-        self.documents_searcher = self.documents.searcher()
-        # the languages a query is analysed for (a language whose passages were all deleted stays
-        # until tantivy merges them away: it only adds terms that match nothing)
-        self.languages = frozenset(language for language, _ in self.searcher.terms_with_prefix(self.LANGUAGE, ""))
+    def reload(self) -> None:
+        """See the writer's latest commits, and the analyses it has added since."""
+        for part in self.parts.values():
+            part.reload()
+        for directory in sorted(self.root.iterdir()):
+            if directory.name not in self.parts and (directory / DOCUMENTS / "meta.json").is_file():
+                self.parts[directory.name] = _Analysis(self._open(directory), self._open(directory / DOCUMENTS))
+        # the languages queries are read in (a language whose passages were all deleted stays
+        # until tantivy merges them away: a question may then be read in it and match nothing)
+        self.languages = frozenset(language for part in self.parts.values() for language in part.languages())
 
     @classmethod
     def _schema(cls):
@@ -88,28 +92,26 @@ class LexicalIndex:
         return builder.build()
 
     @classmethod
-    def _open(cls, directory: Path, create: bool = False, name: str = DIRECTORY) -> tuple:
-        """The passages' and the documents' tantivy indexes."""
+    def _open(cls, target: Path, create: bool = False):
         import tantivy
 
-        opened = []
-        for target in (Path(directory) / name, Path(directory) / name / DOCUMENTS):
-            if create:
-                target.mkdir(exist_ok=True)
-                index = tantivy.Index(cls._schema(), path=str(target))
-            else:
-                index = tantivy.Index.open(str(target))
-            index.register_tokenizer(cls.TOKENIZER, tantivy.TextAnalyzerBuilder(tantivy.Tokenizer.whitespace()).build())
-            opened.append(index)
-        return tuple(opened)
+        if create:
+            target.mkdir()
+            index = tantivy.Index(cls._schema(), path=str(target))
+        else:
+            index = tantivy.Index.open(str(target))
+        index.register_tokenizer(cls.TOKENIZER, tantivy.TextAnalyzerBuilder(tantivy.Tokenizer.whitespace()).build())
+        # readers reload when the change log says so, not from a file watcher thread of their own
+        index.config_reader(reload_policy="Manual")
+        return index
 
     @classmethod
     def create(cls, directory: Path, name: str = DIRECTORY) -> None:
-        cls._open(directory, create=True, name=name)
+        (Path(directory) / name).mkdir(exist_ok=True)
 
     @classmethod
     def load(cls, directory: Path) -> LexicalIndex:
-        return cls(*cls._open(directory))
+        return cls(Path(directory) / DIRECTORY)
 
     @classmethod
     def apply(
@@ -122,15 +124,29 @@ class LexicalIndex:
         threads: int | None = None,
         name: str = DIRECTORY,
     ) -> None:
-        """Delete `removed` and (re-)add `passages` and `documents`, as one tantivy commit of each
-        index on `threads` indexing threads (tantivy's choice when None). Deleting by id first
-        makes replaying the same changes harmless (and a document's entry goes with its first
+        """Delete `removed` and (re-)add `passages` and `documents`, each to the index of its
+        language's analysis (made when first needed), as one tantivy commit of each index
+        changed, on `threads` indexing threads (tantivy's choice when None). Deleting by id first
+        makes replaying the same changes harmless (a document's entry goes with its first
         passage). Returns once merges are done, so every file the commits leave is final."""
+        root = Path(directory) / name
         removed = list(removed)
-        for index, entries, unit in zip(
-            cls._open(directory, name=name), (passages, documents), ("passage", "document")
-        ):
-            cls._commit(index, removed, list(entries), progress, threads, unit)
+        by_analysis: dict[str, tuple[list[LexicalEntry], list[LexicalEntry]]] = {
+            path.name: ([], []) for path in root.iterdir() if path.is_dir()
+        }
+        for kind, entries in enumerate((passages, documents)):
+            for entry in entries:
+                by_analysis.setdefault(analyzer_of(entry.language), ([], []))[kind].append(entry)
+        for analysis, (its_passages, its_documents) in sorted(by_analysis.items()):
+            if not (removed or its_passages or its_documents):
+                continue
+            for target, entries, unit in (
+                (root / analysis, its_passages, "passage"),
+                (root / analysis / DOCUMENTS, its_documents, "document"),
+            ):
+                # made when first needed; one there without its files is damage, for the open to rebuild
+                index = cls._open(target, create=not target.exists())
+                cls._commit(index, removed, entries, progress, threads, unit)
 
     @classmethod
     def _commit(cls, index, removed: list[int], added: list[LexicalEntry], progress: bool, threads, unit: str) -> None:
@@ -166,80 +182,95 @@ class LexicalIndex:
         finally:
             writer.wait_merging_threads()
 
-    def reload(self) -> None:
-        self.index.reload()
-        self.documents.reload()
-        self._read_searchers()
-
     def search(self, query: str, k: int, filters: Filters | None = None) -> tuple[np.ndarray, np.ndarray]:
         """(scores, ids) of up to k passages sharing terms with `query` and passing `filters`,
         best first: each passage's BM25 plus its document's, over the CANDIDATES (or k) passages
-        whose own BM25 is best."""
+        whose own BM25 is best, in the analysis the query is read in."""
         import tantivy
 
+        analysis = query_analysers(query, self.languages)[0]
+        part = self.parts.get(analysis)
         terms = self.query_terms(query)
-        if not terms:
+        if part is None or not terms:
             return np.zeros(0, np.float32), np.zeros(0, np.int64)
-        should = [(tantivy.Occur.Should, tantivy.Query.term_query(self.schema, self.TERMS, term)) for term in terms]
+        schema = part.passages.schema
+        should = [(tantivy.Occur.Should, tantivy.Query.term_query(schema, self.TERMS, term)) for term in terms]
         matching = text = tantivy.Query.boolean_query(should)
         if filters:
             # filters only narrow: they add nothing to the score
             must = [(tantivy.Occur.Must, text)] + [
                 (tantivy.Occur.Must, tantivy.Query.const_score_query(clause, 0.0))
-                for clause in self._filter_clauses(filters)
+                for clause in self._filter_clauses(schema, filters)
             ]
             text = tantivy.Query.boolean_query(must)
-        searcher = self.searcher
+        searcher = part.searcher
         hits = _best(searcher, text, max(k, CANDIDATES))
         addresses = [address for _, address in hits]
         ids = searcher.fast_field_values(self.ID, addresses)
         keys = searcher.fast_field_values(self.DOCUMENT_KEY, addresses)
-        of_document = self._document_scores(matching, set(keys))
+        of_document = self._document_scores(part, matching, set(keys))
         return with_documents([score for score, _ in hits], ids, keys, of_document, k)
 
-    def _document_scores(self, matching, keys: set[int]) -> dict[int, float]:
+    def _document_scores(self, part: _Analysis, matching, keys: set[int]) -> dict[int, float]:
         """The BM25 of each of the documents with `keys` (their first passages' ids) that match."""
         import tantivy
 
         if not keys:
             return {}
-        these = tantivy.Query.const_score_query(tantivy.Query.term_set_query(self.schema, self.ID, sorted(keys)), 0.0)
+        schema = part.documents.schema
+        these = tantivy.Query.const_score_query(tantivy.Query.term_set_query(schema, self.ID, sorted(keys)), 0.0)
         query = tantivy.Query.boolean_query([(tantivy.Occur.Must, matching), (tantivy.Occur.Must, these)])
-        searcher = self.documents_searcher
+        searcher = part.documents_searcher
         hits = searcher.search(query, len(keys), count=False).hits
         found = searcher.fast_field_values(self.ID, [address for _, address in hits])
         return dict(zip(found, (score for score, _ in hits)))
 
     def query_terms(self, query: str) -> list[str]:
-        """Every term of the query, in each analysis of the index's languages it could be written
-        in: dropping common ones would make tantivy several times faster at a million passages
-        and cost .006-.06 MRR@10 (bench/lexical_pruning.py)."""
-        return query_terms(query, self.languages)
+        """Every term of the query as it is read: dropping common ones would make tantivy several
+        times faster at a million passages and cost .006-.06 MRR@10 (bench/lexical_pruning.py)."""
+        return analyze(query, query_analysers(query, self.languages)[0])
 
-    def _filter_clauses(self, filters: Filters) -> list:
+    def _filter_clauses(self, schema, filters: Filters) -> list:
         import tantivy
 
         clauses = []
         if filters.sources:
-            clauses.append(tantivy.Query.term_set_query(self.schema, self.SOURCE, list(filters.sources)))
+            clauses.append(tantivy.Query.term_set_query(schema, self.SOURCE, list(filters.sources)))
         if filters.doc_ids:
-            clauses.append(tantivy.Query.term_set_query(self.schema, self.DOC, list(filters.doc_ids)))
+            clauses.append(tantivy.Query.term_set_query(schema, self.DOC, list(filters.doc_ids)))
         if (days := filters.day_range()) is not None:
-            clauses.append(
-                tantivy.Query.range_query(self.schema, self.DAY, tantivy.FieldType.Integer, days[0], days[1])
-            )
+            clauses.append(tantivy.Query.range_query(schema, self.DAY, tantivy.FieldType.Integer, days[0], days[1]))
         return clauses
 
     def ids(self) -> np.ndarray:
         """Every passage id in the index."""
         import tantivy
 
-        searcher = self.searcher
-        hits = searcher.search(tantivy.Query.all_query(), max(int(searcher.num_docs), 1), count=False).hits
-        return np.array(searcher.fast_field_values(self.ID, [address for _, address in hits]), np.int64)
+        found = []
+        for part in self.parts.values():
+            searcher = part.searcher
+            hits = searcher.search(tantivy.Query.all_query(), max(int(searcher.num_docs), 1), count=False).hits
+            found += searcher.fast_field_values(self.ID, [address for _, address in hits])
+        return np.array(found, np.int64)
 
     def __len__(self) -> int:
-        return int(self.searcher.num_docs)
+        return sum(int(part.searcher.num_docs) for part in self.parts.values())
+
+
+class _Analysis:
+    """The passages' and the documents' tantivy indexes of one analysis, and their searchers."""
+
+    def __init__(self, passages, documents):
+        self.passages, self.documents = passages, documents
+        self.searcher, self.documents_searcher = passages.searcher(), documents.searcher()
+
+    def reload(self) -> None:
+        for index in (self.passages, self.documents):
+            index.reload()
+        self.searcher, self.documents_searcher = self.passages.searcher(), self.documents.searcher()
+
+    def languages(self) -> list[str]:
+        return [language for language, _ in self.searcher.terms_with_prefix(LexicalIndex.LANGUAGE, "")]
 
 
 def _best(searcher, query, k: int) -> list[tuple[float, object]]:
