@@ -50,7 +50,8 @@ check: install
 test: install check model browser
 	$(BIN)/python -m pytest
 
-# Full evaluation sets (about 20 minutes): prints the quality table and writes it into docs/quality.md.
+# Full evaluation sets (about 25 minutes, and 20 more the first time to index SciFact): prints the
+# quality table and writes it into docs/quality.md.
 eval: model
 	$(BIN)/python bench/quality.py
 
