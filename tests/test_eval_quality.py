@@ -135,9 +135,10 @@ def test_no_answer_is_said_of_questions_the_index_cannot_answer(request, tmp_pat
 
 # SciFact (English science abstracts, claims as questions) against the stock baselines on the same
 # claims: BM25 with English stemming and stop words, and its reciprocal-rank fusion with our own
-# dense ranking. Measured on this subset (2026-12-02, MRR@10 / nDCG@10): embedded hybrid
-# SCIFACT_MEASURED; the floors sit under them.
-SCIFACT_FLOORS = {"semsearch hybrid": (0.85, 0.87), "semsearch dense": (0.80, 0.83), "semsearch lexical": (0.79, 0.82)}
+# dense ranking. Measured on this subset (2026-12-02, MRR@10 / nDCG@10), embedded and Milvus:
+# hybrid .943/.959 .947/.960, dense .918/.934 (both), lexical .900/.919 .903/.920; stemmed BM25
+# .901/.917, the fusion .938/.950. The floors sit under them.
+SCIFACT_FLOORS = {"semsearch hybrid": (0.92, 0.94), "semsearch dense": (0.89, 0.91), "semsearch lexical": (0.87, 0.89)}
 
 
 @pytest.mark.parametrize("backend", ["embedded", "milvus"])
@@ -150,6 +151,6 @@ def test_scifact_beats_stemmed_bm25_and_its_fusion_with_our_dense_ranking(
     for system, (mrr, ndcg) in SCIFACT_FLOORS.items():
         assert report[system]["MRR@10"] >= mrr and report[system]["nDCG@10"] >= ndcg, (system, report[system])
     for metric in ("MRR@10", "nDCG@10"):
-        assert report["semsearch hybrid"][metric] > report[FUSED][metric], (metric, report)
-        if backend == "embedded":  # Milvus's lexical leg has no document-level evidence
-            assert report["semsearch lexical"][metric] >= report[BM25][metric] - 0.01, (metric, report)
+        assert report["semsearch hybrid"][metric] >= report[FUSED][metric], (metric, report)
+        # level with it: a question or two either way on 120
+        assert report["semsearch lexical"][metric] >= report[BM25][metric] - 0.01, (metric, report)
