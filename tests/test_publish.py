@@ -144,7 +144,9 @@ def test_every_immutable_file_is_recorded_with_size_and_checksum(fake_index):
     state = open_index(fake_index).passages.state()
     assert set(state["checkpoint"]["files"]) == {"vectors.faiss", "catalog.npz"}
     lexical = state["lexical_files"]
-    assert "meta.json" in lexical and any(name.endswith(".idx") for name in lexical)  # tantivy's postings
+    # tantivy's of each analysis, of passages and of documents, and their postings
+    assert {"vi/meta.json", "vi/documents/meta.json"} <= set(lexical)
+    assert any(name.endswith(".idx") for name in lexical)
     assert all(set(entry) == {"size", "xxh3"} for entry in [*lexical.values(), *state["checkpoint"]["files"].values()])
 
 
@@ -198,7 +200,7 @@ def test_files_checked_before_are_not_read_again_until_one_changes(fake_index, m
     assert reads == {}
     # a file written since is read again; the others are still not read
     time.sleep(0.05)
-    postings = next((fake_index.resolve() / "lexical").glob("*.idx"))
+    postings = next((fake_index.resolve() / "lexical" / "vi").glob("*.idx"))
     postings.write_bytes(postings.read_bytes())
     open_index(fake_index).close()
     assert reads == {"checksums": 1}
