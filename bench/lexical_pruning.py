@@ -20,7 +20,7 @@ from lexical import DEPTH, VIQUAD, openings
 
 from index.store.analysis import analyze
 from index.store.embedded.lexical import LexicalEntry, LexicalIndex
-from index.text import normalize
+from index.text import VIETNAMESE, normalize
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -40,11 +40,11 @@ RULES: dict[str, Rule | None] = {
 class PrunedLexical(LexicalIndex):
     rules: list[Rule | None] = [None]  # the rule in force, shared by every instance
 
-    def query_terms(self, query: str) -> list[str]:
-        terms, rule = analyze(query), self.rules[0]
-        if rule is None:
+    def query_terms(self, query: str, analysis: str = VIETNAMESE) -> list[str]:
+        terms, rule = analyze(query, analysis), self.rules[0]
+        if rule is None or analysis not in self.parts:
             return terms
-        searcher, kept = self.searcher, []
+        searcher, kept = self.parts[analysis].searcher, []
         for term in terms:
             if rule(term, searcher.doc_freq(self.TERMS, term) / max(searcher.num_docs, 1)):
                 kept.append(term)

@@ -12,19 +12,16 @@ passages and vectors, so nothing is embedded twice, and rebuilt when either chan
 from __future__ import annotations
 
 import json
-import sqlite3
 import sys
 from pathlib import Path
-
-import numpy as np
 
 from index.build import build_index, is_current, new_manifest
 from index.encode.embed import load_encoder
 from index.evaluate.quality import evaluate, format_table, load_eval_set
-from index.ingest.chunk import Passage
-from index.ingest.document import Document
 from index.prepare import prepare_chunked
 from index.retrieve.search import MODES, Searcher
+from index.store.embedded.live import vector_arrays
+from index.store.embedded.passages import PassageStore
 from index.store.location import building_at, manifest_at
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -32,25 +29,6 @@ SHARED_EVAL = ROOT.parent / "shared" / "eval"
 SETS = {"ViQuAD": "viquad", "SciFact": "scifact"}
 MIXED = ROOT / "var" / "eval" / "mixed"
 GROUP = 500
-
-
-def stored_documents(index: Path):
-    """Every document of an embedded index with its passages and their stored vectors, GROUP at a time."""
-    database = sqlite3.connect(index / "passages.sqlite")
-    rows = database.execute("SELECT doc_id, title, date, byline, source FROM documents ORDER BY doc_id").fetchall()
-    for start in range(0, len(rows), GROUP):
-        documents = {row[0]: Document(row[0], row[1], [], *row[2:]) for row in rows[start : start + GROUP]}
-        passages: dict[str, list[Passage]] = {doc_id: [] for doc_id in documents}
-        vectors = {}
-        for id_, doc_id, position, heading, context, text, vector, sentences, page in database.execute(
-            "SELECT id, doc_id, position, heading, context, text, vector, sentences, page FROM passages"
-            f" WHERE doc_id IN ({','.join('?' * len(documents))}) ORDER BY doc_id, position",
-            list(documents),
-        ):
-            passages[doc_id].append(Passage(id_, doc_id, position, heading, text, context, page))
-            vectors[id_] = (np.frombuffer(vector, np.float32), sentences)
-        yield [(doc, passages[doc_id]) for doc_id, doc in documents.items()], vectors
-    database.close()
 
 
 def main() -> int:
@@ -66,8 +44,12 @@ def main() -> int:
     if mixed_manifest is None or mixed_manifest.corpus_fingerprint != fingerprint:
         with building_at(MIXED, new_manifest(encoder, fingerprint), progress=True) as build:
             for index in own.values():
-                for chunked, vectors in stored_documents(index.resolve()):
-                    build.write(prepare_chunked(chunked, encoder, lambda _p, v=vectors: v), compact=False)
+                store = PassageStore(index.resolve())
+                for chunked, vectors in store.written_documents(GROUP, every=True):
+                    build.write(
+                        prepare_chunked(chunked, encoder, lambda _p, v=vectors: vector_arrays(v)), compact=False
+                    )
+                store.close()
             build.finish(set(), False, encoder)
     mixed = Searcher.open(MIXED, encoder=encoder)
     report = {}

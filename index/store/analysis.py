@@ -16,7 +16,7 @@ language: "en:protein". Any other language gives its lower-cased words as writte
 Vietnamese analysis of a query writes them. Terms of different analysers never meet, so adding
 English passages to a Vietnamese index leaves the Vietnamese terms' postings as they were.
 
-A query is read in one language of the index (`query_analysers`): a question whose words are
+A query is read in one language of the index (`query_analysis`): a question whose words are
 Vietnamese syllables (`QUERY_VIETNAMESE_SHARE`) as Vietnamese, any other in the index's language
 py3langid finds likeliest; in an index of one language, in that one (an English question of a
 Vietnamese index keeps matching names and numbers, as before).
@@ -118,25 +118,25 @@ def analyzer_of(language: str | None) -> str:
     return language if language in SNOWBALL else VIETNAMESE
 
 
-def query_analysers(query: str, languages: Iterable[str]) -> list[str]:
+def query_analysis(query: str, languages: Iterable[str]) -> str:
     """The analysis `query` is read with, of those of the index's `languages`: the index's only
     one; Vietnamese for a query whose words are Vietnamese syllables; else that of the index's
     language py3langid finds the query likeliest written in. One, so a question matches
     passages of its own language: read in two, an English question matched the English words
     of Vietnamese Wikipedia articles (SciFact lexical MRR@10 .837 alone, .788 beside ViQuAD)."""
     languages = set(languages) or {VIETNAMESE}
-    analysers = sorted({analyzer_of(language) for language in languages})
-    if len(analysers) == 1:
-        return analysers
-    if VIETNAMESE in analysers and vietnamese_share(query) >= QUERY_VIETNAMESE_SHARE:
-        return [VIETNAMESE]
+    analyses = sorted({analyzer_of(language) for language in languages})
+    if len(analyses) == 1:
+        return analyses[0]
+    if VIETNAMESE in analyses and vietnamese_share(query) >= QUERY_VIETNAMESE_SHARE:
+        return VIETNAMESE
     likeliest = likeliest_language(query, languages)
-    return [analyzer_of(likeliest) if likeliest else analysers[0]]
+    return analyzer_of(likeliest) if likeliest else analyses[0]
 
 
 def query_terms(query: str, languages: Iterable[str]) -> list[str]:
     """The terms of `query` read in the index's `languages` (a Vietnamese question's as before)."""
-    return [term for analyser in query_analysers(query, languages) for term in analyze(query, analyser)]
+    return analyze(query, query_analysis(query, languages))
 
 
 def in_stemmed_language(query: str, languages: Iterable[str]) -> bool:
@@ -144,7 +144,7 @@ def in_stemmed_language(query: str, languages: Iterable[str]) -> bool:
     it is then in a language of the corpus, which the share of its words the corpus knows (the
     test for an English question of a Vietnamese corpus) need not tell, and it has no diacritics
     to restore."""
-    return query_analysers(query, languages) != [VIETNAMESE]
+    return query_analysis(query, languages) != VIETNAMESE
 
 
 def with_documents(

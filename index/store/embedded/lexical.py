@@ -9,7 +9,7 @@ from pathlib import Path
 
 import numpy as np
 
-from index.store.analysis import CANDIDATES, analyze, analyzer_of, query_analysers, with_documents
+from index.store.analysis import CANDIDATES, analyze, analyzer_of, query_analysis, with_documents
 from index.store.filters import Filters
 
 DIRECTORY = "lexical"
@@ -188,9 +188,9 @@ class LexicalIndex:
         whose own BM25 is best, in the analysis the query is read in."""
         import tantivy
 
-        analysis = query_analysers(query, self.languages)[0]
+        analysis = query_analysis(query, self.languages)
         part = self.parts.get(analysis)
-        terms = self.query_terms(query)
+        terms = self.query_terms(query, analysis)
         if part is None or not terms:
             return np.zeros(0, np.float32), np.zeros(0, np.int64)
         schema = part.passages.schema
@@ -225,10 +225,10 @@ class LexicalIndex:
         found = searcher.fast_field_values(self.ID, [address for _, address in hits])
         return dict(zip(found, (score for score, _ in hits)))
 
-    def query_terms(self, query: str) -> list[str]:
-        """Every term of the query as it is read: dropping common ones would make tantivy several
+    def query_terms(self, query: str, analysis: str) -> list[str]:
+        """Every term of the query in `analysis`: dropping common ones would make tantivy several
         times faster at a million passages and cost .006-.06 MRR@10 (bench/lexical_pruning.py)."""
-        return analyze(query, query_analysers(query, self.languages)[0])
+        return analyze(query, analysis)
 
     def _filter_clauses(self, schema, filters: Filters) -> list:
         import tantivy

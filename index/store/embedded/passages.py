@@ -257,13 +257,15 @@ class PassageStore:
         return {doc_id: (fingerprint, path) for doc_id, fingerprint, path in rows}
 
     def written_documents(
-        self, batch: int = 500
+        self, batch: int = 500, every: bool = False
     ) -> Iterator[tuple[list[tuple[Document, list[Passage]]], dict[str, tuple[bytes, bytes]]]]:
-        """Documents not read by a full build (added from files or over HTTP since), `batch` at
-        a time: each with its passages and their stored (vector, packed sentence vectors)."""
+        """Documents not read by a full build (added from files or over HTTP since), or `every`
+        document, `batch` at a time: each with its passages and their stored (vector, packed
+        sentence vectors)."""
+        where = "" if every else "WHERE origin != 'build'"
         rows = self._query(
             "SELECT doc_id, title, date, byline, source, original_name, origin, path, format, row, encoding"
-            " FROM documents WHERE origin != 'build' ORDER BY doc_id"
+            f" FROM documents {where} ORDER BY doc_id"
         )
         for start in range(0, len(rows), batch):
             documents = {

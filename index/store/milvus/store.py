@@ -191,24 +191,26 @@ class MilvusStore:
         self.client = client or target.connect()
         self.passages_name, self.documents_name = target.name("passages"), target.name("documents")
         self.accents_name, self.meta_name = target.name("accents"), target.name("meta")
-        self._located: bool | None = None
-        self._documents_weighed: bool | None = None
+        self._fields: dict[str, set[str]] = {}  # of each collection, once read
 
     @property
     def located(self) -> bool:
         """Whether the collections have the location fields (made since they were added)."""
-        if self._located is None:
-            fields = self.client.describe_collection(self.passages_name)["fields"]
-            self._located = any(field["name"] == "page" for field in fields)
-        return self._located
+        return self._has_field(self.passages_name, "page")
 
     @property
     def documents_weighed(self) -> bool:
         """Whether documents have their own BM25 terms (collections made since they were added)."""
-        if self._documents_weighed is None:
-            fields = self.client.describe_collection(self.documents_name)["fields"]
-            self._documents_weighed = any(field["name"] == "lexical" for field in fields)
-        return self._documents_weighed
+        return self._has_field(self.documents_name, "lexical")
+
+    def _has_field(self, collection: str, name: str) -> bool:
+        """Whether `collection` has the field `name` (milvus-lite cannot add fields to a
+        collection: one made before a field was added never has it)."""
+        if collection not in self._fields:
+            self._fields[collection] = {
+                field["name"] for field in self.client.describe_collection(collection)["fields"]
+            }
+        return name in self._fields[collection]
 
     @property
     def passage_fields(self) -> list[str]:
