@@ -4,6 +4,10 @@ search latency and recall@10 against exact search, for each index the size polic
 Above what this machine can embed the vectors are synthetic: real e5 passage vectors (from the
 ViQuAD evaluation index, when `make eval` has built it) each copied with a little noise, so the
 data keeps the clustered shape of real embeddings; random unit vectors otherwise.
+
+--real-queries asks ViQuAD's questions, embedded by the model, instead of noisy copies of the
+passages (a question is farther from its passages than a copy is); --nprobes 16,32,64 measures
+the default IVF index of each size at each of those nprobes, one build per size.
 """
 
 from __future__ import annotations
@@ -51,6 +55,51 @@ def synthetic(base: np.ndarray, n: int, seed: int, noise: float = 0.02) -> np.nd
     return out
 
 
+def real_queries(count: int) -> np.ndarray:
+    import json
+
+    from index.encode.embed import load_encoder
+
+    lines = (ROOT.parent / "shared" / "eval" / "viquad" / "queries_dev.jsonl").read_text(encoding="utf-8").splitlines()
+    return load_encoder().encode_queries([json.loads(line)["text"] for line in lines[:count]])
+
+
+def searched(
+    backend: FaissBackend, queries: np.ndarray, exact_ids: np.ndarray, repeats: int
+) -> tuple[list, list, float]:
+    """p50s and p99s (ms) of each pass over `queries`, and recall@10 against `exact_ids`."""
+    p50s, p99s = [], []
+    for _ in range(repeats):
+        latencies = []
+        found = []
+        for query in queries:
+            started = time.perf_counter()
+            _, hit = backend.search(query, 10, None)
+            latencies.append((time.perf_counter() - started) * 1000)
+            found.append(hit)
+        p50s.append(statistics.median(latencies))
+        p99s.append(p99(latencies))
+    recall = float(np.mean([len(set(f.tolist()) & set(e.tolist())) / 10 for f, e in zip(found, exact_ids)]))
+    return p50s, p99s, recall
+
+
+def sweep(
+    n: int, vectors: np.ndarray, queries: np.ndarray, exact_ids: np.ndarray, nprobes: list[int], repeats: int
+) -> None:
+    plan = IndexPlan.for_size(max(n, 50_000))
+    backend = FaissBackend.build(lambda: [(np.arange(n, dtype=np.int64), vectors)], n, vectors.shape[1], plan)
+    for nprobe in nprobes:
+        p50s, p99s, recall = searched(
+            FaissBackend(backend.index, IndexPlan(plan.factory, nprobe)), queries, exact_ids, repeats
+        )
+        mark = " (default)" if nprobe == plan.nprobe else ""
+        print(
+            f"| {n:,} | {plan.factory} nprobe {nprobe}{mark} | {spread(p50s, digits=2)} | "
+            f"{statistics.median(p99s):.2f} | {recall:.3f} |",
+            flush=True,
+        )
+
+
 def rss_bytes() -> int:
     with open("/proc/self/statm") as f:
         return int(f.read().split()[1]) * resource.getpagesize()
@@ -78,18 +127,7 @@ def measure(
     load_s = time.perf_counter() - started
     ram = rss_bytes() - before
 
-    p50s, p99s = [], []
-    for _ in range(repeats):
-        latencies = []
-        found = []
-        for query in queries:
-            started = time.perf_counter()
-            _, hit = mapped.search(query, 10, None)
-            latencies.append((time.perf_counter() - started) * 1000)
-            found.append(hit)
-        p50s.append(statistics.median(latencies))
-        p99s.append(p99(latencies))
-    recall = np.mean([len(set(f.tolist()) & set(e.tolist())) / 10 for f, e in zip(found, exact_ids)])
+    p50s, p99s, recall = searched(mapped, queries, exact_ids, repeats)
     del loaded, mapped
     return {
         "build_s": build_s,
@@ -108,20 +146,31 @@ def main() -> int:
     parser.add_argument("--sizes", default="10000,100000,1000000")
     parser.add_argument("--queries", type=int, default=200)
     parser.add_argument("--repeats", type=int, default=3, help="passes over the queries (and mmap loads)")
+    parser.add_argument("--real-queries", action="store_true", help="ViQuAD's questions embedded, not noisy copies")
+    parser.add_argument("--nprobes", help="comma-separated nprobes to measure the default IVF index at")
     args = parser.parse_args()
 
     base = base_vectors()
+    asked = real_queries(args.queries) if args.real_queries else None
     print(f"base vectors: {len(base)} {'real e5 (ViQuAD)' if len(base) != 5000 else 'random'}")
+    print(f"queries: {'ViQuAD questions' if asked is not None else 'noisy copies of the base vectors'}")
     print(f"one search thread; search p50 min / median / max over {args.repeats} passes, p99 median; mmap load median")
-    print(
-        "| passages | index | build s | bytes/passage (file / RAM) "
-        "| load s (read / mmap) | search ms p50 | p99 | recall@10 |"
-    )
-    print("|---|---|---|---|---|---|---|---|")
+    if args.nprobes:
+        print("| passages | index | search ms p50 | p99 | recall@10 |")
+        print("|---|---|---|---|---|")
+    else:
+        print(
+            "| passages | index | build s | bytes/passage (file / RAM) "
+            "| load s (read / mmap) | search ms p50 | p99 | recall@10 |"
+        )
+        print("|---|---|---|---|---|---|---|---|")
     for n in map(int, args.sizes.split(",")):
         vectors = synthetic(base, n, seed=n)
-        queries = synthetic(base, args.queries, seed=n + 1, noise=0.03)
+        queries = asked if asked is not None else synthetic(base, args.queries, seed=n + 1, noise=0.03)
         exact = np.argpartition(-(queries @ vectors.T), 10, axis=1)[:, :10]
+        if args.nprobes:
+            sweep(n, vectors, queries, exact, [int(p) for p in args.nprobes.split(",")], args.repeats)
+            continue
         plans = {"exact": IndexPlan("Flat")}
         for memory_saving in (False, True):
             plan = IndexPlan.for_size(max(n, 50_000), memory_saving)

@@ -2,7 +2,7 @@
 (bench/lexical.py's corpus) and MRR@10 on ViQuAD dev (hybrid and lexical, with and without
 diacritics) for each rule; a term's share is its document frequency over the passages.
 
-    python bench/lexical_pruning.py [--passages 1000000]
+    python bench/lexical_pruning.py [--passages 1000000] [--whole-paragraphs]
 """
 
 from __future__ import annotations
@@ -16,7 +16,7 @@ import time
 from collections.abc import Callable
 from pathlib import Path
 
-from lexical import DEPTH, VIQUAD, openings
+from lexical import DEPTH, VIQUAD, analysed_once, openings
 
 from index.store.analysis import analyze
 from index.store.embedded.lexical import LexicalEntry, LexicalIndex
@@ -63,6 +63,7 @@ def latency(lexical: PrunedLexical, questions: list[str]) -> float:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--passages", type=int, default=1_000_000)
+    parser.add_argument("--whole-paragraphs", action="store_true", help="real-length passages, not openings")
     args = parser.parse_args()
 
     from quality import SETS
@@ -80,16 +81,13 @@ def main() -> None:
     searcher = Searcher.open(built, encoder=encoder)
     searcher.index.lexical.__class__ = PrunedLexical
 
-    unique = openings()
+    unique = openings(args.whole_paragraphs)
     directory = Path(tempfile.mkdtemp(prefix="semsearch-pruning-"))
     try:
         LexicalIndex.create(directory)
-        LexicalIndex.apply(
-            directory,
-            (),
-            [LexicalEntry(n, n, unique[n % len(unique)], "vi", f"s{n}", None, None) for n in range(args.passages)],
-            progress=True,
-        )
+        entries = [LexicalEntry(n, n, unique[n % len(unique)], "vi", f"s{n}", None, None) for n in range(args.passages)]
+        with analysed_once():
+            LexicalIndex.apply(directory, (), entries, entries, progress=True)
         synthetic = LexicalIndex.load(directory)
         synthetic.__class__ = PrunedLexical
         lines = (VIQUAD / "queries_dev.jsonl").read_text(encoding="utf-8").splitlines()

@@ -78,13 +78,15 @@ class HashVectors:
         return self._vectors(texts)
 
 
-def viquad_openings() -> list[tuple[str, str]]:
+def viquad_openings(whole: bool = False) -> list[tuple[str, str]]:
+    """ViQuAD's paragraphs' titles and opening sentences (or whole texts), once each."""
     from index.text import split_sentences
 
     found = []
     for line in (VIQUAD / "corpus.jsonl").read_text(encoding="utf-8").splitlines():
         record = json.loads(line)
-        found.append((record.get("title", ""), " ".join(split_sentences(normalize(record["text"]))[:2])))
+        text = normalize(record["text"])
+        found.append((record.get("title", ""), text if whole else " ".join(split_sentences(text)[:2])))
     return list(dict.fromkeys(found))
 
 

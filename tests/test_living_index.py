@@ -15,6 +15,7 @@ from index.build import build_index, write_documents
 from index.ingest.document import document_from_record
 from index.retrieve.search import Searcher
 from index.store.base import IndexBusy
+from index.store.embedded import lexical as lexical_module
 from index.store.embedded.catalog import Catalog
 from index.store.embedded.publish import open_index, verify_index, writing
 from index.store.filters import Filters
@@ -215,6 +216,39 @@ def test_filters_against_a_brute_force_oracle(dated_index, fake_encoder, filters
     if allowed:
         similar = searcher.similar_to_passage(every[0].id, 5, filters=filters)
         assert all(passes(by_id[r.id], filters) for r in similar)
+
+
+@pytest.mark.parametrize("chained_df", [0, lexical_module.CHAINED_DF], ids=["every term alone", "as served"])
+def test_documents_bm25_looked_up_term_by_term_against_one_disjunction(dated_index, monkeypatch, chained_df):
+    """A common term's document BM25 is read at the candidates' documents alone (a query level
+    per term); the oracle is one disjunction of every term (repeats included) beside them."""
+    import tantivy
+
+    monkeypatch.setattr(lexical_module, "CHAINED_DF", chained_df)
+    index = open_index(dated_index)
+    try:
+        lexical = index.lexical
+        part = lexical.parts["vi"]
+        schema, searcher = part.documents.schema, part.documents_searcher
+        keys = set(
+            searcher.fast_field_values(
+                lexical.ID, [a for _, a in searcher.search(tantivy.Query.all_query(), 1000).hits]
+            )
+        )
+        for question in ("đảng viên chi bộ", "đảng viên đảng viên thi đua", "kinh tế nông nghiệp thanh niên", "qwxzv"):
+            terms = lexical.query_terms(question, "vi")
+            matching = tantivy.Query.boolean_query(
+                [(tantivy.Occur.Should, tantivy.Query.term_query(schema, lexical.TERMS, t)) for t in terms]
+            )
+            these = tantivy.Query.const_score_query(tantivy.Query.term_set_query(schema, lexical.ID, sorted(keys)), 0.0)
+            query = tantivy.Query.boolean_query([(tantivy.Occur.Must, matching), (tantivy.Occur.Must, these)])
+            hits = searcher.search(query, len(keys)).hits
+            expected = dict(zip(searcher.fast_field_values(lexical.ID, [a for _, a in hits]), (s for s, _ in hits)))
+            found = lexical._document_scores(part, terms, keys)
+            assert found.keys() == expected.keys() and (expected or question == "qwxzv")
+            assert [found[k] for k in expected] == pytest.approx(list(expected.values()), rel=1e-5)
+    finally:
+        index.close()
 
 
 def test_the_catalogue_kept_with_a_checkpoint_and_the_changes_since_open_as_a_full_read_would(dated_index):
