@@ -5,7 +5,7 @@ indexes the ViQuAD corpus (5,109 paragraphs, each with its title), then asks eve
 for 10 results in hybrid mode, --passes times. Printed per system: the process CPU of the
 indexing, CPU per search (min / median / max over the passes), MRR@10 and Recall@10 over
 documents (as `make eval` counts them), and the process's peak resident memory; then each figure's
-ratio semsearch / txtai.
+ratio semsearch / txtai; then the quality of each system's dense and lexical legs alone.
 
 txtai (Apache-2.0) is configured as a careful user would: the same multilingual-e5-small weights
 from the local directory semsearch builds, e5's "query: " / "passage: " prefixes, hybrid on
@@ -79,11 +79,14 @@ def run_semsearch(asked: list[dict], passes: int) -> dict:
         indexing = time.process_time() - started
         searcher = Searcher.open(out, encoder=encoder)
 
-        def search(text: str) -> list[str]:
-            return unique_in_order([r.doc_id for r in searcher.search(text, K, "hybrid")])
+        def search(text: str, mode: str = "hybrid") -> list[str]:
+            return unique_in_order([r.doc_id for r in searcher.search(text, K, mode)])
 
-        per_pass, ranked = searched(search, [q["text"] for q in asked], passes)
-    return {"indexing_cpu_s": indexing, "search_cpu_ms": per_pass, "ranked": ranked, "peak_mb": peak_and_cpu()[0]}
+        texts = [q["text"] for q in asked]
+        per_pass, ranked = searched(search, texts, passes)
+        peak = peak_and_cpu()[0]
+        legs = {mode: [search(text, mode) for text in texts] for mode in ("dense", "lexical")}
+    return {"indexing_cpu_s": indexing, "search_cpu_ms": per_pass, "ranked": ranked, "peak_mb": peak, "legs": legs}
 
 
 def run_txtai(asked: list[dict], passes: int, model: str) -> dict:
@@ -102,11 +105,15 @@ def run_txtai(asked: list[dict], passes: int, model: str) -> dict:
     embeddings.index((r["id"], f"{r['title']}\n{r['text']}" if r.get("title") else r["text"], None) for r in records)
     indexing = time.process_time() - started
 
-    def search(text: str) -> list[str]:
-        return [hit["id"] for hit in embeddings.search(text, K)]
+    def search(text: str, weights: float | None = None) -> list[str]:
+        return [hit["id"] for hit in embeddings.search(text, K, weights=weights)]
 
-    per_pass, ranked = searched(search, [q["text"] for q in asked], passes)
-    return {"indexing_cpu_s": indexing, "search_cpu_ms": per_pass, "ranked": ranked, "peak_mb": peak_and_cpu()[0]}
+    texts = [q["text"] for q in asked]
+    per_pass, ranked = searched(search, texts, passes)
+    peak = peak_and_cpu()[0]
+    # its hybrid weights: 1 is the dense scores alone, 0 BM25's alone
+    legs = {leg: [search(text, weights) for text in texts] for leg, weights in (("dense", 1.0), ("lexical", 0.0))}
+    return {"indexing_cpu_s": indexing, "search_cpu_ms": per_pass, "ranked": ranked, "peak_mb": peak, "legs": legs}
 
 
 def peers_python() -> Path:
@@ -162,17 +169,23 @@ def main() -> int:
         "semsearch": in_child(Path(sys.executable), "semsearch", args, default_model_dir()),
         "txtai": in_child(peers_python(), "txtai", args, default_model_dir()),
     }
+    relevant = [set(q["relevant"]) for q in asked]
+
+    def quality(ranked: list[list[str]]) -> dict[str, float]:
+        return {
+            "mrr": sum(reciprocal_rank_at(r, rel, K) for r, rel in zip(ranked, relevant)) / len(asked),
+            "recall": sum(recall_at(r, rel, K) for r, rel in zip(ranked, relevant)) / len(asked),
+        }
+
     rows = {}
     for system, report in reports.items():
-        relevant = [set(q["relevant"]) for q in asked]
         rows[system] = {
             "indexing": report["indexing_cpu_s"],
             "search": sorted(report["search_cpu_ms"])[len(report["search_cpu_ms"]) // 2],
-            "mrr": sum(reciprocal_rank_at(r, rel, K) for r, rel in zip(report["ranked"], relevant)) / len(asked),
-            "recall": sum(recall_at(r, rel, K) for r, rel in zip(report["ranked"], relevant)) / len(asked),
+            "spread": spread(report["search_cpu_ms"]),
             "peak": report["peak_mb"],
+            **quality(report["ranked"]),
         }
-        rows[system]["spread"] = spread(report["search_cpu_ms"])
     print(f"ViQuAD dev: {len(asked)} questions, 5,109 paragraphs; hybrid, k={K}; {args.passes} passes\n")
     print("| system | indexing CPU s | CPU ms per search min / median / max | MRR@10 | Recall@10 | peak resident MB |")
     print("|---|---|---|---|---|---|")
@@ -187,6 +200,13 @@ def main() -> int:
         f"{ours['search'] / theirs['search']:.2f}x (medians) | {ours['mrr'] / theirs['mrr']:.2f}x | "
         f"{ours['recall'] / theirs['recall']:.2f}x | {ours['peak'] / theirs['peak']:.2f}x |"
     )
+    print("\nEach leg alone (the same indexes; txtai's hybrid weights 1 and 0):\n")
+    print("| system | leg | MRR@10 | Recall@10 |")
+    print("|---|---|---|---|")
+    for system, report in reports.items():
+        for leg, ranked in report["legs"].items():
+            figures = quality(ranked)
+            print(f"| {system} | {leg} | {figures['mrr']:.3f} | {figures['recall']:.3f} |")
     return 0
 
 

@@ -22,7 +22,7 @@ import numpy as np
 from figures import spread
 
 from index.encode.e5_build import DEFAULT_MODEL_ID
-from index.encode.embed import load_encoder, model_directory, semsearch_home
+from index.encode.embed import load_encoder, model_directory, semsearch_home, unit_rows
 from index.encode.int8_encoder import NETWORK_FILE, QUERY_SHAPE_STEP, mean_pool, network_inputs
 from index.encode.openvino_int8 import ensure_int8_encoder
 
@@ -78,30 +78,21 @@ def main() -> int:
     }
     served = network.compiled.create_infer_request()
 
-    def run(sequence: list[int]) -> np.ndarray:
-        length = next((n for n in lengths if n >= len(sequence)), None)
+    def encoded(sequence: list[int], fixed_lengths: bool) -> np.ndarray:
+        length = next((n for n in lengths if n >= len(sequence)), None) if fixed_lengths else None
         request, step = (fixed[length], length) if length else (served, QUERY_SHAPE_STEP)
         inputs = network_inputs([sequence], encoder.table, encoder.scales, encoder.tokenizer.pad_id, step)
         request.infer(inputs)
-        return mean_pool(request.get_output_tensor(0).data, inputs["attention_mask"])[0]
+        return unit_rows(mean_pool(request.get_output_tensor(0).data, inputs["attention_mask"]))[0]
 
-    def served_run(sequence: list[int]) -> np.ndarray:
-        inputs = network_inputs([sequence], encoder.table, encoder.scales, encoder.tokenizer.pad_id, QUERY_SHAPE_STEP)
-        served.infer(inputs)
-        return mean_pool(served.get_output_tensor(0).data, inputs["attention_mask"])[0]
-
-    cpu = {"served (dynamic shapes)": [], "fixed lengths": []}
+    cpu: dict[str, list[float]] = {"served (dynamic shapes)": [], "fixed lengths": []}
+    vectors = {}
     for _ in range(args.passes):
-        for label, how in (("served (dynamic shapes)", served_run), ("fixed lengths", run)):
+        for label, fixed_lengths in zip(cpu, (False, True)):
             started = time.process_time()
-            vectors = np.array([how(s) for s in sequences])
+            vectors[label] = np.array([encoded(s, fixed_lengths) for s in sequences])
             cpu[label].append((time.process_time() - started) * 1000 / len(sequences))
-            if label == "fixed lengths":
-                fixed_vectors = vectors
-            else:
-                served_vectors = vectors
-    unit = lambda v: v / np.linalg.norm(v, axis=1, keepdims=True)  # noqa: E731
-    cosine = (unit(fixed_vectors) * unit(served_vectors)).sum(axis=1)
+    cosine = np.prod(list(vectors.values()), axis=0).sum(axis=1)
     tokens = np.array([len(s) for s in sequences])
     print(f"{len(sequences)} questions, tokens p50 {np.median(tokens):.0f}, max {tokens.max()}; lengths {lengths}")
     print("| network | CPU ms per query min / median / max |")
