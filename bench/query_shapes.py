@@ -19,7 +19,7 @@ import time
 from pathlib import Path
 
 import numpy as np
-from figures import spread
+from figures import resident_bytes, spread
 
 from index.encode.e5_build import DEFAULT_MODEL_ID
 from index.encode.embed import load_encoder, model_directory, semsearch_home, unit_rows
@@ -30,11 +30,6 @@ ROOT = Path(__file__).resolve().parent.parent
 VIQUAD = ROOT.parent / "shared" / "eval" / "viquad"
 # the served network's settings, given to each fixed-length copy
 SERVED_PROPERTIES = ("PERFORMANCE_HINT", "NUM_STREAMS", "INFERENCE_NUM_THREADS", "INFERENCE_PRECISION_HINT")
-
-
-def resident_mb() -> float:
-    with open("/proc/self/statm") as f:
-        return int(f.read().split()[1]) * 4096 / 2**20
 
 
 def compiled_for(core, directory: Path, length: int, width: int, config: dict):
@@ -62,10 +57,10 @@ def main() -> int:
     config = {key: network.compiled.get_property(key) for key in SERVED_PROPERTIES}
     core = ov.Core()
     if args.memory_of:
-        before = resident_mb()
+        before = resident_bytes()
         request = compiled_for(core, directory, args.memory_of, encoder.table.shape[1], config).create_infer_request()
         request.infer(network_inputs([[0] * args.memory_of], encoder.table, encoder.scales, 0, args.memory_of))
-        print(resident_mb() - before)
+        print((resident_bytes() - before) / 2**20)
         return 0
 
     lengths = sorted(int(n) for n in args.lengths.split(","))
