@@ -112,7 +112,7 @@ def main(argv: list[str] | None = None) -> int:
     )
     p.add_argument("--passage-tokens", type=int, default=None, help="split paragraphs longer than this")
     p.add_argument(
-        "--memory-saving", action="store_true", help="8-bit vectors above 50k passages (a quarter of the RAM)"
+        "--memory-saving", action="store_true", help="4-bit vectors above 50k passages (half the 8-bit default)"
     )
     p.add_argument(
         "--precision",

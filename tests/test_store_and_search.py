@@ -172,6 +172,23 @@ def test_similar_leaves_out_the_passage_and_its_exact_copies(tmp_path, fake_enco
     assert searcher.similar_to_text(shared, 2)[0].text == shared
 
 
+def test_similar_passages_are_scored_from_the_stored_vectors_not_the_rounded_codes(tmp_path, fake_encoder, monkeypatch):
+    """Past the size step the vector index keeps 8-bit codes; the similar passages it finds are
+    scored and ordered by their exact cosine, from the stored vectors."""
+    import index.store.embedded.vectors as vectors
+
+    monkeypatch.setattr(vectors, "EXACT_BELOW", 100)
+    build_index([CORPUS], tmp_path / "index", fake_encoder, progress=False)
+    searcher = Searcher.open(tmp_path / "index", encoder=fake_encoder)
+    assert "SQ8" in searcher.index.view.checkpoint.describe()["factory"]
+    text = "Đảng bộ Khối tổ chức hội nghị học tập nghị quyết"
+    similar = searcher.similar_to_text(text, 5)
+    query = fake_encoder.encode_passages([text])[0]
+    exact = [float(searcher.index.vector(searcher.passage(r.id).int_id) @ query) for r in similar]
+    assert len(similar) == 5 and [r.score for r in similar] == pytest.approx(exact, abs=1e-6)
+    assert exact == sorted(exact, reverse=True)
+
+
 def test_neighbours_are_in_reading_order(fake_searcher):
     hit = fake_searcher.search("Fanpage Zalo", 1)[0]
     passage = fake_searcher.passage(hit.id)

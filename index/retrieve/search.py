@@ -439,8 +439,13 @@ class Searcher:
     def _nearest(
         self, index: IndexReader, view: IndexView, vector: np.ndarray, k: int, filters: Filters
     ) -> list[SearchResult]:
-        scores, ids = index.dense(vector, k + LATE_DELETES, filters, view)
-        return self._results(index, view, Ranked(scores, ids), list(range(len(ids))), k)
+        # a large index's vectors are rounded (8-bit codes): its nearest are found there and
+        # scored again from the stored float32 vectors, as the dense leg's candidates are
+        _, candidates = index.dense(vector, max(k + LATE_DELETES, FUSION.depth), filters, view)
+        evidence = index.evidence(candidates.tolist())
+        scores = evidence.passages @ vector
+        order = np.lexsort((evidence.ids, -scores))[: k + LATE_DELETES]
+        return self._results(index, view, Ranked(scores[order], evidence.ids[order]), list(range(len(order))), k)
 
     def document(self, doc_id: str) -> dict | None:
         """A document's metadata and its passages' ids."""
