@@ -26,7 +26,7 @@ from index.encode.int8_encoder import Int8Encoder, network_inputs
 from index.evaluate.metrics import reciprocal_rank_at, unique_in_order
 from index.evaluate.quality import load_eval_set
 from index.ingest.chunk import embedding_text_of, evidence_sentences, evidence_spans
-from index.retrieve.fusion import sentence_cosines
+from index.retrieve.fusion import Cosines, sentence_cosines
 from index.retrieve.search import FUSION
 from index.store.base import StoredPassage
 from index.store.embedded.publish import open_index
@@ -95,9 +95,9 @@ def dense_mrr(questions, passages: np.ndarray, sentences: list[np.ndarray], docs
     counts = np.array([len(s) for s in sentences])
     stacked = np.concatenate(sentences)
     total = 0.0
+    ids = np.arange(len(passages))
     for query, question in zip(queries, questions):
-        whole, best, _ = sentence_cosines(question, passages, stacked, counts)
-        score = FUSION.passage_share * whole + (1 - FUSION.passage_share) * best
+        score = Cosines(ids, *sentence_cosines(question, passages, stacked, counts), counts).dense(FUSION.passage_share)
         top = np.argpartition(-score, 100)[:100]
         top = top[np.argsort(-score[top])]
         total += reciprocal_rank_at(unique_in_order([docs[i] for i in top]), query.relevant, 10)

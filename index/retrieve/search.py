@@ -16,7 +16,7 @@ from index.encode.embed import TextEncoder, load_encoder
 from index.ingest.chunk import evidence_spans
 from index.retrieve.answer import Annotator, Span, answer_key, idf_weight
 from index.retrieve.confidence import ANSWERED_AT, DATE_SORT_FLOOR, Features, confidence
-from index.retrieve.fusion import Cosines, normalized_score_fusion, reciprocal_rank_fusion
+from index.retrieve.fusion import Cosines, normalized_score_fusion, passage_cosines, reciprocal_rank_fusion
 from index.store.analysis import in_stemmed_language
 from index.store.base import IndexReader, IndexView, ModelMismatch, Ranking, StoredPassage
 from index.store.filters import NO_FILTERS, Filters
@@ -443,7 +443,7 @@ class Searcher:
         # scored again from the stored float32 vectors, as the dense leg's candidates are
         _, candidates = index.dense(vector, max(k + LATE_DELETES, FUSION.depth), filters, view)
         evidence = index.evidence(candidates.tolist())
-        scores = evidence.passages @ vector
+        scores = passage_cosines(vector, evidence.passages)
         order = np.lexsort((evidence.ids, -scores))[: k + LATE_DELETES]
         return self._results(index, view, Ranked(scores[order], evidence.ids[order]), list(range(len(order))), k)
 
