@@ -56,21 +56,20 @@ def test_a_killed_worker_is_replaced_and_sigterm_lets_a_write_in_flight_answer(i
             {"id": f"late-{n}", "title": "Tin", "text": f"Đoạn văn số {n} về công tác xây dựng Đảng ở cơ sở. " * 20}
             for n in range(40)
         ]
-        answers: list = []
-
-        def write() -> None:
-            answers.append(call(base, "/api/documents", "POST", batch))
-            answers.append(time.monotonic())
-
-        writer = threading.Thread(target=write)
+        answers: list[tuple[tuple[int, dict], float]] = []  # the answer, and when it came
+        writer = threading.Thread(
+            target=lambda: answers.append((call(base, "/api/documents", "POST", batch), time.monotonic()))
+        )
         writer.start()
         time.sleep(1.0)
         process.send_signal(signal.SIGTERM)
         signalled = time.monotonic()
         writer.join(timeout=120)
-        assert answers and answers[0][0] == 200, answers
-        assert answers[1] > signalled, "the write answered before SIGTERM, so it was not in flight"
-        assert answers[0][1]["documents"][-1] == "late-39"
+        assert answers, "the write got no answer"
+        (status, body), answered = answers[0]
+        assert status == 200, body
+        assert answered > signalled, "the write answered before SIGTERM, so it was not in flight"
+        assert body["documents"][-1] == "late-39"
         assert process.wait(timeout=90) == 0
     finally:
         if process.poll() is None:
